@@ -1,0 +1,78 @@
+"""create_app(settings, store_url): routes and lifespan wiring; nothing else."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route, WebSocketRoute
+
+from server import http_api
+from server.errors import ApiError, ErrorCode
+from server.node import Node
+from server.openapi import openapi_document
+from server.settings import Settings
+from server.transport import websocket_endpoint
+
+log = logging.getLogger("livecart.app")
+
+_STATUS_CODES = {400: ErrorCode.BAD_REQUEST, 401: ErrorCode.UNAUTHORIZED,
+                 403: ErrorCode.FORBIDDEN, 404: ErrorCode.NOT_FOUND, 405: ErrorCode.BAD_REQUEST,
+                 413: ErrorCode.TOO_LARGE}
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = _STATUS_CODES.get(exc.status_code, ErrorCode.BAD_REQUEST)
+    message = "no such route" if exc.status_code == 404 else str(exc.detail)
+    response = http_api.error_response(ApiError(code, message))
+    response.status_code = exc.status_code
+    return response
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    return http_api.as_json_response(request, exc)
+
+
+async def _openapi(request: Request) -> Response:
+    return http_api.JSON(openapi_document())
+
+
+def create_app(settings: Settings, store_url: str) -> Starlette:
+    node = Node(settings, store_url)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await node.start()
+        if settings.demo:
+            from server.demo import seed
+
+            await seed(node)
+        try:
+            yield
+        finally:
+            node.drain()
+            await node.stop()
+
+    routes: list[Route | WebSocketRoute] = [
+        *http_api.ROUTES,
+        Route("/openapi.json", _openapi, methods=["GET"]),
+        WebSocketRoute("/ws", websocket_endpoint),
+    ]
+    if settings.demo:
+        from server.demo import demo_routes
+
+        routes.extend(demo_routes())
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: _http_error, ApiError: _api_error,
+                            Exception: _api_error},
+    )
+    app.state.node = node
+    return app

@@ -1,0 +1,93 @@
+"""HS256 tokens: `{sub, role, exp, name?}` signed with the deployment's shared secret."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from server.errors import ApiError, ErrorCode, forbidden, unauthorized
+
+ROLES = ("viewer", "creator", "seller", "admin")
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who is speaking. Anonymous viewers have `sub=None` and may only watch and like."""
+
+    sub: str | None
+    role: str
+    name: str | None = None
+    exp: int | None = None
+
+    @property
+    def anonymous(self) -> bool:
+        return self.sub is None
+
+    def expired(self, now: float | None = None) -> bool:
+        return self.exp is not None and (now if now is not None else time.time()) >= self.exp
+
+    def display_name(self) -> str:
+        """A name safe to show other viewers: the `name` claim, or a masked id."""
+        if self.name:
+            return self.name
+        if not self.sub:
+            return "someone"
+        return mask_id(self.sub)
+
+
+ANONYMOUS = Identity(sub=None, role="viewer")
+
+
+def mask_id(sub: str) -> str:
+    head = sub[:1] if sub else "?"
+    return f"{head}***{len(sub) % 10}"
+
+
+def issue_token(secret: str, sub: str, role: str, ttl_s: int, name: str | None = None,
+                now: float | None = None) -> str:
+    if role not in ROLES:
+        raise ApiError(ErrorCode.BAD_REQUEST, f"role must be one of {', '.join(ROLES)}")
+    issued = int(now if now is not None else time.time())
+    claims: dict[str, Any] = {"sub": sub, "role": role, "iat": issued, "exp": issued + ttl_s}
+    if name:
+        claims["name"] = name
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+def verify_token(secret: str, token: str) -> Identity:
+    """Decode and check a token; raise `unauthorized` for anything forged, expired or malformed."""
+    try:
+        claims = jwt.decode(
+            token, secret, algorithms=["HS256"], options={"require": ["sub", "role", "exp"]}
+        )
+    except jwt.ExpiredSignatureError as exc:
+        raise unauthorized("token expired") from exc
+    except jwt.PyJWTError as exc:
+        raise unauthorized("invalid token") from exc
+    sub, role, name = claims.get("sub"), claims.get("role"), claims.get("name")
+    if not isinstance(sub, str) or not sub or len(sub) > 128:
+        raise unauthorized("token `sub` must be a non-empty string")
+    if role not in ROLES:
+        raise unauthorized(f"token role must be one of {', '.join(ROLES)}")
+    if name is not None and (not isinstance(name, str) or len(name) > 64):
+        raise unauthorized("token `name` must be a short string")
+    return Identity(sub=sub, role=role, name=name, exp=int(claims["exp"]))
+
+
+def require_user(identity: Identity) -> str:
+    """The caller's id; `unauthorized` when anonymous or expired."""
+    if identity.sub is None:
+        raise unauthorized("sign in: this needs a token")
+    if identity.expired():
+        raise unauthorized("token expired; send `auth` with a fresh token")
+    return identity.sub
+
+
+def require_role(identity: Identity, *roles: str) -> str:
+    sub = require_user(identity)
+    if identity.role not in roles and identity.role != "admin":
+        raise forbidden(f"this needs the role {' or '.join(roles)}")
+    return sub

@@ -1,0 +1,158 @@
+"""`livecart serve | valkey | token`: the command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import resource
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from server.settings import DEV_SECRET, Settings, SettingsError, from_env
+
+log = logging.getLogger("livecart")
+
+
+def _raise_fd_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def _banner(message: str) -> None:
+    print(message, flush=True)
+
+
+def serve(settings: Settings) -> int:
+    import uvicorn
+
+    from server.app import create_app
+    from server.embedded import EmbeddedError, EmbeddedValkey
+    from server.wire import Wire
+
+    try:
+        settings.signing_secret  # noqa: B018 - fail fast without a secret
+    except SettingsError as exc:
+        print(f"livecart: {exc}", file=sys.stderr)
+        return 2
+    if settings.demo and not settings.secret:
+        print("!" * 78 + "\nlivecart: LIVECART_SECRET is not set; demo mode signs tokens with a "
+              "FIXED DEVELOPMENT SECRET.\nAnyone can forge tokens. Never expose this server.\n"
+              + "!" * 78, file=sys.stderr, flush=True)
+    _raise_fd_limit()
+
+    embedded: EmbeddedValkey | None = None
+    url = settings.redis_url
+    if not url:
+        embedded = EmbeddedValkey(None if settings.ephemeral else settings.data_dir,
+                                  fsync=settings.fsync)
+        try:
+            embedded.start()
+        except EmbeddedError as exc:
+            print(f"livecart: {exc}", file=sys.stderr)
+            return 1
+        url = embedded.url
+        log.info("embedded valkey at %s (data in %s)", url, embedded.data_dir)
+
+    class Server(uvicorn.Server):  # type: ignore[misc]
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets)
+            if self.started and self.servers:
+                host, port = self.servers[0].sockets[0].getsockname()[:2]
+                _banner(f"livecart ready on http://{host}:{port} node={settings.node_id}"
+                        + (" (demo: open / in a browser)" if settings.demo else ""))
+
+        async def shutdown(self, sockets: Any = None) -> None:
+            app.state.node.draining = True
+            await super().shutdown(sockets)
+
+    app = create_app(settings, url)
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, ws=Wire, ws_max_size=settings.max_frame_bytes,
+        ws_per_message_deflate=False, lifespan="on", log_level=settings.log_level,
+        timeout_graceful_shutdown=int(max(1, settings.drain_timeout_s)), access_log=False,
+    )
+    try:
+        server = Server(config)
+        server.run()
+        return 0 if server.started else 1
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+def valkey(data_dir: Path, port: int, host: str) -> int:
+    from server.embedded import EmbeddedError, EmbeddedValkey
+
+    server = EmbeddedValkey(data_dir, tcp_port=port, tcp_host=host)
+    try:
+        server.start()
+    except EmbeddedError as exc:
+        print(f"livecart: {exc}", file=sys.stderr)
+        return 1
+    _banner(f"valkey ready: LIVECART_REDIS_URL=redis://{host}:{port}  (unix socket: "
+            f"{server.url}; data in {server.data_dir}); Ctrl-C stops it")
+    stop = False
+
+    def _stop(*_: Any) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        while not stop and server.process is not None and server.process.poll() is None:
+            time.sleep(0.2)
+    finally:
+        server.stop()
+    return 0
+
+
+def token(settings: Settings, sub: str, role: str, name: str | None, ttl: int) -> int:
+    from server.auth import issue_token
+
+    secret = settings.secret or DEV_SECRET
+    print(issue_token(secret, sub, role, ttl, name))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="livecart", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_serve = sub.add_parser("serve", help="run a server node")
+    p_serve.add_argument("--host", default=None)
+    p_serve.add_argument("--port", type=int, default=None)
+    p_serve.add_argument("--demo", action="store_true", help="web demo, token endpoint, seed data")
+    p_serve.add_argument("--ephemeral", action="store_true", help="embedded Valkey in a temp dir")
+    p_valkey = sub.add_parser("valkey", help="run a standalone embedded Valkey for several nodes")
+    p_valkey.add_argument("--port", type=int, default=6379)
+    p_valkey.add_argument("--host", default="127.0.0.1")
+    p_valkey.add_argument("--data-dir", type=Path, default=Path(".livecart-valkey"))
+    p_token = sub.add_parser("token", help="print a signed token (uses LIVECART_SECRET)")
+    p_token.add_argument("--sub", required=True)
+    p_token.add_argument("--role", required=True, choices=["viewer", "creator", "seller", "admin"])
+    p_token.add_argument("--name", default=None)
+    p_token.add_argument("--ttl", type=int, default=24 * 3600)
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        settings = from_env()
+    except SettingsError as exc:
+        print(f"livecart: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "serve":
+        settings = settings.with_overrides(host=args.host, port=args.port,
+                                           demo=args.demo or None,
+                                           ephemeral=args.ephemeral or None)
+        return serve(settings)
+    if args.command == "valkey":
+        return valkey(args.data_dir, args.port, args.host)
+    return token(settings, args.sub, args.role, args.name, args.ttl)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

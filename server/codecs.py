@@ -1,0 +1,108 @@
+"""Wire codecs chosen by subprotocol, and server-side WebSocket frame building.
+
+`livecart.json` uses text frames (orjson), `livecart.msgpack` binary frames. Both carry
+the same shapes. Server frames are unmasked, so a frame's bytes are the same for every
+viewer: `frame()` builds them once and the hub hands the same `bytes` to every socket.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any, Final
+
+import msgpack
+import orjson
+
+JSON_PROTOCOL: Final = "livecart.json"
+MSGPACK_PROTOCOL: Final = "livecart.msgpack"
+
+OP_TEXT: Final = 0x1
+OP_BINARY: Final = 0x2
+
+
+class DecodeError(ValueError):
+    """The frame is not a valid document in this codec."""
+
+
+class Codec:
+    name: str
+    opcode: int
+
+    def encode(self, obj: Any) -> bytes:
+        raise NotImplementedError
+
+    def decode(self, data: str | bytes) -> Any:
+        raise NotImplementedError
+
+
+class JsonCodec(Codec):
+    name = JSON_PROTOCOL
+    opcode = OP_TEXT
+
+    def encode(self, obj: Any) -> bytes:
+        return orjson.dumps(obj)
+
+    def decode(self, data: str | bytes) -> Any:
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise DecodeError(f"invalid JSON: {exc}") from exc
+
+
+class MsgpackCodec(Codec):
+    name = MSGPACK_PROTOCOL
+    opcode = OP_BINARY
+
+    def encode(self, obj: Any) -> bytes:
+        return msgpack.packb(obj, use_bin_type=True)  # type: ignore[no-any-return]
+
+    def decode(self, data: str | bytes) -> Any:
+        raw = data.encode() if isinstance(data, str) else data
+        try:
+            return msgpack.unpackb(raw, raw=False, strict_map_key=False)
+        except Exception as exc:  # msgpack raises many unrelated types for garbage
+            raise DecodeError(f"invalid msgpack: {type(exc).__name__}") from exc
+
+
+JSON: Final = JsonCodec()
+MSGPACK: Final = MsgpackCodec()
+CODECS: Final[dict[str, Codec]] = {JSON_PROTOCOL: JSON, MSGPACK_PROTOCOL: MSGPACK}
+
+
+def choose(offered: list[str]) -> Codec:
+    """The first livecart codec the client offered, in its order; JSON when it offered none."""
+    for name in offered:
+        codec = CODECS.get(name)
+        if codec is not None:
+            return codec
+    return JSON
+
+
+def frame(opcode: int, payload: bytes) -> bytes:
+    """A complete, unmasked, final WebSocket frame (RFC 6455 section 5.2)."""
+    n = len(payload)
+    first = 0x80 | opcode
+    if n < 126:
+        return bytes((first, n)) + payload
+    if n < 65536:
+        return struct.pack("!BBH", first, 126, n) + payload
+    return struct.pack("!BBQ", first, 127, n) + payload
+
+
+def close_frame(code: int, reason: str = "") -> bytes:
+    body = struct.pack("!H", code) + reason.encode()[:120]
+    return frame(0x8, body)
+
+
+def batch(codec: Codec, encoded_events: list[bytes]) -> bytes:
+    """Join already-encoded events into one array document without re-encoding them."""
+    if codec is MSGPACK:
+        n = len(encoded_events)
+        if n < 16:
+            head = bytes((0x90 | n,))
+        elif n < 65536:
+            head = struct.pack("!BH", 0xDC, n)
+        else:
+            head = struct.pack("!BI", 0xDD, n)
+        return head + b"".join(encoded_events)
+    return b"[" + b",".join(encoded_events) + b"]"

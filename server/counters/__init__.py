@@ -1,0 +1,1 @@
+"""Live numbers: presence, likes, room counters (attribution and ledger build on this)."""

@@ -1,0 +1,79 @@
+"""Room counters and presence.
+
+Each node reports its local viewer count per session on every tick (`room_tick.lua`):
+the session's `viewers` is the sum over nodes whose report has not expired, so a dead
+node's viewers vanish within the presence TTL. Likes are merged locally and added on the
+tick. Rooms receive `counters` at most once per tick, and only when a number changed.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from server.keys import Keys
+from server.store import Store, as_dict
+
+
+@dataclass(frozen=True, slots=True)
+class TickReport:
+    sid: str
+    viewers: int
+    likes: int
+    orders: int
+    units: int
+    peak: int
+
+    def counters(self) -> dict[str, int]:
+        return {"viewers": self.viewers, "likes": self.likes, "orders": self.orders,
+                "units": self.units}
+
+
+def live_viewers(presence: dict[str, str], now_ms: int) -> int:
+    total = 0
+    for value in presence.values():
+        count, _, expires = value.partition(":")
+        if expires.isdigit() and int(expires) > now_ms and count.isdigit():
+            total += int(count)
+    return total
+
+
+class RoomCounters:
+    def __init__(self, store: Store, keys: Keys, node_id: str, presence_ttl_s: float) -> None:
+        self.store, self.keys, self.node_id = store, keys, node_id
+        self.ttl_ms = int(presence_ttl_s * 1000)
+
+    async def snapshot(self, sid: str) -> dict[str, int]:
+        presence, counters = await self.store.batch([
+            ("HGETALL", self.keys.presence(sid)), ("HGETALL", self.keys.counters(sid)),
+        ])
+        c = as_dict(counters)
+        return {
+            "viewers": live_viewers(as_dict(presence), int(time.time() * 1000)),
+            "likes": int(c.get("likes", 0)), "orders": int(c.get("orders", 0)),
+            "units": int(c.get("units", 0)),
+        }
+
+    async def seen(self, sid: str, viewer: str) -> None:
+        await self.store.call("PFADD", self.keys.uniques(sid), viewer)
+
+    async def tick(self, rooms: list[tuple[str, int, int]]) -> list[TickReport]:
+        """Report (session, local viewers, new likes) for each room in one round trip."""
+        calls = [
+            ([self.keys.presence(sid), self.keys.counters(sid)],
+             [self.node_id, viewers, self.ttl_ms, likes])
+            for sid, viewers, likes in rooms
+        ]
+        rows = await self.store.run_many("room_tick.lua", calls)
+        return [TickReport(sid, *(int(x) for x in row))
+                for (sid, _, _), row in zip(rooms, rows, strict=True)]
+
+    async def click(self, sid: str, product: str) -> None:
+        await self.store.batch([
+            ("HINCRBY", self.keys.counters(sid), "clicks", 1),
+            ("HINCRBY", self.keys.counters(sid), f"clicks:{product}", 1),
+        ])
+
+    async def read(self, sid: str) -> dict[str, Any]:
+        return as_dict(await self.store.call("HGETALL", self.keys.counters(sid)))

@@ -1,0 +1,94 @@
+"""The error tree: every failure a client can see has one wire code and one HTTP status.
+
+`ApiError` is raised anywhere in the server; the WebSocket transport turns it into an
+error reply (`{"id", "ok": false, "error": {...}}`) and the HTTP layer into
+`{"error": {...}}` with the matching status. Close codes are separate: they end a
+connection and are only ever the ones in `CloseCode`.
+"""
+
+from __future__ import annotations
+
+from enum import Enum, IntEnum
+from typing import Any
+
+
+class ErrorCode(str, Enum):
+    BAD_REQUEST = "bad_request"
+    UNKNOWN_OP = "unknown_op"
+    UNAUTHORIZED = "unauthorized"
+    FORBIDDEN = "forbidden"
+    NOT_FOUND = "not_found"
+    NOT_LIVE = "not_live"
+    OUT_OF_STOCK = "out_of_stock"
+    SOLD_OUT = "sold_out"
+    LIMIT_EXCEEDED = "limit_exceeded"
+    DEAL_ENDED = "deal_ended"
+    CONFLICT = "conflict"
+    TOO_LARGE = "too_large"
+    RATE_LIMITED = "rate_limited"
+    UNAVAILABLE = "unavailable"
+
+    @property
+    def http_status(self) -> int:
+        return _HTTP_STATUS[self]
+
+
+_HTTP_STATUS: dict[ErrorCode, int] = {
+    ErrorCode.BAD_REQUEST: 400,
+    ErrorCode.UNKNOWN_OP: 400,
+    ErrorCode.UNAUTHORIZED: 401,
+    ErrorCode.FORBIDDEN: 403,
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.NOT_LIVE: 409,
+    ErrorCode.OUT_OF_STOCK: 409,
+    ErrorCode.SOLD_OUT: 409,
+    ErrorCode.LIMIT_EXCEEDED: 409,
+    ErrorCode.DEAL_ENDED: 409,
+    ErrorCode.CONFLICT: 409,
+    ErrorCode.TOO_LARGE: 413,
+    ErrorCode.RATE_LIMITED: 429,
+    ErrorCode.UNAVAILABLE: 503,
+}
+
+
+class CloseCode(IntEnum):
+    """The only close codes the server sends."""
+
+    GOING_AWAY = 1001  # server draining
+    TOO_BIG = 1009  # frame over the limit
+    BAD_TOKEN = 4001  # bad or expired token at connect
+    SLOW_CONSUMER = 4008  # send buffer overflowed; reconnect with `since`
+    ABUSE = 4029  # too many errors or sustained rate abuse
+
+
+class ApiError(Exception):
+    """A failure with a wire code; `details` are extra fields of the error object."""
+
+    def __init__(self, code: ErrorCode, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"code": self.code.value, "message": self.message, **self.details}
+
+
+def bad_request(message: str, **details: Any) -> ApiError:
+    return ApiError(ErrorCode.BAD_REQUEST, message, **details)
+
+
+def not_found(what: str, ident: str) -> ApiError:
+    return ApiError(ErrorCode.NOT_FOUND, f"{what} {ident!r} does not exist", **{what: ident})
+
+
+def forbidden(message: str) -> ApiError:
+    return ApiError(ErrorCode.FORBIDDEN, message)
+
+
+def unauthorized(message: str = "a valid token is required") -> ApiError:
+    return ApiError(ErrorCode.UNAUTHORIZED, message)
+
+
+def unavailable(message: str = "the store is unreachable; retry shortly") -> ApiError:
+    return ApiError(ErrorCode.UNAVAILABLE, message)

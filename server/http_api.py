@@ -1,0 +1,201 @@
+"""The HTTP API: products, sessions, demo tokens, health. JSON in, JSON out.
+
+Errors are `{"error": {"code", "message"}}` with the status of their wire code.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from server import validate as v
+from server.auth import ROLES, Identity, issue_token, require_role, require_user, verify_token
+from server.cart.products import parse_new as parse_new_product
+from server.cart.products import parse_patch
+from server.errors import ApiError, ErrorCode, bad_request, forbidden, not_found, unauthorized
+from server.node import Node
+from server.rooms.sessions import parse_new as parse_new_session
+
+log = logging.getLogger("livecart.http")
+
+MAX_BODY = 64 * 1024
+
+
+class JSON(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def error_response(exc: ApiError) -> Response:
+    return JSON({"error": exc.to_wire()}, status_code=exc.code.http_status)
+
+
+def node_of(request: Request) -> Node:
+    node: Node = request.app.state.node
+    return node
+
+
+def identity_of(request: Request) -> Identity:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise unauthorized("send `Authorization: Bearer <token>`")
+    return verify_token(node_of(request).secret, token.strip())
+
+
+async def body_of(request: Request) -> Any:
+    raw = await request.body()
+    if len(raw) > MAX_BODY:
+        raise ApiError(ErrorCode.TOO_LARGE, f"body over {MAX_BODY} bytes")
+    if not raw:
+        raise bad_request("a JSON body is required")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise bad_request(f"invalid JSON: {exc}") from exc
+
+
+def path_id(request: Request, name: str = "id") -> str:
+    value = request.path_params[name]
+    if not v.ID_RE.match(value):
+        raise not_found(name if name != "id" else "resource", value)
+    return str(value)
+
+
+# tokens ---------------------------------------------------------------------
+
+async def create_token(request: Request) -> Response:
+    node = node_of(request)
+    if not node.settings.demo:
+        raise ApiError(ErrorCode.NOT_FOUND, "token minting is only available with --demo")
+    args = v.obj(await body_of(request))
+    v.only(args, {"sub", "role", "name"})
+    sub = v.req_ident(args, "sub")
+    role = v.req_str(args, "role")
+    if role not in ROLES:
+        raise bad_request(f"`role` must be one of {', '.join(ROLES)}", field="role")
+    name = v.string(args, "name", max_len=64, required=False)
+    token = issue_token(node.secret, sub, role, node.settings.token_ttl_s, name)
+    return JSON({"token": token, "sub": sub, "role": role, "name": name})
+
+
+# products -------------------------------------------------------------------
+
+async def create_product(request: Request) -> Response:
+    node = node_of(request)
+    seller = require_role(identity_of(request), "seller")
+    product = await node.products.create(seller, parse_new_product(await body_of(request)))
+    return JSON(product.to_wire(), status_code=201)
+
+
+async def get_product(request: Request) -> Response:
+    node = node_of(request)
+    return JSON((await node.products.get(path_id(request))).to_wire())
+
+
+async def patch_product(request: Request) -> Response:
+    node = node_of(request)
+    identity = identity_of(request)
+    caller = require_role(identity, "seller")
+    pid = path_id(request)
+    patch = parse_patch(await body_of(request))
+    product, changed = await node.products.patch(caller, identity.role, pid, patch)
+    if changed:
+        event = {"id": product.id, "price": product.price, "stock": product.stock}
+        for sid in await node.sessions.sessions_showing(pid):
+            await node.sessions.emit(sid, "product", event)
+    return JSON(product.to_wire())
+
+
+# sessions -------------------------------------------------------------------
+
+async def create_session(request: Request) -> Response:
+    node = node_of(request)
+    creator = require_role(identity_of(request), "creator")
+    new = parse_new_session(await body_of(request))
+    found = await node.products.get_many(new.showcase)
+    missing = [p for p in new.showcase if p not in found]
+    if missing:
+        raise ApiError(ErrorCode.NOT_FOUND, f"product {missing[0]!r} does not exist",
+                       product=missing[0])
+    session, _ = await node.sessions.create(creator, new)
+    return JSON(session.to_wire(), status_code=201)
+
+
+async def list_sessions(request: Request) -> Response:
+    node = node_of(request)
+    out = []
+    for sid in await node.sessions.recent_ids():
+        session = await node.sessions.find(sid)
+        if session is not None:
+            out.append(session.to_wire())
+    return JSON({"sessions": out})
+
+
+async def get_session(request: Request) -> Response:
+    node = node_of(request)
+    session = await node.sessions.get(path_id(request))
+    body = session.to_wire()
+    body["pinned"] = session.pinned()
+    return JSON(body)
+
+
+async def start_session(request: Request) -> Response:
+    return await _set_status(request, "start")
+
+
+async def end_session(request: Request) -> Response:
+    return await _set_status(request, "end")
+
+
+async def _set_status(request: Request, action: str) -> Response:
+    node = node_of(request)
+    caller = require_user(identity_of(request))
+    sid = path_id(request)
+    session = await node.sessions.get(sid)
+    if session.creator != caller:
+        raise forbidden("only the session creator can do this")
+    return JSON((await node.sessions.set_status(sid, caller, action)).to_wire())
+
+
+# health ---------------------------------------------------------------------
+
+async def healthz(request: Request) -> Response:
+    node = node_of(request)
+    return JSON({"ok": True, "node": node.settings.node_id})
+
+
+async def readyz(request: Request) -> Response:
+    node = node_of(request)
+    ready = not node.draining and await node.store.ping()
+    return JSON({"ready": ready, "node": node.settings.node_id}, status_code=200 if ready else 503)
+
+
+ROUTES = [
+    Route("/api/tokens", create_token, methods=["POST"]),
+    Route("/api/products", create_product, methods=["POST"]),
+    Route("/api/products/{id}", get_product, methods=["GET"]),
+    Route("/api/products/{id}", patch_product, methods=["PATCH"]),
+    Route("/api/sessions", create_session, methods=["POST"]),
+    Route("/api/sessions", list_sessions, methods=["GET"]),
+    Route("/api/sessions/{id}", get_session, methods=["GET"]),
+    Route("/api/sessions/{id}/start", start_session, methods=["POST"]),
+    Route("/api/sessions/{id}/end", end_session, methods=["POST"]),
+    Route("/healthz", healthz, methods=["GET"]),
+    Route("/readyz", readyz, methods=["GET"]),
+]
+
+
+def as_json_response(_: Request, exc: Exception) -> Response:
+    if isinstance(exc, ApiError):
+        return error_response(exc)
+    log.exception("unhandled error", exc_info=exc)
+    return error_response(ApiError(ErrorCode.UNAVAILABLE, "internal error; retry"))
+

@@ -1,0 +1,220 @@
+"""Local rooms: which connections on this node watch which session, and the fan-out.
+
+An event arrives once (from the broker, in `seq` order). The hub decodes it once, and at
+the end of the loop tick builds one frame per codec for everything that arrived in that
+tick (one event, or an array of events) and hands the same bytes to every viewer's
+socket. Nothing here awaits a viewer: writes are synchronous and bounded; a viewer whose
+socket buffer passes the limit is closed with 4008 and recovers with `since`.
+
+A joining viewer is held back: live events are kept in its `hold` list until its join
+reply and its missed history are written, then the ones newer than its snapshot follow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+
+from server.client import Client, HeldEvent
+from server.codecs import JSON, MSGPACK, OP_BINARY, OP_TEXT, batch, frame
+
+log = logging.getLogger("livecart.hub")
+
+HistoryFetch = Callable[[str, int], Awaitable[list[tuple[int, bytes]] | None]]
+
+
+class Room:
+    __slots__ = (
+        "backlog", "clients", "flush_scheduled", "joining", "last_counters", "last_seq",
+        "likes", "msgpack_clients", "pending", "received_at", "repairing", "sid",
+    )
+
+    def __init__(self, sid: str) -> None:
+        self.sid = sid
+        self.clients: dict[int, Client] = {}
+        self.joining: dict[int, Client] = {}
+        self.msgpack_clients = 0
+        self.last_seq: int | None = None
+        self.pending: list[HeldEvent] = []
+        self.flush_scheduled = False
+        self.received_at = 0.0
+        self.repairing = False
+        self.backlog: list[HeldEvent] = []
+        self.likes = 0
+        self.last_counters: tuple[int, ...] | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.clients) + len(self.joining)
+
+
+class Hub:
+    def __init__(self, fetch_history: HistoryFetch) -> None:
+        self.rooms: dict[str, Room] = {}
+        self.fetch_history = fetch_history
+        self.delivered = 0
+        self.evictions = 0
+        self.last_fanout_s = 0.0
+        self.on_empty: Callable[[str], None] = lambda sid: None
+
+    # membership -------------------------------------------------------------
+
+    def add_joining(self, client: Client, sid: str) -> Room:
+        room = self.rooms.get(sid)
+        if room is None:
+            room = self.rooms[sid] = Room(sid)
+        client.session = sid
+        client.joining = True
+        client.hold = []
+        room.joining[client.id] = client
+        return room
+
+    def activate(self, client: Client, snapshot_seq: int, replay: list[tuple[int, bytes]]) -> None:
+        """Write missed history then held events (seq > snapshot), and go live. Synchronous."""
+        room = self.rooms.get(client.session or "")
+        if room is None or room.joining.pop(client.id, None) is None:
+            return
+        if room.last_seq is None:
+            room.last_seq = snapshot_seq
+        last = snapshot_seq
+        frames: list[bytes] = []
+        for seq, data in replay:
+            if seq > last:
+                frames.append(self._single(client, data, None))
+                last = seq
+        for seq, data, obj in client.hold:
+            if seq > last:
+                frames.append(self._single(client, data, obj))
+                last = seq
+        client.hold = []
+        client.joining = False
+        if frames:
+            client.send_frame(b"".join(frames))
+        if client.evicted:
+            return
+        room.clients[client.id] = client
+        if client.codec is MSGPACK:
+            room.msgpack_clients += 1
+
+    def remove(self, client: Client) -> None:
+        sid = client.session
+        client.session = None
+        client.joining = False
+        client.hold = []
+        room = self.rooms.get(sid) if sid else None
+        if room is None:
+            return
+        room.joining.pop(client.id, None)
+        if room.clients.pop(client.id, None) is not None and client.codec is MSGPACK:
+            room.msgpack_clients -= 1
+        if room.size == 0:
+            self.on_empty(room.sid)
+
+    def drop_room(self, sid: str) -> None:
+        room = self.rooms.get(sid)
+        if room is not None and room.size == 0:
+            del self.rooms[sid]
+
+    # inbound events -----------------------------------------------------------
+
+    def on_event(self, sid: str, data: bytes) -> None:
+        """One published room event (JSON text with `seq`), in channel order."""
+        room = self.rooms.get(sid)
+        if room is None:
+            return
+        obj = orjson.loads(data)
+        seq = int(obj["seq"])
+        entry: HeldEvent = (seq, bytes(data), obj)
+        if room.repairing:
+            room.backlog.append(entry)
+            return
+        if room.last_seq is not None and seq <= room.last_seq:
+            return  # already delivered (overlap after a resubscribe)
+        if room.last_seq is not None and seq > room.last_seq + 1:
+            room.repairing = True
+            room.backlog.append(entry)
+            asyncio.ensure_future(self._repair(room))
+            return
+        self._enqueue(room, entry)
+
+    def resync(self, sid: str) -> None:
+        """The channel was resubscribed after a lost connection: fetch what we missed."""
+        room = self.rooms.get(sid)
+        if room is not None and not room.repairing and room.last_seq is not None:
+            room.repairing = True
+            asyncio.ensure_future(self._repair(room))
+
+    async def _repair(self, room: Room) -> None:
+        assert room.last_seq is not None
+        try:
+            missed = await self.fetch_history(room.sid, room.last_seq)
+        except Exception:
+            missed = None
+        if missed is None:
+            log.warning("room %s lost events beyond history; evicting its viewers", room.sid)
+            for client in [*room.clients.values(), *room.joining.values()]:
+                client.evict(4008, "missed events: rejoin")
+            room.last_seq = None
+        else:
+            for seq, data in missed:
+                self._enqueue(room, (seq, data, orjson.loads(data)))
+        backlog, room.backlog = room.backlog, []
+        room.repairing = False
+        for entry in backlog:
+            if room.last_seq is None or entry[0] > room.last_seq:
+                self._enqueue(room, entry)
+
+    def _enqueue(self, room: Room, entry: HeldEvent) -> None:
+        if room.last_seq is not None and entry[0] <= room.last_seq:
+            return
+        room.last_seq = entry[0]
+        if not room.pending:
+            room.received_at = time.perf_counter()
+        room.pending.append(entry)
+        if not room.flush_scheduled:
+            room.flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush, room)
+
+    # fan-out ------------------------------------------------------------------
+
+    def _flush(self, room: Room) -> None:
+        room.flush_scheduled = False
+        entries, room.pending = room.pending, []
+        if not entries:
+            return
+        for client in room.joining.values():
+            client.hold.extend(entries)
+        if not room.clients:
+            return
+        if len(entries) == 1:
+            json_frame = frame(OP_TEXT, entries[0][1])
+        else:
+            json_frame = frame(OP_TEXT, batch(JSON, [e[1] for e in entries]))
+        msgpack_frame = b""
+        if room.msgpack_clients:
+            packed = [MSGPACK.encode(e[2]) for e in entries]
+            msgpack_frame = frame(OP_BINARY, packed[0] if len(packed) == 1 else batch(MSGPACK, packed))
+        for client in list(room.clients.values()):
+            client.send_frame(msgpack_frame if client.codec is MSGPACK else json_frame)
+        self.delivered += len(entries) * len(room.clients)
+        self.last_fanout_s = time.perf_counter() - room.received_at
+
+    def push(self, room: Room, obj: Any) -> None:
+        """An unsequenced event (counters) to the room's live viewers, encoded once per codec."""
+        if not room.clients:
+            return
+        json_frame = frame(OP_TEXT, JSON.encode(obj))
+        msgpack_frame = frame(OP_BINARY, MSGPACK.encode(obj)) if room.msgpack_clients else b""
+        for client in list(room.clients.values()):
+            client.send_frame(msgpack_frame if client.codec is MSGPACK else json_frame)
+
+    @staticmethod
+    def _single(client: Client, data: bytes, obj: Any) -> bytes:
+        if client.codec is MSGPACK:
+            return frame(OP_BINARY, MSGPACK.encode(obj if obj is not None else orjson.loads(data)))
+        return frame(OP_TEXT, data)

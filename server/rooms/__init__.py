@@ -1,0 +1,1 @@
+"""Sessions and their rooms: status, showcase, pins, sequenced events and history."""

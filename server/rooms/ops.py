@@ -1,0 +1,150 @@
+"""Room commands over the WebSocket: join, leave, like, click, pin, unpin, start, end."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+from server import validate as v
+from server.auth import require_user
+from server.broker import Broker
+from server.cart.products import Products
+from server.client import Client
+from server.commands import Handler, Then
+from server.counters.room_counters import RoomCounters
+from server.errors import ApiError, ErrorCode, bad_request, forbidden, not_found, unavailable
+from server.hub import Hub
+from server.rooms.sessions import Session, Sessions
+
+MAX_LIKES_PER_COMMAND = 1000
+MAX_STREAM_TS = 10 * 24 * 3600 * 1000
+
+
+class RoomOps:
+    def __init__(self, sessions: Sessions, products: Products, counters: RoomCounters,
+                 hub: Hub, broker: Broker, subscribe_timeout_s: float) -> None:
+        self.sessions = sessions
+        self.products = products
+        self.counters = counters
+        self.hub = hub
+        self.broker = broker
+        self.subscribe_timeout_s = subscribe_timeout_s
+
+    def handlers(self) -> dict[str, Handler]:
+        return {
+            "join": self.join, "leave": self.leave, "like": self.like, "click": self.click,
+            "pin": self.pin, "unpin": self.unpin, "start": self.start, "end": self.end,
+        }
+
+    async def snapshot(self, session: Session) -> dict[str, Any]:
+        products = await self.products.get_many(session.showcase)
+        counters = await self.counters.snapshot(session.id)
+        return {
+            "session": session.id, "status": session.status, "kind": session.kind,
+            "title": session.title, "creator": session.creator,
+            "showcase": [products[p].to_wire() for p in session.showcase if p in products],
+            "pinned": session.pinned(), "counters": counters, "seq": session.seq,
+            "epoch": session.epoch,
+        }
+
+    async def join(self, client: Client, args: Mapping[str, Any]) -> Any:
+        sid = v.req_ident(args, "session")
+        since = v.integer(args, "since", lo=0, required=False)
+        epoch = v.string(args, "epoch", max_len=64, required=False)
+        if client.session is not None:
+            self.hub.remove(client)
+        self.hub.add_joining(client, sid)
+        try:
+            try:
+                await asyncio.wait_for(asyncio.shield(self.broker.subscribe(sid)),
+                                       self.subscribe_timeout_s)
+            except (TimeoutError, ConnectionError) as exc:
+                raise unavailable() from exc
+            session = await self.sessions.find(sid)
+            if session is None:
+                raise not_found("session", sid)
+            snap = await self.snapshot(session)
+            replay: list[tuple[int, bytes]] = []
+            if since is not None:
+                recovered = False
+                if epoch == session.epoch and since <= session.seq:
+                    found = await self.sessions.history_since(sid, since)
+                    if found is not None:
+                        replay = [(s, e) for s, e in found if s <= session.seq]
+                        recovered = len(replay) == session.seq - since
+                snap["recovered"] = recovered
+                if not recovered:
+                    replay = []
+            await self.counters.seen(sid, client.user or client.viewer_key)
+        except BaseException:
+            self.hub.remove(client)
+            raise
+        return Then(snap, lambda: self.hub.activate(client, session.seq, replay))
+
+    async def leave(self, client: Client, args: Mapping[str, Any]) -> Any:
+        left = client.session
+        if left is not None:
+            self.hub.remove(client)
+        return {"left": left}
+
+    def _joined(self, client: Client) -> str:
+        if client.session is None or client.joining:
+            raise bad_request("join a session first")
+        return client.session
+
+    async def like(self, client: Client, args: Mapping[str, Any]) -> Any:
+        sid = self._joined(client)
+        count = v.integer(args, "count", lo=1, hi=MAX_LIKES_PER_COMMAND, default=1,
+                          required=False) or 1
+        room = self.hub.rooms.get(sid)
+        if room is not None:
+            room.likes += count
+        return {"count": count}
+
+    async def click(self, client: Client, args: Mapping[str, Any]) -> Any:
+        sid = self._joined(client)
+        require_user(client.identity)
+        product = v.req_ident(args, "product")
+        session = await self.sessions.get(sid)
+        if product not in session.showcase:
+            raise not_found("product", product)
+        await self.counters.click(sid, product)
+        return {"product": product}
+
+    async def _own_session(self, client: Client, args: Mapping[str, Any]) -> tuple[str, str]:
+        caller = require_user(client.identity)
+        sid = v.ident(args, "session", required=False) or client.session
+        if sid is None:
+            raise bad_request("join the session (or name it in `session`) first")
+        return caller, sid
+
+    async def pin(self, client: Client, args: Mapping[str, Any]) -> Any:
+        caller, sid = await self._own_session(client, args)
+        product_id = v.req_ident(args, "product")
+        sts = v.integer(args, "stream_ts_ms", lo=0, hi=MAX_STREAM_TS, required=False)
+        if args.get("deal") is not None:
+            raise ApiError(ErrorCode.BAD_REQUEST, "flash deals are not available yet",
+                           field="deal")
+        session = await self.sessions.get(sid)
+        if session.creator != caller:
+            raise forbidden("only the session creator can pin")
+        product = await self.products.find(product_id)
+        if product is None:
+            raise not_found("product", product_id)
+        pin, seq = await self.sessions.pin(sid, caller, product_id, product.to_json(), sts)
+        return {"pinned": pin, "seq": seq}
+
+    async def unpin(self, client: Client, args: Mapping[str, Any]) -> Any:
+        caller, sid = await self._own_session(client, args)
+        sts = v.integer(args, "stream_ts_ms", lo=0, hi=MAX_STREAM_TS, required=False)
+        seq = await self.sessions.unpin(sid, caller, sts)
+        return {"pinned": None, "seq": seq or None}
+
+    async def start(self, client: Client, args: Mapping[str, Any]) -> Any:
+        caller, sid = await self._own_session(client, args)
+        return (await self.sessions.set_status(sid, caller, "start")).to_wire()
+
+    async def end(self, client: Client, args: Mapping[str, Any]) -> Any:
+        caller, sid = await self._own_session(client, args)
+        return (await self.sessions.set_status(sid, caller, "end")).to_wire()

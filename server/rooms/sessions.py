@@ -1,0 +1,180 @@
+"""Sessions: a creator's live show or shoppable video, its showcase, pin and event history.
+
+Every change a room must hear about runs in one Lua script that also appends the event
+to the session's bounded history stream and publishes it (see lib/room.lua), so `seq`
+is gap-free and the same on every node.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from server import validate as v
+from server.errors import bad_request, not_found
+from server.keys import Keys
+from server.settings import Settings
+from server.store import Store, as_dict, text
+
+KINDS = ("live", "video")
+MAX_SHOWCASE = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    id: str
+    creator: str
+    kind: str
+    title: str
+    status: str
+    showcase: list[str]
+    created_at: int
+    started_at: int | None
+    ended_at: int | None
+    pin: bytes | None  # the pin as JSON, exactly as it went out in the `pinned` event
+    seq: int
+    epoch: str
+
+    @classmethod
+    def from_hash(cls, h: Mapping[str, str]) -> Session:
+        return cls(
+            id=h["id"], creator=h["creator"], kind=h["kind"], title=h["title"],
+            status=h["status"], showcase=list(orjson.loads(h.get("showcase") or "[]")),
+            created_at=int(h.get("created_at") or 0),
+            started_at=int(h["started_at"]) if h.get("started_at") else None,
+            ended_at=int(h["ended_at"]) if h.get("ended_at") else None,
+            pin=h["pin"].encode() if h.get("pin") else None,
+            seq=int(h.get("seq") or 0), epoch=h.get("epoch", ""),
+        )
+
+    def pinned(self) -> Any:
+        return orjson.loads(self.pin) if self.pin else None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "creator": self.creator, "kind": self.kind, "title": self.title,
+            "status": self.status, "showcase": self.showcase, "started_at": self.started_at,
+            "ended_at": self.ended_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class NewSession:
+    kind: str
+    title: str
+    showcase: list[str]
+
+
+def parse_new(body: Any) -> NewSession:
+    args = v.obj(body)
+    v.only(args, {"kind", "title", "showcase"})
+    kind = v.req_str(args, "kind")
+    if kind not in KINDS:
+        raise bad_request("`kind` must be live or video", field="kind")
+    showcase = args.get("showcase", [])
+    if not isinstance(showcase, list) or len(showcase) > MAX_SHOWCASE:
+        raise bad_request(f"`showcase` must be a list of at most {MAX_SHOWCASE} product ids",
+                          field="showcase")
+    ids: list[str] = []
+    for item in showcase:
+        if not isinstance(item, str) or not v.ID_RE.match(item):
+            raise bad_request("`showcase` must hold product ids", field="showcase")
+        if item in ids:
+            raise bad_request(f"product {item!r} appears twice in the showcase", field="showcase")
+        ids.append(item)
+    return NewSession(kind=kind, title=v.req_str(args, "title"), showcase=ids)
+
+
+def new_epoch() -> str:
+    return secrets.token_hex(4)
+
+
+class Sessions:
+    def __init__(self, store: Store, keys: Keys, settings: Settings) -> None:
+        self.store, self.keys, self.settings = store, keys, settings
+
+    def _room(self, sid: str, *extra_keys: str) -> tuple[list[str], list[Any]]:
+        keys = [self.keys.session(sid), self.keys.history(sid), *extra_keys]
+        args: list[Any] = [
+            self.keys.channel(sid), self.settings.history_max_events,
+            self.settings.history_max_age_s * 1000, new_epoch(),
+        ]
+        return keys, args
+
+    async def create(self, creator: str, new: NewSession, sid: str | None = None) -> tuple[Session, bool]:
+        """Create a session (or find the one with this fixed id); True when it was created."""
+        sid = sid or f"sess_{secrets.token_hex(6)}"
+        created = await self.store.run(
+            "session_create.lua", [self.keys.session(sid)],
+            [sid, creator, new.kind, new.title, orjson.dumps(new.showcase),
+             int(time.time() * 1000), new_epoch()],
+        )
+        if created:
+            await self.store.batch(
+                [("ZADD", self.keys.session_index(), int(time.time() * 1000), sid)]
+                + [("SADD", self.keys.product_sessions(pid), sid) for pid in new.showcase]
+            )
+        return await self.get(sid), bool(created)
+
+    async def find(self, sid: str) -> Session | None:
+        h = as_dict(await self.store.call("HGETALL", self.keys.session(sid)))
+        return Session.from_hash(h) if h else None
+
+    async def get(self, sid: str) -> Session:
+        found = await self.find(sid)
+        if found is None:
+            raise not_found("session", sid)
+        return found
+
+    async def recent_ids(self, limit: int = 20) -> list[str]:
+        rows = await self.store.call("ZREVRANGE", self.keys.session_index(), 0, limit - 1)
+        return [text(r) for r in rows]
+
+    async def set_status(self, sid: str, caller: str, action: str) -> Session:
+        keys, args = self._room(sid, self.keys.pin_log(sid))
+        await self.store.run("session_status.lua", keys, [*args, action, caller])
+        return await self.get(sid)
+
+    async def pin(self, sid: str, caller: str, product_id: str, product_json: bytes,
+                  stream_ts_ms: int | None) -> tuple[Any, int]:
+        keys, args = self._room(sid, self.keys.pin_log(sid), self.keys.counters(sid))
+        pin, seq = await self.store.run(
+            "pin.lua", keys,
+            [*args, "pin", caller, "" if stream_ts_ms is None else stream_ts_ms,
+             product_id, product_json],
+        )
+        return orjson.loads(pin), int(seq)
+
+    async def unpin(self, sid: str, caller: str, stream_ts_ms: int | None) -> int:
+        keys, args = self._room(sid, self.keys.pin_log(sid), self.keys.counters(sid))
+        _, seq = await self.store.run(
+            "pin.lua", keys,
+            [*args, "unpin", caller, "" if stream_ts_ms is None else stream_ts_ms, "", ""],
+        )
+        return int(seq)
+
+    async def emit(self, sid: str, event_type: str, data: Any) -> int:
+        keys, args = self._room(sid)
+        return int(await self.store.run("room_event.lua", keys,
+                                        [*args, event_type, orjson.dumps(data)]))
+
+    async def sessions_showing(self, pid: str) -> list[str]:
+        return sorted(text(s) for s in await self.store.call("SMEMBERS", self.keys.product_sessions(pid)))
+
+    async def history_since(self, sid: str, since: int) -> list[bytes] | None:
+        """Events with seq > since, oldest first; None when history no longer reaches back."""
+        rows = await self.store.call("XRANGE", self.keys.history(sid), f"{since + 1}-0", "+")
+        events: list[bytes] = []
+        for entry_id, fields in rows:
+            seq = int(text(entry_id).split("-", 1)[0])
+            if not events and seq != since + 1:
+                return None
+            body = fields.get(b"e") if isinstance(fields, dict) else dict(
+                zip(fields[::2], fields[1::2], strict=True)).get(b"e")
+            events.append(bytes(body))
+        return events

@@ -1,0 +1,126 @@
+"""One frozen settings object, read from the environment (and CLI flags on top)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+DEV_SECRET = "livecart-demo-secret-do-not-use-in-production"
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message says which and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    redis_url: str | None = None
+    data_dir: Path = Path(".livecart")
+    ephemeral: bool = False
+    fsync: str = "everysec"
+    secret: str | None = None
+    demo: bool = False
+    allowed_origins: tuple[str, ...] = ()
+    currency: str = "USD"
+    key_prefix: str = "lc"
+    node_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    max_frame_bytes: int = 64 * 1024
+    rate_per_s: float = 20.0
+    rate_burst: int = 40
+    abuse_errors: int = 20
+    abuse_window_s: float = 10.0
+    send_buffer_bytes: int = 512 * 1024
+    history_max_events: int = 1000
+    history_max_age_s: int = 600
+    counters_interval_s: float = 1.0
+    presence_ttl_s: float = 10.0
+    store_timeout_s: float = 2.0
+    drain_timeout_s: float = 10.0
+    token_ttl_s: int = 24 * 3600
+    idempotency_ttl_s: int = 48 * 3600
+    attribution_window_s: int = 14 * 24 * 3600
+    log_level: str = "info"
+
+    @property
+    def signing_secret(self) -> str:
+        """The HS256 secret; only demo mode may fall back to the development secret."""
+        if self.secret:
+            return self.secret
+        if self.demo:
+            return DEV_SECRET
+        raise SettingsError(
+            "LIVECART_SECRET is not set. Set it to a long random string shared by all nodes "
+            "(or run with --demo, which uses a fixed development secret)."
+        )
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+_ENV: dict[str, tuple[str, type]] = {
+    "LIVECART_REDIS_URL": ("redis_url", str),
+    "LIVECART_DATA_DIR": ("data_dir", Path),
+    "LIVECART_FSYNC": ("fsync", str),
+    "LIVECART_SECRET": ("secret", str),
+    "LIVECART_CURRENCY": ("currency", str),
+    "LIVECART_KEY_PREFIX": ("key_prefix", str),
+    "LIVECART_NODE_ID": ("node_id", str),
+    "LIVECART_MAX_FRAME_BYTES": ("max_frame_bytes", int),
+    "LIVECART_RATE_PER_S": ("rate_per_s", float),
+    "LIVECART_RATE_BURST": ("rate_burst", int),
+    "LIVECART_ABUSE_ERRORS": ("abuse_errors", int),
+    "LIVECART_ABUSE_WINDOW_S": ("abuse_window_s", float),
+    "LIVECART_SEND_BUFFER_BYTES": ("send_buffer_bytes", int),
+    "LIVECART_HISTORY_MAX_EVENTS": ("history_max_events", int),
+    "LIVECART_HISTORY_MAX_AGE_S": ("history_max_age_s", int),
+    "LIVECART_COUNTERS_INTERVAL_S": ("counters_interval_s", float),
+    "LIVECART_PRESENCE_TTL_S": ("presence_ttl_s", float),
+    "LIVECART_STORE_TIMEOUT_S": ("store_timeout_s", float),
+    "LIVECART_DRAIN_TIMEOUT_S": ("drain_timeout_s", float),
+    "LIVECART_TOKEN_TTL_S": ("token_ttl_s", int),
+    "LIVECART_ATTRIBUTION_WINDOW_S": ("attribution_window_s", int),
+    "LIVECART_LOG_LEVEL": ("log_level", str),
+}
+
+
+def from_env(env: Mapping[str, str] | None = None) -> Settings:
+    """Build settings from `LIVECART_*` variables; raise SettingsError naming a bad one."""
+    source = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    for var, (name, kind) in _ENV.items():
+        raw = source.get(var)
+        if raw is None or raw == "":
+            continue
+        try:
+            values[name] = kind(raw)
+        except ValueError as exc:
+            raise SettingsError(f"{var}={raw!r} is not a valid {kind.__name__}") from exc
+    origins = source.get("LIVECART_ALLOWED_ORIGINS", "")
+    if origins.strip():
+        values["allowed_origins"] = tuple(o.strip() for o in origins.split(",") if o.strip())
+    settings = Settings(**values)
+    validate(settings)
+    return settings
+
+
+def validate(settings: Settings) -> None:
+    if settings.fsync not in ("everysec", "always", "no"):
+        raise SettingsError("LIVECART_FSYNC must be one of everysec, always, no")
+    if len(settings.currency) != 3 or not settings.currency.isalpha():
+        raise SettingsError("LIVECART_CURRENCY must be a 3-letter ISO code such as USD")
+    if not settings.key_prefix or any(c in settings.key_prefix for c in "{} "):
+        raise SettingsError("LIVECART_KEY_PREFIX must be non-empty without braces or spaces")
+    for name in ("max_frame_bytes", "rate_burst", "abuse_errors", "send_buffer_bytes",
+                 "history_max_events", "history_max_age_s"):
+        if getattr(settings, name) <= 0:
+            raise SettingsError(f"{name} must be positive")
+    for name in ("rate_per_s", "abuse_window_s", "counters_interval_s", "presence_ttl_s",
+                 "store_timeout_s", "drain_timeout_s"):
+        if getattr(settings, name) <= 0:
+            raise SettingsError(f"{name} must be positive")

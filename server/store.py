@@ -1,0 +1,165 @@
+"""The Valkey/Redis connection and the Lua script registry.
+
+Scripts live in `server/lua/*.lua`, each with a `-- KEYS[n]` / `-- ARGV[n]` header. A
+line `--!include lib/name.lua` pastes a shared library file in place (at load time, so
+each script is still one atomic EVALSHA). Scripts are loaded once and run by SHA; a
+`NOSCRIPT` reply (the server restarted) reloads and retries once.
+
+A script reports a domain failure as an error reply `LC <code> <message>`; `run()`
+turns it into `ApiError`. Connection failures become `unavailable`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from server.errors import ApiError, ErrorCode, unavailable
+
+LUA_DIR = Path(__file__).parent / "lua"
+_INCLUDE = re.compile(r"^--!include (\S+)\s*$", re.MULTILINE)
+
+StoreDown = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+
+
+def load_source(name: str) -> str:
+    text = (LUA_DIR / name).read_text()
+    return _INCLUDE.sub(lambda m: (LUA_DIR / m.group(1)).read_text(), text)
+
+
+class Script:
+    """One Lua file, run by EVALSHA."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.source = load_source(name)
+        self.sha = hashlib.sha1(self.source.encode()).hexdigest()
+
+
+class Store:
+    """Commands, scripts and error mapping over one redis-py asyncio client."""
+
+    def __init__(self, url: str, timeout_s: float = 2.0) -> None:
+        self.url = url
+        self.redis: aioredis.Redis = aioredis.Redis.from_url(
+            url,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            health_check_interval=0,
+            max_connections=256,
+            decode_responses=False,
+        )
+        self._scripts: dict[str, Script] = {}
+        self.errors = 0
+
+    def script(self, name: str) -> Script:
+        found = self._scripts.get(name)
+        if found is None:
+            found = self._scripts[name] = Script(name)
+        return found
+
+    async def load_all(self) -> None:
+        """Load every script in LUA_DIR (SCRIPT LOAD is idempotent, so nodes may race)."""
+        for path in sorted(LUA_DIR.glob("*.lua")):
+            script = self.script(path.name)
+            await self.redis.script_load(script.source)
+
+    async def run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        script = self.script(name)
+        try:
+            try:
+                return await self.redis.evalsha(script.sha, len(keys), *keys, *args)
+            except NoScriptError:
+                await self.redis.script_load(script.source)
+                return await self.redis.evalsha(script.sha, len(keys), *keys, *args)
+        except ResponseError as exc:
+            raise translate(exc) from exc
+        except StoreDown as exc:
+            self.errors += 1
+            raise unavailable() from exc
+
+    async def run_many(self, name: str,
+                       calls: Sequence[tuple[Sequence[str], Sequence[Any]]]) -> list[Any]:
+        """The same script for several key sets, pipelined in one round trip."""
+        if not calls:
+            return []
+        script = self.script(name)
+        for attempt in (1, 2):
+            pipe = self.redis.pipeline(transaction=False)
+            for keys, args in calls:
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+            try:
+                return list(await pipe.execute())
+            except NoScriptError:
+                if attempt == 2:
+                    raise
+                await self.redis.script_load(script.source)
+            except ResponseError as exc:
+                raise translate(exc) from exc
+            except StoreDown as exc:
+                self.errors += 1
+                raise unavailable() from exc
+        return []
+
+    async def call(self, *args: Any) -> Any:
+        """One plain command with the same error mapping as `run`."""
+        try:
+            return await self.redis.execute_command(*args)
+        except ResponseError as exc:
+            raise translate(exc) from exc
+        except StoreDown as exc:
+            self.errors += 1
+            raise unavailable() from exc
+
+    async def batch(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        """Several plain commands in one round trip (not a transaction)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
+        try:
+            return list(await pipe.execute())
+        except ResponseError as exc:
+            raise translate(exc) from exc
+        except StoreDown as exc:
+            self.errors += 1
+            raise unavailable() from exc
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self.redis.ping())
+        except StoreDown:
+            return False
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+
+def translate(exc: ResponseError) -> ApiError:
+    text = str(exc)
+    if text.startswith("LC "):
+        _, code, *rest = text.split(" ", 2)
+        try:
+            return ApiError(ErrorCode(code), rest[0] if rest else code)
+        except ValueError:
+            pass
+    return ApiError(ErrorCode.UNAVAILABLE, "the store rejected the command")
+
+
+def text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def as_dict(flat: Any) -> dict[str, str]:
+    """A HGETALL reply (dict of bytes or flat list) as a str → str dict."""
+    if isinstance(flat, dict):
+        return {text(k): text(v) for k, v in flat.items()}
+    it = iter(flat or [])
+    return {text(k): text(v) for k, v in zip(it, it, strict=True)}
