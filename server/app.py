@@ -10,7 +10,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from server import http_api
 from server.errors import ApiError, ErrorCode
@@ -59,7 +59,7 @@ def create_app(settings: Settings, store_url: str) -> Starlette:
             node.drain()
             await node.stop()
 
-    routes: list[Route | WebSocketRoute] = [
+    routes: list[BaseRoute] = [
         *http_api.ROUTES,
         Route("/openapi.json", _openapi, methods=["GET"]),
         WebSocketRoute("/ws", websocket_endpoint),

@@ -55,7 +55,7 @@ class Broker:
                 await self._reader
         if self.pubsub is not None:
             with contextlib.suppress(Exception):
-                await self.pubsub.aclose()
+                await self.pubsub.aclose()  # type: ignore[no-untyped-call]
 
     def subscribe(self, sid: str) -> asyncio.Future[None]:
         """Ask for a session's channel; the future resolves once the server confirmed it."""
@@ -152,5 +152,5 @@ class Broker:
     async def _reconnect(self) -> None:
         assert self.pubsub is not None
         with contextlib.suppress(*StoreDown):
-            await self.pubsub.connect()  # redis-py resubscribes every channel on connect
+            await self.pubsub.connect()  # type: ignore[no-untyped-call]  # redis-py resubscribes every channel on connect
             self.reconnects += 1

@@ -57,7 +57,7 @@ def serve(settings: Settings) -> int:
         url = embedded.url
         log.info("embedded valkey at %s (data in %s)", url, embedded.data_dir)
 
-    class Server(uvicorn.Server):  # type: ignore[misc]
+    class Server(uvicorn.Server):
         async def startup(self, sockets: Any = None) -> None:
             await super().startup(sockets)
             if self.started and self.servers:

@@ -2,9 +2,9 @@
 
 `{"id": <int>, "op": <string>, ...args}` → `{"id", "ok": true, "result"}` or
 `{"id", "ok": false, "error": {"code", "message", ...}}`. A frame that cannot be parsed
-(or has no integer id) gets `id: null` and `bad_request`. Every error reply but `unavailable` (the store's fault,
-not the client's) counts toward the connection's abuse window; crossing it closes the
-connection with 4029.
+(or has no integer id) gets `id: null` and `bad_request`. Every error reply but
+`unavailable` (the store's fault, not the client's) counts toward the connection's abuse
+window; crossing it closes the connection with 4029.
 """
 
 from __future__ import annotations

@@ -26,10 +26,12 @@ DEMO_CREATOR = "creator_demo"
 DEMO_LIVE_SESSION = "sess_demo_live"
 
 CATALOGUE = [
-    NewProduct("demo_sneakers", "Cloud Runner sneakers", 8900, 500, 1000, "/static/img/sneakers.svg"),
+    NewProduct("demo_sneakers", "Cloud Runner sneakers", 8900, 500, 1000,
+               "/static/img/sneakers.svg"),
     NewProduct("demo_headphones", "Aurora wireless headphones", 12900, 300, 800,
                "/static/img/headphones.svg"),
-    NewProduct("demo_lipstick", "Velvet matte lipstick", 1900, 2000, 1500, "/static/img/lipstick.svg"),
+    NewProduct("demo_lipstick", "Velvet matte lipstick", 1900, 2000, 1500,
+               "/static/img/lipstick.svg"),
     NewProduct("demo_mug", "Glow-in-the-dark mug", 1500, 1000, 1200, "/static/img/mug.svg"),
 ]
 

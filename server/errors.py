@@ -8,11 +8,11 @@ connection and are only ever the ones in `CloseCode`.
 
 from __future__ import annotations
 
-from enum import Enum, IntEnum
+from enum import IntEnum, StrEnum
 from typing import Any
 
 
-class ErrorCode(str, Enum):
+class ErrorCode(StrEnum):
     BAD_REQUEST = "bad_request"
     UNKNOWN_OP = "unknown_op"
     UNAUTHORIZED = "unauthorized"

@@ -61,6 +61,7 @@ class Hub:
         self.evictions = 0
         self.last_fanout_s = 0.0
         self.on_empty: Callable[[str], None] = lambda sid: None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # membership -------------------------------------------------------------
 
@@ -138,7 +139,7 @@ class Hub:
         if room.last_seq is not None and seq > room.last_seq + 1:
             room.repairing = True
             room.backlog.append(entry)
-            asyncio.ensure_future(self._repair(room))
+            self._spawn_repair(room)
             return
         self._enqueue(room, entry)
 
@@ -147,7 +148,12 @@ class Hub:
         room = self.rooms.get(sid)
         if room is not None and not room.repairing and room.last_seq is not None:
             room.repairing = True
-            asyncio.ensure_future(self._repair(room))
+            self._spawn_repair(room)
+
+    def _spawn_repair(self, room: Room) -> None:
+        task = asyncio.ensure_future(self._repair(room))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _repair(self, room: Room) -> None:
         assert room.last_seq is not None
@@ -198,7 +204,8 @@ class Hub:
         msgpack_frame = b""
         if room.msgpack_clients:
             packed = [MSGPACK.encode(e[2]) for e in entries]
-            msgpack_frame = frame(OP_BINARY, packed[0] if len(packed) == 1 else batch(MSGPACK, packed))
+            body = packed[0] if len(packed) == 1 else batch(MSGPACK, packed)
+            msgpack_frame = frame(OP_BINARY, body)
         for client in list(room.clients.values()):
             client.send_frame(msgpack_frame if client.codec is MSGPACK else json_frame)
         self.delivered += len(entries) * len(room.clients)

@@ -36,7 +36,7 @@ def openapi_document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "livecart", "version": __version__,
-                 "description": "HTTP API of livecart. The WebSocket protocol is in docs/protocol.md."},
+                 "description": "HTTP API of livecart (WebSocket protocol: docs/protocol.md)."},
         "paths": {
             "/api/tokens": {"post": _op("Mint a token (demo mode only)", body="TokenRequest",
                                         auth=False, errors=(400, 404))},

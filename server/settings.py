@@ -112,6 +112,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
 def validate(settings: Settings) -> None:
     if settings.fsync not in ("everysec", "always", "no"):
         raise SettingsError("LIVECART_FSYNC must be one of everysec, always, no")
+    if settings.secret is not None and len(settings.secret) < 32:
+        raise SettingsError("LIVECART_SECRET must be at least 32 characters (HS256 key)")
     if len(settings.currency) != 3 or not settings.currency.isalpha():
         raise SettingsError("LIVECART_CURRENCY must be a 3-letter ISO code such as USD")
     if not settings.key_prefix or any(c in settings.key_prefix for c in "{} "):

@@ -112,7 +112,7 @@ class Store:
     async def call(self, *args: Any) -> Any:
         """One plain command with the same error mapping as `run`."""
         try:
-            return await self.redis.execute_command(*args)
+            return await self.redis.execute_command(*args)  # type: ignore[no-untyped-call]
         except ResponseError as exc:
             raise translate(exc) from exc
         except StoreDown as exc:

@@ -16,7 +16,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 WIRE_EXTENSION = "livecart.wire"
 
 
-class Wire(WebSocketsSansIOProtocol):  # type: ignore[misc]
+class Wire(WebSocketsSansIOProtocol):
     """uvicorn's protocol plus `write`, `buffered` and `close_now` for the hub."""
 
     abort_after_s = 2.0

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from server import validate as v
-from server.errors import ApiError, ErrorCode, forbidden, not_found
+from server.errors import ApiError, ErrorCode, bad_request, forbidden, not_found
 from server.keys import Keys
 from server.store import Store, as_dict
 
@@ -89,7 +89,7 @@ def parse_patch(body: Any) -> ProductPatch:
         commission_bps=v.integer(args, "commission_bps", lo=0, hi=10_000, required=False),
     )
     if patch == ProductPatch(None, None, None):
-        raise v.bad_request("give at least one of price, stock, commission_bps")
+        raise bad_request("give at least one of price, stock, commission_bps")
     return patch
 
 
@@ -138,7 +138,8 @@ class Products:
                 found[h["id"]] = Product.from_hash(h)
         return found
 
-    async def patch(self, caller: str, role: str, pid: str, patch: ProductPatch) -> tuple[Product, bool]:
+    async def patch(self, caller: str, role: str, pid: str,
+                    patch: ProductPatch) -> tuple[Product, bool]:
         """Apply a patch (its seller or an admin); True when price or stock changed."""
         current = await self.get(pid)
         if role != "admin" and current.seller != caller:

@@ -106,7 +106,8 @@ class Sessions:
         ]
         return keys, args
 
-    async def create(self, creator: str, new: NewSession, sid: str | None = None) -> tuple[Session, bool]:
+    async def create(self, creator: str, new: NewSession,
+                     sid: str | None = None) -> tuple[Session, bool]:
         """Create a session (or find the one with this fixed id); True when it was created."""
         sid = sid or f"sess_{secrets.token_hex(6)}"
         created = await self.store.run(
@@ -164,17 +165,17 @@ class Sessions:
                                         [*args, event_type, orjson.dumps(data)]))
 
     async def sessions_showing(self, pid: str) -> list[str]:
-        return sorted(text(s) for s in await self.store.call("SMEMBERS", self.keys.product_sessions(pid)))
+        members = await self.store.call("SMEMBERS", self.keys.product_sessions(pid))
+        return sorted(text(s) for s in members)
 
-    async def history_since(self, sid: str, since: int) -> list[bytes] | None:
-        """Events with seq > since, oldest first; None when history no longer reaches back."""
+    async def history_since(self, sid: str, since: int) -> list[tuple[int, bytes]] | None:
+        """(seq, event) with seq > since, oldest first; None when history has a hole there."""
         rows = await self.store.call("XRANGE", self.keys.history(sid), f"{since + 1}-0", "+")
-        events: list[bytes] = []
+        events: list[tuple[int, bytes]] = []
         for entry_id, fields in rows:
             seq = int(text(entry_id).split("-", 1)[0])
             if not events and seq != since + 1:
                 return None
-            body = fields.get(b"e") if isinstance(fields, dict) else dict(
-                zip(fields[::2], fields[1::2], strict=True)).get(b"e")
-            events.append(bytes(body))
+            body = fields[b"e"] if isinstance(fields, dict) else fields[fields.index(b"e") + 1]
+            events.append((seq, bytes(body)))
         return events

@@ -1,0 +1,63 @@
+"""Fixtures: one embedded Valkey per test session; tests isolate by key prefix."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from hypothesis import settings as hypothesis_settings
+
+from server.embedded import EmbeddedValkey
+from server.settings import Settings
+from tests.helpers import SECRET, ServerThread, unique_prefix
+
+hypothesis_settings.register_profile("ci", max_examples=30, deadline=None)
+hypothesis_settings.register_profile("dev", max_examples=60, deadline=None)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture(scope="session")
+def valkey() -> Iterator[EmbeddedValkey]:
+    server = EmbeddedValkey(None, persist=False)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def valkey_url(valkey: EmbeddedValkey) -> str:
+    return valkey.url
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def make_settings(**overrides: Any) -> Settings:
+    base = dict(secret=SECRET, demo=True, key_prefix=unique_prefix(), counters_interval_s=0.2,
+                store_timeout_s=1.0)
+    base.update(overrides)
+    return Settings(**base)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def make_server(valkey_url: str) -> Iterator[Callable[..., ServerThread]]:
+    started: list[ServerThread] = []
+
+    def factory(**overrides: Any) -> ServerThread:
+        store_url = overrides.pop("store_url", valkey_url)
+        server = ServerThread(make_settings(**overrides), store_url).start()
+        started.append(server)
+        return server
+
+    yield factory
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def server(make_server: Callable[..., ServerThread]) -> ServerThread:
+    return make_server()

@@ -1,0 +1,194 @@
+"""Test helpers: an in-thread livecart server and a protocol-speaking WebSocket client."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx2 as httpx
+import msgpack
+import orjson
+import uvicorn
+import websockets
+
+from server.app import create_app
+from server.auth import issue_token
+from server.settings import Settings
+from server.wire import Wire
+
+SECRET = "test-secret-0123456789abcdef-0123456789"
+_prefixes = itertools.count(1)
+
+
+def unique_prefix() -> str:
+    return f"t{int(time.time() * 1000) % 10_000_000}x{next(_prefixes)}"
+
+
+class ServerThread:
+    """A real uvicorn + livecart server on a free port, in a background thread."""
+
+    def __init__(self, settings: Settings, store_url: str) -> None:
+        self.settings = settings
+        self.app = create_app(settings, store_url)
+        config = uvicorn.Config(
+            self.app, host="127.0.0.1", port=0, ws=Wire, ws_max_size=settings.max_frame_bytes,
+            ws_per_message_deflate=False, lifespan="on", log_level="warning",
+            timeout_graceful_shutdown=2,
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.port = 0
+
+    def start(self) -> ServerThread:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("server did not start")
+            time.sleep(0.01)
+        self.port = self.server.servers[0].sockets[0].getsockname()[1]
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+    @property
+    def node(self) -> Any:
+        return self.app.state.node
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    def token(self, sub: str, role: str = "viewer", name: str | None = None,
+              ttl: int = 3600) -> str:
+        return issue_token(SECRET, sub, role, ttl, name)
+
+    def http(self, method: str, path: str, *, token: str | None = None, json: Any = None,
+             **kwargs: Any) -> httpx.Response:
+        headers = kwargs.pop("headers", {})
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return httpx.request(method, self.base + path, json=json, headers=headers, timeout=10,
+                             **kwargs)
+
+    def product(self, pid: str, *, seller: str = "seller1", price: int = 1000, stock: int = 100,
+                commission_bps: int = 1000, title: str | None = None) -> dict[str, Any]:
+        r = self.http("POST", "/api/products", token=self.token(seller, "seller"), json={
+            "id": pid, "title": title or pid, "price": price, "stock": stock,
+            "commission_bps": commission_bps})
+        assert r.status_code == 201, r.text
+        return dict(r.json())
+
+    def session(self, showcase: list[str], *, creator: str = "creator1", kind: str = "live",
+                start: bool = True) -> str:
+        tok = self.token(creator, "creator")
+        r = self.http("POST", "/api/sessions", token=tok,
+                      json={"kind": kind, "title": "show", "showcase": showcase})
+        assert r.status_code == 201, r.text
+        sid = str(r.json()["id"])
+        if start:
+            r = self.http("POST", f"/api/sessions/{sid}/start", token=tok)
+            assert r.status_code == 200, r.text
+        return sid
+
+
+@dataclass
+class WsClient:
+    """Speaks the livecart protocol; keeps every event it receives, in order."""
+
+    ws: Any
+    msgpack: bool = False
+    events: list[dict[str, Any]] = field(default_factory=list)
+    replies: dict[Any, dict[str, Any]] = field(default_factory=dict)
+    frames: int = 0
+    _ids: Any = field(default_factory=lambda: itertools.count(1))
+
+    @classmethod
+    async def connect(cls, url: str, *, token: str | None = None, use_msgpack: bool = False,
+                      **kwargs: Any) -> WsClient:
+        if token:
+            url = f"{url}?token={token}"
+        protocols = ["livecart.msgpack"] if use_msgpack else ["livecart.json"]
+        ws = await websockets.connect(url, subprotocols=protocols, max_size=2**24,
+                                      compression=None, **kwargs)
+        return cls(ws, use_msgpack)
+
+    def encode(self, obj: Any) -> str | bytes:
+        return msgpack.packb(obj) if self.msgpack else orjson.dumps(obj).decode()
+
+    def decode(self, data: str | bytes) -> Any:
+        return msgpack.unpackb(data) if self.msgpack else orjson.loads(data)
+
+    async def send_raw(self, data: str | bytes) -> None:
+        await self.ws.send(data)
+
+    async def _read_one(self, timeout: float) -> None:
+        data = await asyncio.wait_for(self.ws.recv(), timeout)
+        self.frames += 1
+        doc = self.decode(data)
+        items = doc if isinstance(doc, list) else [doc]
+        for item in items:
+            if "t" in item:
+                self.events.append(item)
+            else:
+                self.replies[item.get("id")] = item
+
+    async def reply(self, msg_id: Any, timeout: float = 5.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while msg_id not in self.replies:
+            await self._read_one(max(0.01, deadline - time.monotonic()))
+        return self.replies.pop(msg_id)
+
+    async def request(self, op: str, **args: Any) -> dict[str, Any]:
+        msg_id = next(self._ids)
+        await self.ws.send(self.encode({"id": msg_id, "op": op, **args}))
+        return await self.reply(msg_id)
+
+    async def ok(self, op: str, **args: Any) -> Any:
+        r = await self.request(op, **args)
+        assert r["ok"], r
+        return r["result"]
+
+    async def err(self, op: str, **args: Any) -> dict[str, Any]:
+        r = await self.request(op, **args)
+        assert not r["ok"], r
+        return dict(r["error"])
+
+    async def wait_event(self, pred: Any, timeout: float = 5.0) -> dict[str, Any]:
+        """The first received event (old or new) that matches `pred` (a type name or callable)."""
+        match = (lambda e: e["t"] == pred) if isinstance(pred, str) else pred
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while True:
+            for e in self.events[seen:]:
+                if match(e):
+                    return e
+            seen = len(self.events)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"no event matching {pred!r}; got {self.events[-5:]}")
+            await self._read_one(remaining)
+
+    async def drain(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                await self._read_one(remaining)
+            except TimeoutError:
+                return
+
+    def seqs(self) -> list[int]:
+        return [e["seq"] for e in self.events if "seq" in e]
+
+    async def close(self) -> None:
+        await self.ws.close()
