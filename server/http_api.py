@@ -178,7 +178,14 @@ async def readyz(request: Request) -> Response:
     return JSON({"ready": ready, "node": node.settings.node_id}, status_code=200 if ready else 503)
 
 
+async def metrics(request: Request) -> Response:
+    from server.metrics import CONTENT_TYPE
+
+    return Response(node_of(request).metrics.render(), media_type=CONTENT_TYPE)
+
+
 ROUTES = [
+    Route("/metrics", metrics, methods=["GET"]),
     Route("/api/tokens", create_token, methods=["POST"]),
     Route("/api/products", create_product, methods=["POST"]),
     Route("/api/products/{id}", get_product, methods=["GET"]),

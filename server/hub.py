@@ -57,7 +57,9 @@ class Hub:
     def __init__(self, fetch_history: HistoryFetch) -> None:
         self.rooms: dict[str, Room] = {}
         self.fetch_history = fetch_history
+        self.received = 0
         self.delivered = 0
+        self.observe_fanout: Callable[[float], None] = lambda seconds: None
         self.evictions = 0
         self.last_fanout_s = 0.0
         self.on_empty: Callable[[str], None] = lambda sid: None
@@ -128,6 +130,7 @@ class Hub:
         room = self.rooms.get(sid)
         if room is None:
             return
+        self.received += 1
         obj = orjson.loads(data)
         seq = int(obj["seq"])
         entry: HeldEvent = (seq, bytes(data), obj)
@@ -210,6 +213,7 @@ class Hub:
             client.send_frame(msgpack_frame if client.codec is MSGPACK else json_frame)
         self.delivered += len(entries) * len(room.clients)
         self.last_fanout_s = time.perf_counter() - room.received_at
+        self.observe_fanout(self.last_fanout_s)
 
     def push(self, room: Room, obj: Any) -> None:
         """An unsequenced event (counters) to the room's live viewers, encoded once per codec."""

@@ -20,6 +20,7 @@ from server.counters.room_counters import RoomCounters
 from server.errors import ApiError, CloseCode, ErrorCode
 from server.hub import Hub
 from server.keys import Keys
+from server.metrics import Metrics
 from server.rooms.ops import RoomOps
 from server.rooms.sessions import Sessions
 from server.settings import Settings
@@ -45,7 +46,10 @@ class Node:
         self.clients: dict[int, Client] = {}
         handlers: dict[str, Handler] = {"ping": self.ping, "auth": self.auth}
         handlers.update(self.rooms.handlers())
-        self.dispatcher = Dispatcher(handlers)
+        self.metrics = Metrics()
+        self.dispatcher = Dispatcher(handlers, observe=self.metrics.observe_command)
+        self.hub.observe_fanout = self.metrics.fanout_seconds.observe
+        self.metrics.attach(self)
         self._ticker: asyncio.Task[None] | None = None
         self.draining = False
 

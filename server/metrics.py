@@ -1,0 +1,68 @@
+"""Prometheus metrics for one node (its own registry, so several nodes fit in one process).
+
+Hot-path counters are plain integers on the hub and store, read at scrape time; only
+command latency and fan-out time are histograms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from server.node import Node
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class NodeCollector(Collector):
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def collect(self) -> Iterator[Metric]:
+        node, hub = self.node, self.node.hub
+        yield GaugeMetricFamily("livecart_connections", "open WebSocket connections",
+                                value=len(node.clients))
+        yield GaugeMetricFamily("livecart_rooms", "sessions with viewers on this node",
+                                value=len(hub.rooms))
+        yield GaugeMetricFamily("livecart_joined_viewers", "connections joined to a session",
+                                value=sum(room.size for room in hub.rooms.values()))
+        yield CounterMetricFamily("livecart_events_received", "room events received from pub/sub",
+                                  value=hub.received)
+        yield CounterMetricFamily("livecart_events_delivered", "room events written to viewers",
+                                  value=hub.delivered)
+        yield CounterMetricFamily("livecart_slow_consumer_evictions",
+                                  "viewers closed with 4008", value=hub.evictions)
+        yield CounterMetricFamily("livecart_store_errors", "store calls that failed",
+                                  value=node.store.errors)
+        yield CounterMetricFamily("livecart_store_reconnects", "pub/sub reconnections",
+                                  value=node.broker.reconnects)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.command_seconds = Histogram(
+            "livecart_command_seconds", "command handling time by op", ["op", "outcome"],
+            registry=self.registry,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+        )
+        self.fanout_seconds = Histogram(
+            "livecart_fanout_seconds",
+            "event received from pub/sub -> last viewer's frame handed to the kernel",
+            registry=self.registry,
+            buckets=(0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+        )
+
+    def attach(self, node: Node) -> None:
+        self.registry.register(NodeCollector(node))
+
+    def observe_command(self, op: str, seconds: float, error: str | None) -> None:
+        self.command_seconds.labels(op, error or "ok").observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
