@@ -192,3 +192,13 @@ class WsClient:
 
     async def close(self) -> None:
         await self.ws.close()
+
+
+async def close_code(client: WsClient, timeout: float = 5.0) -> int | None:
+    """Read (and keep) whatever arrives until the server closes; the close code it sent."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            await client._read_one(max(0.01, deadline - time.monotonic()))
+        except websockets.ConnectionClosed as exc:
+            return exc.rcvd.code if exc.rcvd is not None else None
