@@ -1,11 +1,12 @@
-"""Pub/sub: one connection, one reader task, one channel per session.
+"""Pub/sub: one connection, one reader task, any number of channels.
 
 The broker knows nothing about clients. A node subscribes to a session's channel while it
-has viewers of that session (subscriptions requested in the same loop tick go out as one
-SUBSCRIBE), and every message is handed to `on_event(session_id, payload)` in arrival
-order, which is `seq` order because one Lua script both sequences and publishes. After a
-lost connection it reconnects, resubscribes every channel and calls
-`on_resubscribed(session_id)` so the hub can fill the gap from history.
+has viewers of that session, and to a user's private channel while that user is connected
+(subscriptions requested in the same loop tick go out as one SUBSCRIBE). Every message is
+handed to `on_message(channel, payload)` in arrival order, which for a session channel is
+`seq` order because one Lua script both sequences and publishes. After a lost connection
+it reconnects, resubscribes every channel and calls `on_resubscribed(channel)` so the hub
+can fill the gap from history.
 """
 
 from __future__ import annotations
@@ -18,19 +19,17 @@ from collections.abc import Callable
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 
-from server.keys import Keys
 from server.store import StoreDown, text
 
 log = logging.getLogger("livecart.broker")
 
 
 class Broker:
-    def __init__(self, redis: aioredis.Redis, keys: Keys,
-                 on_event: Callable[[str, bytes], None],
+    def __init__(self, redis: aioredis.Redis,
+                 on_message: Callable[[str, bytes], None],
                  on_resubscribed: Callable[[str], None]) -> None:
         self.redis = redis
-        self.keys = keys
-        self.on_event = on_event
+        self.on_message = on_message
         self.on_resubscribed = on_resubscribed
         self.pubsub: PubSub | None = None
         self.wanted: set[str] = set()
@@ -57,27 +56,27 @@ class Broker:
             with contextlib.suppress(Exception):
                 await self.pubsub.aclose()  # type: ignore[no-untyped-call]
 
-    def subscribe(self, sid: str) -> asyncio.Future[None]:
-        """Ask for a session's channel; the future resolves once the server confirmed it."""
-        self._to_unsubscribe.discard(sid)
-        fut = self.confirmed.get(sid)
-        if sid in self.wanted and fut is not None:
+    def subscribe(self, channel: str) -> asyncio.Future[None]:
+        """Ask for a channel; the future resolves once the server confirmed it."""
+        self._to_unsubscribe.discard(channel)
+        fut = self.confirmed.get(channel)
+        if channel in self.wanted and fut is not None:
             return fut
-        self.wanted.add(sid)
-        fut = self.confirmed[sid] = asyncio.get_running_loop().create_future()
-        self._to_subscribe.add(sid)
+        self.wanted.add(channel)
+        fut = self.confirmed[channel] = asyncio.get_running_loop().create_future()
+        self._to_subscribe.add(channel)
         self._schedule_flush()
         return fut
 
-    def unsubscribe(self, sid: str) -> None:
-        if sid not in self.wanted:
+    def unsubscribe(self, channel: str) -> None:
+        if channel not in self.wanted:
             return
-        self.wanted.discard(sid)
-        fut = self.confirmed.pop(sid, None)
+        self.wanted.discard(channel)
+        fut = self.confirmed.pop(channel, None)
         if fut is not None and not fut.done():
             fut.cancel()
-        self._to_subscribe.discard(sid)
-        self._to_unsubscribe.add(sid)
+        self._to_subscribe.discard(channel)
+        self._to_unsubscribe.add(channel)
         self._schedule_flush()
 
     def _schedule_flush(self) -> None:
@@ -92,14 +91,14 @@ class Broker:
         assert self.pubsub is not None
         try:
             if unsubs:
-                await self.pubsub.unsubscribe(*(self.keys.channel(s) for s in unsubs))
+                await self.pubsub.unsubscribe(*unsubs)
             if subs:
-                await self.pubsub.subscribe(*(self.keys.channel(s) for s in subs))
+                await self.pubsub.subscribe(*subs)
         except StoreDown as exc:
             log.warning("subscribe failed: %s", exc)
-            for sid in subs:
-                self.wanted.discard(sid)
-                fut = self.confirmed.pop(sid, None)
+            for channel in subs:
+                self.wanted.discard(channel)
+                fut = self.confirmed.pop(channel, None)
                 if fut is not None and not fut.done():
                     fut.set_exception(ConnectionError("store unreachable"))
                     fut.add_done_callback(lambda f: f.exception())
@@ -120,13 +119,10 @@ class Broker:
                     continue
                 kind = msg["type"]
                 channel = text(msg["channel"])
-                sid = self.keys.channel_session(channel)
-                if sid is None:
-                    continue
                 if kind == "message":
-                    self.on_event(sid, msg["data"])
+                    self.on_message(channel, msg["data"])
                 elif kind == "subscribe":
-                    self._confirm(sid)
+                    self._confirm(channel)
             except asyncio.CancelledError:
                 raise
             except StoreDown as exc:
@@ -140,12 +136,12 @@ class Broker:
                 log.exception("pub/sub reader error")
                 await asyncio.sleep(backoff)
 
-    def _confirm(self, sid: str) -> None:
-        fut = self.confirmed.get(sid)
-        if fut is None or sid not in self.wanted:
+    def _confirm(self, channel: str) -> None:
+        fut = self.confirmed.get(channel)
+        if fut is None or channel not in self.wanted:
             return
         if fut.done():
-            self.on_resubscribed(sid)  # a confirmation after a reconnect: fill the gap
+            self.on_resubscribed(channel)  # a confirmation after a reconnect: fill the gap
         else:
             fut.set_result(None)
 

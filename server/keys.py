@@ -37,14 +37,21 @@ class Keys:
     def pin_log(self, sid: str) -> str:
         return f"{self.prefix}:{{s:{sid}}}:pins"
 
+    def deal(self, sid: str) -> str:
+        return f"{self.prefix}:{{s:{sid}}}:deal"
+
+    def rates(self, sid: str) -> str:
+        return f"{self.prefix}:{{s:{sid}}}:rates"
+
     def session_index(self) -> str:
         return f"{self.prefix}:sessions"
 
-    def channel_session(self, channel: str) -> str | None:
-        """The session id a channel name belongs to, or None if it is not ours."""
-        head = f"{self.prefix}:{{s:"
-        if channel.startswith(head) and channel.endswith("}:events"):
-            return channel[len(head) : -len("}:events")]
+    def parse_channel(self, channel: str) -> tuple[str, str] | None:
+        """("s", session id) or ("u", user id) for one of our channels, else None."""
+        for kind, tail in (("s", "}:events"), ("u", "}:private")):
+            head = f"{self.prefix}:{{{kind}:"
+            if channel.startswith(head) and channel.endswith(tail):
+                return kind, channel[len(head) : -len(tail)]
         return None
 
     # products
@@ -53,3 +60,35 @@ class Keys:
 
     def product_sessions(self, pid: str) -> str:
         return f"{self.prefix}:{{p:{pid}}}:sessions"
+
+    # users (buyers, creators, sellers)
+    def cart(self, uid: str) -> str:
+        return f"{self.prefix}:{{u:{uid}}}:cart"
+
+    def touches(self, uid: str) -> str:
+        return f"{self.prefix}:{{u:{uid}}}:touches"
+
+    def idempotency(self, uid: str, key: str) -> str:
+        return f"{self.prefix}:{{u:{uid}}}:idem:{key}"
+
+    def user_orders(self, uid: str) -> str:
+        return f"{self.prefix}:{{u:{uid}}}:orders"
+
+    def ledger(self, uid: str) -> str:
+        return f"{self.prefix}:{{u:{uid}}}:ledger"
+
+    def balance(self, uid: str) -> str:
+        return f"{self.prefix}:{{u:{uid}}}:balance"
+
+    def user_channel(self, uid: str) -> str:
+        return f"{self.prefix}:{{u:{uid}}}:private"
+
+    # orders
+    def order(self, oid: str) -> str:
+        return f"{self.prefix}:{{o:{oid}}}:order"
+
+    def refunds(self, oid: str) -> str:
+        return f"{self.prefix}:{{o:{oid}}}:refunds"
+
+    def orders_stream(self) -> str:
+        return f"{self.prefix}:orders"

@@ -12,9 +12,13 @@ from typing import Any
 from server import validate as v
 from server.auth import Identity, verify_token
 from server.broker import Broker
+from server.cart.carts import Carts
+from server.cart.ops import CartOps
+from server.cart.orders import Orders, Placed
 from server.cart.products import Products
+from server.cart.social import SocialProof
 from server.client import Client, Sink
-from server.codecs import Codec
+from server.codecs import JSON, MSGPACK, OP_BINARY, OP_TEXT, Codec, frame
 from server.commands import Dispatcher, Handler
 from server.counters.room_counters import RoomCounters
 from server.errors import ApiError, CloseCode, ErrorCode
@@ -39,30 +43,43 @@ class Node:
         self.sessions = Sessions(self.store, self.keys, settings)
         self.counters = RoomCounters(self.store, self.keys, settings.node_id,
                                      settings.presence_ttl_s)
+        self.carts = Carts(self.store, self.keys, self.products)
+        self.orders = Orders(self.store, self.keys, self.sessions, settings)
+        self.social = SocialProof(self.sessions, self.products)
         self.hub = Hub(self._fetch_history)
-        self.broker = Broker(self.store.redis, self.keys, self.hub.on_event, self.hub.resync)
+        self.broker = Broker(self.store.redis, self._on_message, self._on_resubscribed)
         self.rooms = RoomOps(self.sessions, self.products, self.counters, self.hub, self.broker,
                              subscribe_timeout_s=settings.store_timeout_s)
+        self.cart_ops = CartOps(self.carts, self.orders, self.sessions, self.publish_private,
+                                self._placed)
         self.clients: dict[int, Client] = {}
+        self.users: dict[str, dict[int, Client]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         handlers: dict[str, Handler] = {"ping": self.ping, "auth": self.auth}
         handlers.update(self.rooms.handlers())
+        handlers.update(self.cart_ops.handlers())
         self.metrics = Metrics()
         self.dispatcher = Dispatcher(handlers, observe=self.metrics.observe_command)
         self.hub.observe_fanout = self.metrics.fanout_seconds.observe
         self.metrics.attach(self)
         self._ticker: asyncio.Task[None] | None = None
+        self._social: asyncio.Task[None] | None = None
         self.draining = False
 
     async def start(self) -> None:
         await self.store.load_all()
         await self.broker.start()
         self._ticker = asyncio.create_task(self._tick_loop(), name="counters-tick")
+        self._social = asyncio.create_task(self._social_loop(), name="social-proof")
 
     async def stop(self) -> None:
-        if self._ticker is not None:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
+        for task in (self._ticker, self._social):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        with contextlib.suppress(ApiError):
+            await self.social.flush()
         with contextlib.suppress(ApiError):
             await self.counters.tick([(sid, 0, room.likes) for sid, room in self.hub.rooms.items()])
         await self.broker.close()
@@ -76,11 +93,32 @@ class Node:
                         abuse_errors=s.abuse_errors, abuse_window_s=s.abuse_window_s,
                         max_buffer=s.send_buffer_bytes, on_evict=self._evicted)
         self.clients[client.id] = client
+        self._attach_user(client)
         return client
 
     def disconnect(self, client: Client) -> None:
         self.hub.remove(client)
         self.clients.pop(client.id, None)
+        self._detach_user(client)
+
+    def _attach_user(self, client: Client) -> None:
+        uid = client.user
+        if uid is None:
+            return
+        mine = self.users.setdefault(uid, {})
+        if not mine:
+            self.broker.subscribe(self.keys.user_channel(uid))
+        mine[client.id] = client
+
+    def _detach_user(self, client: Client) -> None:
+        uid = client.user
+        mine = self.users.get(uid) if uid else None
+        if mine is None or uid is None:
+            return
+        mine.pop(client.id, None)
+        if not mine:
+            del self.users[uid]
+            self.broker.unsubscribe(self.keys.user_channel(uid))
 
     def _evicted(self, client: Client, code: int) -> None:
         if code == CloseCode.SLOW_CONSUMER:
@@ -106,10 +144,83 @@ class Node:
         identity = verify_token(self.secret, token)
         if client.identity.sub is not None and identity.sub != client.identity.sub:
             raise ApiError(ErrorCode.FORBIDDEN, "a refreshed token must be for the same user")
+        if client.identity.sub is None:
+            client.identity = identity
+            self._attach_user(client)
         client.identity = identity
         return {"sub": identity.sub, "role": identity.role, "exp": identity.exp}
 
+    # private events ---------------------------------------------------------------
+
+    async def publish_private(self, uid: str, data: Any, event: str = "cart") -> None:
+        doc = {"t": event, "ts": int(time.time() * 1000), "d": data}
+        await self.store.call("PUBLISH", self.keys.user_channel(uid), JSON.encode(doc))
+
+    async def _placed(self, client: Client, placed: Placed) -> None:
+        if not placed.new:
+            return
+        order = placed.order
+        buyer = str(order["buyer"])
+        from server.cart.orders import public_order
+
+        await self.publish_private(buyer, public_order(order), "order")
+        if order.get("source") == "checkout":
+            await self.publish_private(buyer, {"lines": [], "total": 0}, "cart")
+        if client.session is not None:
+            name = client.identity.display_name()
+            for line in order["lines"]:
+                self.social.note(client.session, str(line["product"]), int(line["qty"]), name)
+
+    def _on_message(self, channel: str, data: bytes) -> None:
+        parsed = self.keys.parse_channel(channel)
+        if parsed is None:
+            return
+        kind, ident = parsed
+        if kind == "s":
+            self.hub.on_event(ident, data)
+            return
+        mine = self.users.get(ident)
+        if not mine:
+            return
+        json_frame = frame(OP_TEXT, bytes(data))
+        msgpack_frame = b""
+        for client in list(mine.values()):
+            if client.codec is MSGPACK:
+                if not msgpack_frame:
+                    msgpack_frame = frame(OP_BINARY, MSGPACK.encode(JSON.decode(data)))
+                client.send_frame(msgpack_frame)
+            else:
+                client.send_frame(json_frame)
+
+    def _on_resubscribed(self, channel: str) -> None:
+        parsed = self.keys.parse_channel(channel)
+        if parsed is not None and parsed[0] == "s":
+            self.hub.resync(parsed[1])
+
+    def spawn(self, coro: Any) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     # background -----------------------------------------------------------------
+
+    async def _social_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.social_interval_s)
+            try:
+                await self.social.flush()
+            except ApiError:
+                pass
+            except Exception:
+                log.exception("social proof flush failed")
+
+    async def _close_due_deals(self, sids: list[str]) -> None:
+        rows = await self.store.batch(
+            [("HMGET", self.keys.deal(sid), "status", "ends_at") for sid in sids])
+        now = int(time.time() * 1000)
+        for sid, (status, ends_at) in zip(sids, rows, strict=True):
+            if status == b"open" and ends_at is not None and int(ends_at) <= now:
+                await self.sessions.close_deal(sid)
 
     async def _fetch_history(self, sid: str, since: int) -> list[tuple[int, bytes]] | None:
         return await self.sessions.history_since(sid, since)
@@ -129,6 +240,7 @@ class Node:
         rooms = list(self.hub.rooms.values())
         if not rooms:
             return
+        await self._close_due_deals([r.sid for r in rooms])
         likes = {room.sid: room.likes for room in rooms}
         for room in rooms:
             room.likes = 0
@@ -141,7 +253,7 @@ class Node:
         now = int(time.time() * 1000)
         for room, report in zip(rooms, reports, strict=True):
             if room.size == 0:
-                self.broker.unsubscribe(room.sid)
+                self.broker.unsubscribe(self.keys.channel(room.sid))
                 self.hub.drop_room(room.sid)
                 continue
             values = (report.viewers, report.likes, report.orders, report.units)

@@ -39,6 +39,7 @@ class Settings:
     history_max_events: int = 1000
     history_max_age_s: int = 600
     counters_interval_s: float = 1.0
+    social_interval_s: float = 0.5
     presence_ttl_s: float = 10.0
     store_timeout_s: float = 2.0
     drain_timeout_s: float = 10.0
@@ -80,6 +81,7 @@ _ENV: dict[str, tuple[str, type]] = {
     "LIVECART_HISTORY_MAX_EVENTS": ("history_max_events", int),
     "LIVECART_HISTORY_MAX_AGE_S": ("history_max_age_s", int),
     "LIVECART_COUNTERS_INTERVAL_S": ("counters_interval_s", float),
+    "LIVECART_SOCIAL_INTERVAL_S": ("social_interval_s", float),
     "LIVECART_PRESENCE_TTL_S": ("presence_ttl_s", float),
     "LIVECART_STORE_TIMEOUT_S": ("store_timeout_s", float),
     "LIVECART_DRAIN_TIMEOUT_S": ("drain_timeout_s", float),
@@ -122,7 +124,7 @@ def validate(settings: Settings) -> None:
                  "history_max_events", "history_max_age_s"):
         if getattr(settings, name) <= 0:
             raise SettingsError(f"{name} must be positive")
-    for name in ("rate_per_s", "abuse_window_s", "counters_interval_s", "presence_ttl_s",
-                 "store_timeout_s", "drain_timeout_s"):
+    for name in ("rate_per_s", "abuse_window_s", "counters_interval_s", "social_interval_s",
+                 "presence_ttl_s", "store_timeout_s", "drain_timeout_s"):
         if getattr(settings, name) <= 0:
             raise SettingsError(f"{name} must be positive")

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
@@ -146,8 +147,16 @@ def translate(exc: ResponseError) -> ApiError:
     text = str(exc)
     if text.startswith("LC "):
         _, code, *rest = text.split(" ", 2)
+        message = rest[0] if rest else code
+        details: dict[str, Any] = {}
+        if message.startswith("{"):
+            try:
+                details = dict(orjson.loads(message))
+            except orjson.JSONDecodeError:
+                details = {}
+            message = str(details.pop("message", code))
         try:
-            return ApiError(ErrorCode(code), rest[0] if rest else code)
+            return ApiError(ErrorCode(code), message, **details)
         except ValueError:
             pass
     return ApiError(ErrorCode.UNAVAILABLE, "the store rejected the command")

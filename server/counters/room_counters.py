@@ -69,11 +69,10 @@ class RoomCounters:
         return [TickReport(sid, *(int(x) for x in row))
                 for (sid, _, _), row in zip(rooms, rows, strict=True)]
 
-    async def click(self, sid: str, product: str) -> None:
-        await self.store.batch([
-            ("HINCRBY", self.keys.counters(sid), "clicks", 1),
-            ("HINCRBY", self.keys.counters(sid), f"clicks:{product}", 1),
-        ])
+    async def click(self, sid: str, product: str, buyer: str) -> None:
+        """A click is a touch: it can win the attribution of a later purchase."""
+        await self.store.run("touch.lua", [self.keys.touches(buyer), self.keys.counters(sid)],
+                             [product, sid])
 
     async def read(self, sid: str) -> dict[str, Any]:
         return as_dict(await self.store.call("HGETALL", self.keys.counters(sid)))

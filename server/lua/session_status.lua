@@ -1,30 +1,31 @@
 -- Start or end a session (its creator only), and tell the room.
--- KEYS[1] session hash   KEYS[2] history stream   KEYS[3] pin log (list)
--- ARGV[1..4] room convention (lib/room.lua)
--- ARGV[5] 'start' | 'end'   ARGV[6] caller id
--- Returns: {status, started_at, ended_at, seq}
+-- Ending closes the open deal (its stock returns), unpins, and logs the unpin position.
+-- KEYS[1] session hash
+-- ARGV[1..4] context (lib/context.lua)   ARGV[5] session id
+-- ARGV[6] 'start' | 'end'   ARGV[7] caller id
+-- Returns: {status, seq of the session event}
+--!include lib/context.lua
+--!include lib/keys.lua
 --!include lib/room.lua
 
-local s = load_session()
+local sid, action, caller = ARGV[5], ARGV[6], ARGV[7]
+local s = load_hash(KEYS[1])
 if not s then return fail('not_found', 'session does not exist') end
-if s.creator ~= ARGV[6] then return fail('forbidden', 'only the session creator can do this') end
-local action = ARGV[5]
+if s.creator ~= caller then return fail('forbidden', 'only the session creator can do this') end
 if action == 'start' then
   if s.status == 'live' then return fail('conflict', 'session is already live') end
   if s.status == 'ended' then return fail('conflict', 'session has ended') end
-  redis.call('HSET', SESSION, 'status', 'live', 'started_at', NOW)
-  local seq = emit('session', '{"status":"live"}')
-  return {'live', tostring(NOW), '', seq}
+  redis.call('HSET', KEYS[1], 'status', 'live', 'started_at', int(NOW))
+  return {'live', emit_to(sid, 'session', '{"status":"live"}')}
 end
 if s.status == 'scheduled' then return fail('not_live', 'session has not started') end
 if s.status == 'ended' then return fail('conflict', 'session has already ended') end
-local started = tonumber(s.started_at)
+close_deal(sid)
 if s.pin ~= '' then
   local pin = cjson.decode(s.pin)
-  redis.call('HSET', SESSION, 'pin', '')
-  redis.call('RPUSH', KEYS[3], cjson.encode({op = 'unpin', at = NOW - started}))
-  emit('unpinned', '{"product":' .. cjson.encode(pin.product.id) .. '}')
+  redis.call('HSET', KEYS[1], 'pin', '', 'pin_deal', '')
+  redis.call('RPUSH', k_pin_log(sid), cjson.encode({op = 'unpin', at = NOW - tonumber(s.started_at)}))
+  emit_to(sid, 'unpinned', '{"product":' .. cjson.encode(pin.product.id) .. '}')
 end
-redis.call('HSET', SESSION, 'status', 'ended', 'ended_at', NOW)
-local seq = emit('session', '{"status":"ended"}')
-return {'ended', s.started_at, tostring(NOW), seq}
+redis.call('HSET', KEYS[1], 'status', 'ended', 'ended_at', int(NOW))
+return {'ended', emit_to(sid, 'session', '{"status":"ended"}')}

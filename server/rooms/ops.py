@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from collections.abc import Mapping
 from typing import Any
 
 from server import validate as v
 from server.auth import require_user
 from server.broker import Broker
+from server.cart.deals import parse_deal
 from server.cart.products import Products
 from server.client import Client
 from server.commands import Handler, Then
 from server.counters.room_counters import RoomCounters
-from server.errors import ApiError, ErrorCode, bad_request, forbidden, not_found, unavailable
+from server.errors import ApiError, bad_request, forbidden, not_found, unavailable
 from server.hub import Hub
 from server.rooms.sessions import Session, Sessions
 
@@ -30,6 +33,7 @@ class RoomOps:
         self.hub = hub
         self.broker = broker
         self.subscribe_timeout_s = subscribe_timeout_s
+        self._timers: set[asyncio.Task[None]] = set()
 
     def handlers(self) -> dict[str, Handler]:
         return {
@@ -40,11 +44,12 @@ class RoomOps:
     async def snapshot(self, session: Session) -> dict[str, Any]:
         products = await self.products.get_many(session.showcase)
         counters = await self.counters.snapshot(session.id)
+        deal = await self.sessions.deal(session.id) if session.pin_deal else None
         return {
             "session": session.id, "status": session.status, "kind": session.kind,
             "title": session.title, "creator": session.creator,
             "showcase": [products[p].to_wire() for p in session.showcase if p in products],
-            "pinned": session.pinned(), "counters": counters, "seq": session.seq,
+            "pinned": session.pinned(deal), "counters": counters, "seq": session.seq,
             "epoch": session.epoch,
         }
 
@@ -57,7 +62,8 @@ class RoomOps:
         self.hub.add_joining(client, sid)
         try:
             try:
-                await asyncio.wait_for(asyncio.shield(self.broker.subscribe(sid)),
+                channel = self.sessions.keys.channel(sid)
+                await asyncio.wait_for(asyncio.shield(self.broker.subscribe(channel)),
                                        self.subscribe_timeout_s)
             except (TimeoutError, ConnectionError) as exc:
                 raise unavailable() from exc
@@ -109,7 +115,7 @@ class RoomOps:
         session = await self.sessions.get(sid)
         if product not in session.showcase:
             raise not_found("product", product)
-        await self.counters.click(sid, product)
+        await self.counters.click(sid, product, require_user(client.identity))
         return {"product": product}
 
     async def _own_session(self, client: Client, args: Mapping[str, Any]) -> tuple[str, str]:
@@ -123,17 +129,30 @@ class RoomOps:
         caller, sid = await self._own_session(client, args)
         product_id = v.req_ident(args, "product")
         sts = v.integer(args, "stream_ts_ms", lo=0, hi=MAX_STREAM_TS, required=False)
-        if args.get("deal") is not None:
-            raise ApiError(ErrorCode.BAD_REQUEST, "flash deals are not available yet",
-                           field="deal")
+        deal = parse_deal(args["deal"]) if args.get("deal") is not None else None
         session = await self.sessions.get(sid)
         if session.creator != caller:
             raise forbidden("only the session creator can pin")
-        product = await self.products.find(product_id)
-        if product is None:
-            raise not_found("product", product_id)
-        pin, seq = await self.sessions.pin(sid, caller, product_id, product.to_json(), sts)
+        pin, seq = await self.sessions.pin(sid, caller, product_id, sts, deal)
+        if deal is not None:
+            self._close_at(sid, deal["ends_at"])
         return {"pinned": pin, "seq": seq}
+
+    def _close_at(self, sid: str, ends_at_ms: int) -> None:
+        """Close the deal on time from this node (every node's tick also sweeps due deals)."""
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, ends_at_ms / 1000 - time.time())
+
+        def fire() -> None:
+            task = loop.create_task(self._close_due(sid))
+            self._timers.add(task)
+            task.add_done_callback(self._timers.discard)
+
+        loop.call_later(delay + 0.005, fire)
+
+    async def _close_due(self, sid: str) -> None:
+        with contextlib.suppress(ApiError):
+            await self.sessions.close_deal(sid)
 
     async def unpin(self, client: Client, args: Mapping[str, Any]) -> Any:
         caller, sid = await self._own_session(client, args)

@@ -36,7 +36,8 @@ class Session:
     created_at: int
     started_at: int | None
     ended_at: int | None
-    pin: bytes | None  # the pin as JSON, exactly as it went out in the `pinned` event
+    pin: bytes | None  # the pin as JSON without its deal
+    pin_deal: str  # id of the deal opened with the current pin, or ""
     seq: int
     epoch: str
 
@@ -48,12 +49,17 @@ class Session:
             created_at=int(h.get("created_at") or 0),
             started_at=int(h["started_at"]) if h.get("started_at") else None,
             ended_at=int(h["ended_at"]) if h.get("ended_at") else None,
-            pin=h["pin"].encode() if h.get("pin") else None,
+            pin=h["pin"].encode() if h.get("pin") else None, pin_deal=h.get("pin_deal", ""),
             seq=int(h.get("seq") or 0), epoch=h.get("epoch", ""),
         )
 
-    def pinned(self) -> Any:
-        return orjson.loads(self.pin) if self.pin else None
+    def pinned(self, deal: dict[str, str] | None = None) -> Any:
+        """The pin as clients see it; `deal` is the session's deal hash, if any."""
+        if not self.pin:
+            return None
+        pin = orjson.loads(self.pin)
+        pin["deal"] = deal_view(deal) if deal and deal.get("id") == self.pin_deal else None
+        return pin
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -68,6 +74,12 @@ class NewSession:
     kind: str
     title: str
     showcase: list[str]
+
+
+def deal_view(d: dict[str, str]) -> dict[str, Any]:
+    return {"price": int(d["price"]), "stock_left": int(d["stock_left"]),
+            "per_buyer_limit": int(d["per_buyer_limit"]), "ends_at": int(d["ends_at"]),
+            "status": d["status"]}
 
 
 def parse_new(body: Any) -> NewSession:
@@ -98,13 +110,14 @@ class Sessions:
     def __init__(self, store: Store, keys: Keys, settings: Settings) -> None:
         self.store, self.keys, self.settings = store, keys, settings
 
-    def _room(self, sid: str, *extra_keys: str) -> tuple[list[str], list[Any]]:
-        keys = [self.keys.session(sid), self.keys.history(sid), *extra_keys]
-        args: list[Any] = [
-            self.keys.channel(sid), self.settings.history_max_events,
-            self.settings.history_max_age_s * 1000, new_epoch(),
-        ]
-        return keys, args
+    def context(self) -> tuple[list[str], list[Any]]:
+        """The ARGV head every event-emitting script takes (lib/context.lua)."""
+        return [], [self.keys.prefix, self.settings.history_max_events,
+                    self.settings.history_max_age_s * 1000, new_epoch()]
+
+    def _room(self, sid: str) -> tuple[list[str], list[Any]]:
+        _, args = self.context()
+        return [self.keys.session(sid)], [*args, sid]
 
     async def create(self, creator: str, new: NewSession,
                      sid: str | None = None) -> tuple[Session, bool]:
@@ -137,27 +150,36 @@ class Sessions:
         return [text(r) for r in rows]
 
     async def set_status(self, sid: str, caller: str, action: str) -> Session:
-        keys, args = self._room(sid, self.keys.pin_log(sid))
+        keys, args = self._room(sid)
         await self.store.run("session_status.lua", keys, [*args, action, caller])
         return await self.get(sid)
 
-    async def pin(self, sid: str, caller: str, product_id: str, product_json: bytes,
-                  stream_ts_ms: int | None) -> tuple[Any, int]:
-        keys, args = self._room(sid, self.keys.pin_log(sid), self.keys.counters(sid))
+    async def pin(self, sid: str, caller: str, product_id: str, stream_ts_ms: int | None,
+                  deal: dict[str, int] | None = None) -> tuple[Any, int]:
+        keys, args = self._room(sid)
         pin, seq = await self.store.run(
             "pin.lua", keys,
-            [*args, "pin", caller, "" if stream_ts_ms is None else stream_ts_ms,
-             product_id, product_json],
+            [*args, "pin", caller, "" if stream_ts_ms is None else stream_ts_ms, product_id,
+             orjson.dumps(deal) if deal else "", f"deal_{secrets.token_hex(6)}"],
         )
         return orjson.loads(pin), int(seq)
 
     async def unpin(self, sid: str, caller: str, stream_ts_ms: int | None) -> int:
-        keys, args = self._room(sid, self.keys.pin_log(sid), self.keys.counters(sid))
+        keys, args = self._room(sid)
         _, seq = await self.store.run(
             "pin.lua", keys,
-            [*args, "unpin", caller, "" if stream_ts_ms is None else stream_ts_ms, "", ""],
+            [*args, "unpin", caller, "" if stream_ts_ms is None else stream_ts_ms, "", "", ""],
         )
         return int(seq)
+
+    async def close_deal(self, sid: str, force: bool = False) -> bool:
+        _, args = self._room(sid)
+        closed = await self.store.run("deal_close.lua", [self.keys.deal(sid)],
+                                      [*args, "force" if force else "due"])
+        return bool(closed)
+
+    async def deal(self, sid: str) -> dict[str, str]:
+        return as_dict(await self.store.call("HGETALL", self.keys.deal(sid)))
 
     async def emit(self, sid: str, event_type: str, data: Any) -> int:
         keys, args = self._room(sid)

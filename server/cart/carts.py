@@ -1,0 +1,54 @@
+"""Carts: one per buyer, kept in Valkey, shared by all the buyer's connections.
+
+A line remembers the session (and time) it was added from: it is a touch on that product
+in that session. Every change is published on the buyer's private channel so every
+connection of that buyer, on any node, gets the new cart.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from server.cart.products import Products
+from server.keys import Keys
+from server.store import Store, as_dict
+
+MAX_QTY = 99
+
+
+class Carts:
+    def __init__(self, store: Store, keys: Keys, products: Products) -> None:
+        self.store, self.keys, self.products = store, keys, products
+
+    async def view(self, flat: Any) -> dict[str, Any]:
+        """`{lines: [{product, qty, unit_price, session, title, image_url}], total}`."""
+        raw = as_dict(flat)
+        products = await self.products.get_many(sorted(raw))
+        lines = []
+        total = 0
+        for pid in sorted(raw):
+            line = orjson.loads(raw[pid])
+            product = products.get(pid)
+            if product is None:
+                continue
+            qty = int(line["qty"])
+            lines.append({
+                "product": pid, "qty": qty, "unit_price": product.price,
+                "session": line.get("session") or None, "title": product.title,
+                "image_url": product.image_url,
+            })
+            total += qty * product.price
+        return {"lines": lines, "total": total}
+
+    async def get(self, buyer: str) -> dict[str, Any]:
+        return await self.view(await self.store.call("HGETALL", self.keys.cart(buyer)))
+
+    async def update(self, buyer: str, op: str, product: str, qty: int,
+                     session: str | None) -> dict[str, Any]:
+        flat = await self.store.run(
+            "cart_update.lua", [self.keys.cart(buyer)],
+            [self.keys.prefix, buyer, op, product, qty, session or "", MAX_QTY],
+        )
+        return await self.view(flat)

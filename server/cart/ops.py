@@ -1,0 +1,86 @@
+"""Buying commands over the WebSocket: cart_get/add/set/remove, checkout, buy_now."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from server import validate as v
+from server.auth import require_user
+from server.cart.carts import MAX_QTY, Carts
+from server.cart.orders import Orders, Placed, public_order
+from server.client import Client
+from server.commands import Handler
+from server.errors import bad_request
+from server.rooms.sessions import Sessions
+
+IDEM_KEY = v.ID_RE
+
+
+class CartOps:
+    def __init__(self, carts: Carts, orders: Orders, sessions: Sessions,
+                 on_cart: Callable[[str, dict[str, Any]], Any],
+                 on_order: Callable[[Client, Placed], Any]) -> None:
+        self.carts, self.orders, self.sessions = carts, orders, sessions
+        self.on_cart = on_cart
+        self.on_order = on_order
+
+    def handlers(self) -> dict[str, Handler]:
+        return {
+            "cart_get": self.cart_get, "cart_add": self.cart_add, "cart_set": self.cart_set,
+            "cart_remove": self.cart_remove, "checkout": self.checkout, "buy_now": self.buy_now,
+        }
+
+    async def cart_get(self, client: Client, args: Mapping[str, Any]) -> Any:
+        return await self.carts.get(require_user(client.identity))
+
+    async def _line_session(self, client: Client, product: str) -> str | None:
+        """The session a cart change counts as a touch in: the joined one, if it shows it."""
+        if client.session is None:
+            return None
+        session = await self.sessions.find(client.session)
+        return client.session if session is not None and product in session.showcase else None
+
+    async def _change(self, client: Client, args: Mapping[str, Any], op: str) -> Any:
+        buyer = require_user(client.identity)
+        product = v.req_ident(args, "product")
+        qty = 0 if op == "remove" else v.req_int(args, "qty", lo=1, hi=MAX_QTY)
+        session = None if op == "remove" else await self._line_session(client, product)
+        cart = await self.carts.update(buyer, op, product, qty, session)
+        await self.on_cart(buyer, cart)
+        return cart
+
+    async def cart_add(self, client: Client, args: Mapping[str, Any]) -> Any:
+        return await self._change(client, args, "add")
+
+    async def cart_set(self, client: Client, args: Mapping[str, Any]) -> Any:
+        return await self._change(client, args, "set")
+
+    async def cart_remove(self, client: Client, args: Mapping[str, Any]) -> Any:
+        return await self._change(client, args, "remove")
+
+    async def checkout(self, client: Client, args: Mapping[str, Any]) -> Any:
+        buyer = require_user(client.identity)
+        key = v.string(args, "idempotency_key", max_len=64, pattern=IDEM_KEY)
+        total = v.integer(args, "total", lo=0, required=False)
+        assert key is not None
+        placed = await self.orders.checkout(buyer, client.session, key, total)
+        await self.on_order(client, placed)
+        return public_order(placed.order)
+
+    async def buy_now(self, client: Client, args: Mapping[str, Any]) -> Any:
+        buyer = require_user(client.identity)
+        product = v.req_ident(args, "product")
+        qty = v.req_int(args, "qty", lo=1, hi=MAX_QTY)
+        key = v.string(args, "idempotency_key", max_len=64, pattern=IDEM_KEY)
+        price = v.integer(args, "price", lo=0, required=False)
+        assert key is not None
+        if client.session is None or client.joining:
+            raise bad_request("join a session to buy from it")
+        session = await self.sessions.get(client.session)
+        if product not in session.showcase:
+            raise bad_request(f"product {product!r} is not in this session's showcase",
+                              field="product")
+        placed = await self.orders.buy_now(buyer, client.session, product, qty, key, price)
+        await self.on_order(client, placed)
+        return public_order(placed.order)

@@ -1,0 +1,54 @@
+"""Social proof: purchases become a few room events per second, not one per order.
+
+Each node buffers the purchases it placed per room and, every `interval`, emits per
+product one `purchase {product, qty, count, names}` (names are display names, never raw
+ids), then the product's new stock (`product`) and, during a deal, its progress (`deal`).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from server.cart.products import Products
+from server.rooms.sessions import Sessions
+
+MAX_NAMES = 3
+
+
+@dataclass(slots=True)
+class Burst:
+    qty: int = 0
+    count: int = 0
+    names: list[str] = field(default_factory=list)
+
+    def add(self, qty: int, name: str) -> None:
+        self.qty += qty
+        self.count += 1
+        if name not in self.names and len(self.names) < MAX_NAMES:
+            self.names.append(name)
+
+
+class SocialProof:
+    def __init__(self, sessions: Sessions, products: Products) -> None:
+        self.sessions, self.products = sessions, products
+        self.pending: dict[str, dict[str, Burst]] = defaultdict(dict)
+
+    def note(self, room: str, product: str, qty: int, name: str) -> None:
+        self.pending[room].setdefault(product, Burst()).add(qty, name)
+
+    async def flush(self) -> None:
+        pending, self.pending = self.pending, defaultdict(dict)
+        for room, bursts in pending.items():
+            deal = await self.sessions.deal(room)
+            for pid, burst in bursts.items():
+                await self.sessions.emit(room, "purchase", {
+                    "product": pid, "qty": burst.qty, "count": burst.count, "names": burst.names})
+                product = await self.products.find(pid)
+                if product is not None:
+                    await self.sessions.emit(room, "product", {
+                        "id": pid, "price": product.price, "stock": product.stock})
+                if deal.get("product") == pid and deal.get("status") == "open":
+                    await self.sessions.emit(room, "deal", {
+                        "product": pid, "status": "open", "stock_left": int(deal["stock_left"]),
+                        "ends_at": int(deal["ends_at"]), "price": int(deal["price"])})

@@ -1,0 +1,40 @@
+-- Change one line of a buyer's cart, record the touch, count the add.
+-- KEYS[1] cart hash (product -> {"qty", "session", "at"})
+-- ARGV[1] key prefix   ARGV[2] buyer   ARGV[3] 'add' | 'set' | 'remove'   ARGV[4] product
+-- ARGV[5] qty   ARGV[6] session the change was made in ('' if none)   ARGV[7] max qty per line
+-- Returns: the cart as a flat HGETALL list
+-- Fails: LC not_found (product), bad_request (over the per-line max), out_of_stock
+local PREFIX = ARGV[1]
+--!include lib/keys.lua
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local buyer, op, product, qty, session = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6]
+
+if op == 'remove' then
+  redis.call('HDEL', KEYS[1], product)
+  return redis.call('HGETALL', KEYS[1])
+end
+local stock = redis.call('HGET', k_product(product), 'stock')
+if not stock then
+  return redis.error_reply('LC not_found {"message":"product does not exist","product":' ..
+    cjson.encode(product) .. '}')
+end
+local new = qty
+local cur = redis.call('HGET', KEYS[1], product)
+if op == 'add' and cur then new = new + tonumber(cjson.decode(cur).qty) end
+if new > tonumber(ARGV[7]) then
+  return redis.error_reply('LC bad_request {"message":"at most ' .. ARGV[7] ..
+    ' of one product per cart","field":"qty"}')
+end
+if new > tonumber(stock) then
+  return redis.error_reply('LC out_of_stock {"message":"not enough stock","product":' ..
+    cjson.encode(product) .. ',"available":' .. stock .. '}')
+end
+redis.call('HSET', KEYS[1], product, cjson.encode({qty = new, session = session, at = now}))
+if session ~= '' then
+  redis.call('HSET', k_touches(buyer), product, session .. '|' .. string.format('%d', now))
+  local ck = k_counters(session)
+  redis.call('HINCRBY', ck, 'adds', 1)
+  redis.call('HINCRBY', ck, 'adds:' .. product, 1)
+end
+return redis.call('HGETALL', KEYS[1])

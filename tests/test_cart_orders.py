@@ -1,0 +1,195 @@
+"""Cart, checkout, buy-now and flash deals against the real server and embedded Valkey."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from tests.helpers import ServerThread, WsClient
+
+pytestmark = pytest.mark.anyio
+
+
+async def _viewer(server: ServerThread, sub: str, sid: str, **kw: object) -> WsClient:
+    c = await WsClient.connect(server.ws_url, token=server.token(sub, "viewer", name=sub.title()),
+                               **kw)  # type: ignore[arg-type]
+    await c.ok("join", session=sid)
+    return c
+
+
+async def test_cart_ops_and_sync_between_connections(server: ServerThread) -> None:
+    server.product("p1", price=1500, stock=10)
+    server.product("p2", price=700, stock=3)
+    sid = server.session(["p1", "p2"])
+    a = await _viewer(server, "ann", sid)
+    b = await WsClient.connect(server.ws_url, token=server.token("ann"), use_msgpack=True)
+    cart = await a.ok("cart_add", product="p1", qty=2)
+    assert cart == {"lines": [{"product": "p1", "qty": 2, "unit_price": 1500, "session": sid,
+                               "title": "p1", "image_url": ""}], "total": 3000}
+    ev = await b.wait_event("cart")
+    assert ev["d"]["total"] == 3000
+    cart = await a.ok("cart_add", product="p1", qty=1)
+    assert cart["lines"][0]["qty"] == 3
+    cart = await a.ok("cart_set", product="p2", qty=3)
+    assert cart["total"] == 3 * 1500 + 3 * 700
+    assert (await a.err("cart_set", product="p2", qty=4))["code"] == "out_of_stock"
+    assert (await a.err("cart_add", product="p1", qty=99))["code"] == "bad_request"
+    assert (await a.err("cart_set", product="p1", qty=0))["code"] == "bad_request"
+    assert (await a.err("cart_set", product="p1", qty=2.5))["code"] == "bad_request"
+    assert (await a.err("cart_add", product="nope", qty=1))["code"] == "not_found"
+    cart = await a.ok("cart_remove", product="p2")
+    assert [line["product"] for line in cart["lines"]] == ["p1"]
+    assert (await b.ok("cart_get"))["total"] == 3 * 1500
+    anon = await WsClient.connect(server.ws_url)
+    assert (await anon.err("cart_get"))["code"] == "unauthorized"
+    for c in (a, b, anon):
+        await c.close()
+
+
+async def test_checkout_is_atomic_and_idempotent(server: ServerThread) -> None:
+    server.product("p1", price=1000, stock=5)
+    server.product("p2", price=250, stock=1)
+    sid = server.session(["p1", "p2"])
+    a = await _viewer(server, "bob", sid)
+    await a.ok("cart_set", product="p1", qty=2)
+    await a.ok("cart_set", product="p2", qty=1)
+    # someone else takes the last p2 first: the whole checkout fails, nothing is bought
+    other = await _viewer(server, "cy", sid)
+    await other.ok("buy_now", product="p2", qty=1, idempotency_key="k-other")
+    err = await a.err("checkout", idempotency_key="k1")
+    assert err["code"] == "out_of_stock" and err["product"] == "p2"
+    assert server.http("GET", "/api/products/p1").json()["stock"] == 5
+    await a.ok("cart_remove", product="p2")
+    assert (await a.err("checkout", idempotency_key="k1", total=1))["code"] == "conflict"
+    order = await a.ok("checkout", idempotency_key="k1", total=2000)
+    assert order["total"] == 2000 and order["lines"][0]["qty"] == 2
+    assert order["lines"][0]["attribution"] == "direct"
+    assert (await a.ok("cart_get"))["lines"] == []
+    again = await a.ok("checkout", idempotency_key="k1", total=2000)
+    assert again["id"] == order["id"]
+    assert (await a.err("checkout", idempotency_key="k1", total=5))["code"] == "conflict"
+    assert server.http("GET", "/api/products/p1").json()["stock"] == 3
+    ev = await a.wait_event(lambda e: e["t"] == "order")
+    assert ev["d"]["id"] == order["id"]
+    await a.close()
+    await other.close()
+
+
+async def test_buy_now_concurrent_duplicates_make_one_order(server: ServerThread) -> None:
+    server.product("p1", price=900, stock=50)
+    sid = server.session(["p1"])
+    conns = [await _viewer(server, "dee", sid) for _ in range(10)]
+    results = await asyncio.gather(*(
+        c.ok("buy_now", product="p1", qty=2, idempotency_key="same") for c in conns))
+    assert len({r["id"] for r in results}) == 1
+    assert server.http("GET", "/api/products/p1").json()["stock"] == 48
+    r = await conns[0].request("buy_now", product="p1", qty=3, idempotency_key="same")
+    assert r["error"]["code"] == "conflict"
+    for c in conns:
+        await c.close()
+
+
+async def test_buy_now_price_check_and_not_live(server: ServerThread) -> None:
+    server.product("p1", price=900, stock=5)
+    sid = server.session(["p1"], start=False)
+    a = await _viewer(server, "eve", sid)
+    assert (await a.err("buy_now", product="p1", qty=1, idempotency_key="x"))["code"] == "not_live"
+    server.http("POST", f"/api/sessions/{sid}/start", token=server.token("creator1", "creator"))
+    err = await a.err("buy_now", product="p1", qty=1, idempotency_key="y", price=800)
+    assert err["code"] == "conflict" and err["price"] == 900
+    order = await a.ok("buy_now", product="p1", qty=1, idempotency_key="z", price=900)
+    assert order["lines"][0]["unit_price"] == 900
+    assert (await a.err("buy_now", product="p1", qty=5, idempotency_key="w"))["code"] == \
+        "out_of_stock"
+    await a.ok("buy_now", product="p1", qty=4, idempotency_key="v")
+    assert (await a.err("buy_now", product="p1", qty=1, idempotency_key="u"))["code"] == "sold_out"
+    ev = await a.wait_event("sold_out")
+    assert ev["d"] == {"product": "p1"}
+    await a.close()
+
+
+async def test_flash_deal_storm(server: ServerThread) -> None:
+    server.product("p1", price=5000, stock=80)
+    sid = server.session(["p1"])
+    creator = await WsClient.connect(server.ws_url, token=server.token("creator1", "creator"))
+    await creator.ok("join", session=sid)
+    ends = int(time.time() * 1000) + 60_000
+    bad = await creator.err("pin", product="p1", deal={"price": 6000, "stock": 10,
+                                                        "per_buyer_limit": 1, "ends_at": ends})
+    assert bad["code"] == "bad_request"
+    too_many = await creator.err("pin", product="p1", deal={"price": 3000, "stock": 81,
+                                                            "per_buyer_limit": 1, "ends_at": ends})
+    assert too_many["code"] == "out_of_stock"
+    pinned = await creator.ok("pin", product="p1", deal={"price": 3000, "stock": 50,
+                                                         "per_buyer_limit": 1, "ends_at": ends})
+    assert pinned["pinned"]["deal"]["stock_left"] == 50
+    assert server.http("GET", "/api/products/p1").json()["stock"] == 30
+    buyers = [await _viewer(server, f"b{i}", sid, use_msgpack=bool(i % 2)) for i in range(120)]
+    snap = await buyers[0].ok("join", session=sid)
+    assert snap["pinned"]["deal"]["status"] == "open"
+    replies = await asyncio.gather(*(
+        b.request("buy_now", product="p1", qty=1, idempotency_key=f"k{i}")
+        for i, b in enumerate(buyers)))
+    ok = [r for r in replies if r["ok"]]
+    codes = {r["error"]["code"] for r in replies if not r["ok"]}
+    assert len(ok) == 50 and codes == {"sold_out"}
+    assert all(r["result"]["lines"][0]["unit_price"] == 3000 for r in ok)
+    second = await buyers[0].request("buy_now", product="p1", qty=1, idempotency_key="again")
+    assert second["error"]["code"] in ("limit_exceeded", "sold_out")
+    for b in buyers:
+        await b.wait_event("sold_out")
+    # unpin closes the deal: nothing left to return, list price again, old price -> deal_ended
+    await creator.ok("unpin")
+    ev = await buyers[1].wait_event(lambda e: e["t"] == "deal" and e["d"]["status"] == "closed")
+    assert ev["d"]["stock_left"] == 0
+    p = server.http("GET", "/api/products/p1").json()
+    assert p["stock"] == 30
+    late = await buyers[2].err("buy_now", product="p1", qty=1, idempotency_key="late", price=3000)
+    assert late["code"] == "deal_ended"
+    order = await buyers[2].ok("buy_now", product="p1", qty=1, idempotency_key="late2")
+    assert order["lines"][0]["unit_price"] == 5000
+    for b in [creator, *buyers]:
+        await b.close()
+
+
+async def test_deal_expiry_returns_stock(server: ServerThread) -> None:
+    server.product("p1", price=5000, stock=20)
+    sid = server.session(["p1"])
+    creator = await WsClient.connect(server.ws_url, token=server.token("creator1", "creator"))
+    await creator.ok("join", session=sid)
+    ends = int(time.time() * 1000) + 600
+    await creator.ok("pin", product="p1", deal={"price": 4000, "stock": 5, "per_buyer_limit": 2,
+                                                "ends_at": ends})
+    v = await _viewer(server, "fay", sid)
+    await v.ok("buy_now", product="p1", qty=2, idempotency_key="a")
+    assert (await v.err("buy_now", product="p1", qty=1, idempotency_key="b"))["code"] == \
+        "limit_exceeded"
+    ev = await v.wait_event(lambda e: e["t"] == "deal" and e["d"]["status"] == "closed", 5)
+    assert ev["d"]["stock_left"] == 3
+    assert server.http("GET", "/api/products/p1").json()["stock"] == 18
+    await v.close()
+    await creator.close()
+
+
+async def test_social_proof_is_aggregated_and_never_leaks_ids(server: ServerThread) -> None:
+    server.product("p1", price=100, stock=1000)
+    sid = server.session(["p1"])
+    watcher = await WsClient.connect(server.ws_url)
+    await watcher.ok("join", session=sid)
+    buyers = [await _viewer(server, f"user-{i}", sid) for i in range(30)]
+    await asyncio.gather(*(b.ok("buy_now", product="p1", qty=1, idempotency_key="k")
+                           for b in buyers))
+    await watcher.drain(1.5)
+    purchases = [e for e in watcher.events if e["t"] == "purchase"]
+    assert 1 <= len(purchases) <= 6
+    assert sum(e["d"]["count"] for e in purchases) == 30
+    assert sum(e["d"]["qty"] for e in purchases) == 30
+    raw_ids = {f"user-{i}" for i in range(30)}
+    names = [n for e in purchases for n in e["d"]["names"]]
+    assert names and all(n.startswith("User-") and n not in raw_ids for n in names)
+    stock_events = [e for e in watcher.events if e["t"] == "product"]
+    assert stock_events and stock_events[-1]["d"]["stock"] == 970
+    for c in [watcher, *buyers]:
+        await c.close()
