@@ -165,6 +165,105 @@ async def _set_status(request: Request, action: str) -> Response:
     return JSON((await node.sessions.set_status(sid, caller, action)).to_wire())
 
 
+async def set_rates(request: Request) -> Response:
+    node = node_of(request)
+    identity = identity_of(request)
+    caller = require_role(identity, "seller")
+    session = await node.sessions.get(path_id(request))
+    body = v.obj(await body_of(request))
+    products = await node.products.get_many(session.showcase)
+    rates = await node.ledger.set_rates(
+        session.id, caller, identity.role == "admin", dict(body),
+        {pid: (p.seller, p.commission_bps) for pid, p in products.items()})
+    return JSON({"session": session.id, "rates": rates})
+
+
+async def session_report(request: Request) -> Response:
+    from server.counters.reports import session_report as build
+
+    node = node_of(request)
+    identity = identity_of(request)
+    caller = require_user(identity)
+    session = await node.sessions.get(path_id(request))
+    if identity.role != "admin" and caller != session.creator:
+        raise forbidden("only the session's creator or an admin can read its report")
+    return JSON(await build(node.store, node.keys, session))
+
+
+# orders, refunds, ledgers -----------------------------------------------------
+
+async def create_external_order(request: Request) -> Response:
+    from server.cart.orders import check_external_lines, public_order
+
+    node = node_of(request)
+    identity = identity_of(request)
+    seller = require_role(identity, "seller")
+    body = v.obj(await body_of(request))
+    v.only(body, {"external_id", "buyer", "lines"})
+    external_id = v.req_ident(body, "external_id")
+    buyer = v.req_ident(body, "buyer")
+    lines = check_external_lines(body.get("lines"))
+    products = await node.products.get_many([str(line["product"]) for line in lines])
+    for line in lines:
+        product = products.get(str(line["product"]))
+        if product is None:
+            raise not_found("product", str(line["product"]))
+        if identity.role != "admin" and product.seller != seller:
+            raise forbidden(f"product {product.id!r} belongs to another seller")
+    placed = await node.orders.external(seller, external_id, buyer, lines)
+    if placed.new:
+        await node.publish_private(buyer, public_order(placed.order), "order")
+    return JSON(public_order(placed.order), status_code=201 if placed.new else 200)
+
+
+async def get_order(request: Request) -> Response:
+    from server.cart.orders import public_order
+
+    node = node_of(request)
+    identity = identity_of(request)
+    caller = require_user(identity)
+    order = await node.orders.get_for(path_id(request), caller, identity.role)
+    return JSON(public_order(order))
+
+
+async def refund_order(request: Request) -> Response:
+    node = node_of(request)
+    identity = identity_of(request)
+    caller = require_role(identity, "seller")
+    oid = path_id(request)
+    body = v.obj(await body_of(request))
+    v.only(body, {"refund_id", "lines"})
+    refund_id = v.req_ident(body, "refund_id")
+    lines = None
+    if body.get("lines") is not None:
+        raw_lines = body["lines"]
+        if not isinstance(raw_lines, list) or not raw_lines:
+            raise bad_request("`lines` must be a non-empty list of {product, qty}")
+        lines = []
+        for raw in raw_lines:
+            line = v.obj(raw, "a line")
+            v.only(line, {"product", "qty"}, "a line")
+            lines.append({"product": v.req_ident(line, "product"),
+                          "qty": v.req_int(line, "qty", lo=1, hi=10_000)})
+        if len({line["product"] for line in lines}) != len(lines):
+            raise bad_request("each product at most once per refund")
+    result, _ = await node.ledger.refund(oid, refund_id, lines, caller, identity.role == "admin")
+    return JSON(result)
+
+
+async def creator_ledger(request: Request) -> Response:
+    node = node_of(request)
+    identity = identity_of(request)
+    caller = require_user(identity)
+    creator = path_id(request)
+    if identity.role != "admin" and caller != creator:
+        raise forbidden("only that creator or an admin can read this ledger")
+    ledger = await node.ledger.read(creator)
+    if "text/csv" in request.headers.get("accept", ""):
+        return Response(node.ledger.to_csv(ledger), media_type="text/csv")
+    return JSON(ledger)
+
+
 # health ---------------------------------------------------------------------
 
 async def healthz(request: Request) -> Response:
@@ -195,6 +294,12 @@ ROUTES = [
     Route("/api/sessions/{id}", get_session, methods=["GET"]),
     Route("/api/sessions/{id}/start", start_session, methods=["POST"]),
     Route("/api/sessions/{id}/end", end_session, methods=["POST"]),
+    Route("/api/sessions/{id}/rates", set_rates, methods=["PUT"]),
+    Route("/api/sessions/{id}/report", session_report, methods=["GET"]),
+    Route("/api/orders", create_external_order, methods=["POST"]),
+    Route("/api/orders/{id}", get_order, methods=["GET"]),
+    Route("/api/orders/{id}/refund", refund_order, methods=["POST"]),
+    Route("/api/creators/{id}/ledger", creator_ledger, methods=["GET"]),
     Route("/healthz", healthz, methods=["GET"]),
     Route("/readyz", readyz, methods=["GET"]),
 ]

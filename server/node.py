@@ -20,6 +20,8 @@ from server.cart.social import SocialProof
 from server.client import Client, Sink
 from server.codecs import JSON, MSGPACK, OP_BINARY, OP_TEXT, Codec, frame
 from server.commands import Dispatcher, Handler
+from server.counters.ledger import Ledger
+from server.counters.reports import live_stats
 from server.counters.room_counters import RoomCounters
 from server.errors import ApiError, CloseCode, ErrorCode
 from server.hub import Hub
@@ -28,7 +30,7 @@ from server.metrics import Metrics
 from server.rooms.ops import RoomOps
 from server.rooms.sessions import Sessions
 from server.settings import Settings
-from server.store import Store
+from server.store import Store, as_dict
 
 log = logging.getLogger("livecart.node")
 
@@ -46,10 +48,13 @@ class Node:
         self.carts = Carts(self.store, self.keys, self.products)
         self.orders = Orders(self.store, self.keys, self.sessions, settings)
         self.social = SocialProof(self.sessions, self.products)
+        self.ledger = Ledger(self.store, self.keys, self.sessions, settings)
+        self.last_stats: dict[str, dict[str, int]] = {}
         self.hub = Hub(self._fetch_history)
         self.broker = Broker(self.store.redis, self._on_message, self._on_resubscribed)
         self.rooms = RoomOps(self.sessions, self.products, self.counters, self.hub, self.broker,
                              subscribe_timeout_s=settings.store_timeout_s)
+        self.creators = self.rooms.creators  # session -> creator, for rooms served here
         self.cart_ops = CartOps(self.carts, self.orders, self.sessions, self.publish_private,
                                 self._placed)
         self.clients: dict[int, Client] = {}
@@ -214,6 +219,28 @@ class Node:
             except Exception:
                 log.exception("social proof flush failed")
 
+    async def _push_stats(self, reports: list[Any]) -> None:
+        """`stats` to each room's creator connected here, at most once a tick, on change."""
+        watching = []
+        for report in reports:
+            creator = self.creators.get(report.sid)
+            mine = [c for c in self.users.get(creator, {}).values()
+                    if c.session == report.sid and not c.joining] if creator else []
+            if mine:
+                watching.append((report, mine))
+        if not watching:
+            return
+        rows = await self.store.batch(
+            [("HGETALL", self.keys.counters(r.sid)) for r, _ in watching])
+        now = int(time.time() * 1000)
+        for (report, mine), row in zip(watching, rows, strict=True):
+            stats = live_stats(as_dict(row), report.viewers)
+            if stats == self.last_stats.get(report.sid):
+                continue
+            self.last_stats[report.sid] = stats
+            for client in mine:
+                client.send_obj({"t": "stats", "ts": now, "d": stats})
+
     async def _close_due_deals(self, sids: list[str]) -> None:
         rows = await self.store.batch(
             [("HMGET", self.keys.deal(sid), "status", "ends_at") for sid in sids])
@@ -251,10 +278,13 @@ class Node:
                 room.likes += likes[room.sid]
             raise
         now = int(time.time() * 1000)
+        await self._push_stats(reports)
         for room, report in zip(rooms, reports, strict=True):
             if room.size == 0:
                 self.broker.unsubscribe(self.keys.channel(room.sid))
                 self.hub.drop_room(room.sid)
+                self.creators.pop(room.sid, None)
+                self.last_stats.pop(room.sid, None)
                 continue
             values = (report.viewers, report.likes, report.orders, report.units)
             if values != room.last_counters:

@@ -34,6 +34,7 @@ class RoomOps:
         self.broker = broker
         self.subscribe_timeout_s = subscribe_timeout_s
         self._timers: set[asyncio.Task[None]] = set()
+        self.creators: dict[str, str] = {}
 
     def handlers(self) -> dict[str, Handler]:
         return {
@@ -86,6 +87,7 @@ class RoomOps:
         except BaseException:
             self.hub.remove(client)
             raise
+        self.creators[sid] = session.creator
         return Then(snap, lambda: self.hub.activate(client, session.seq, replay))
 
     async def leave(self, client: Client, args: Mapping[str, Any]) -> Any:

@@ -1,0 +1,75 @@
+"""Creator ledgers, refunds, live-exclusive rates and session reports (store side)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+import orjson
+
+from server.errors import ApiError, ErrorCode, bad_request, forbidden
+from server.keys import Keys
+from server.rooms.sessions import Sessions
+from server.settings import Settings
+from server.store import Store, as_dict, text
+
+LEDGER_FIELDS = ("order", "product", "session", "qty", "amount", "kind", "status", "at")
+
+
+class Ledger:
+    def __init__(self, store: Store, keys: Keys, sessions: Sessions, settings: Settings) -> None:
+        self.store, self.keys, self.sessions, self.settings = store, keys, sessions, settings
+
+    async def read(self, creator: str) -> dict[str, Any]:
+        entries, balance = await self.store.batch([
+            ("LRANGE", self.keys.ledger(creator), 0, -1),
+            ("HGET", self.keys.balance(creator), "balance"),
+        ])
+        return {
+            "creator": creator, "currency": self.settings.currency,
+            "balance": int(text(balance)) if balance is not None else 0,
+            "entries": [orjson.loads(e) for e in entries],
+        }
+
+    @staticmethod
+    def to_csv(ledger: dict[str, Any]) -> str:
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow([*LEDGER_FIELDS, "currency"])
+        for e in ledger["entries"]:
+            writer.writerow([*(e.get(f, "") for f in LEDGER_FIELDS), ledger["currency"]])
+        return out.getvalue()
+
+    async def refund(self, oid: str, refund_id: str, lines: list[dict[str, Any]] | None,
+                     caller: str, admin: bool) -> tuple[dict[str, Any], bool]:
+        _, args = self.sessions.context()
+        status, result = await self.store.run(
+            "refund.lua", [self.keys.order(oid), self.keys.refunds(oid)],
+            [*args, refund_id, orjson.dumps(lines) if lines is not None else "", caller,
+             "1" if admin else "0"],
+        )
+        return orjson.loads(result), text(status) == "new"
+
+    async def set_rates(self, sid: str, caller: str, admin: bool, rates: dict[str, Any],
+                        product_rates: dict[str, tuple[str, int]]) -> dict[str, int]:
+        """Live-exclusive rates: only the product's seller (or an admin), only above its rate."""
+        clean: dict[str, int] = {}
+        for pid, bps in rates.items():
+            if isinstance(bps, bool) or not isinstance(bps, int) or not 0 < bps <= 10_000:
+                raise bad_request(f"rate for {pid!r} must be an integer in basis points (1-10000)")
+            if pid not in product_rates:
+                raise ApiError(ErrorCode.NOT_FOUND, f"product {pid!r} is not in this session",
+                               product=pid)
+            seller, own = product_rates[pid]
+            if not admin and seller != caller:
+                raise forbidden(f"only the seller of {pid!r} can set its rate")
+            if bps <= own:
+                raise bad_request(f"a session rate must be above the product's own rate ({own})",
+                                  product=pid)
+            clean[pid] = bps
+        if clean:
+            await self.store.call("HSET", self.keys.rates(sid),
+                                  *[x for kv in clean.items() for x in kv])
+        return {k: int(v) for k, v in as_dict(
+            await self.store.call("HGETALL", self.keys.rates(sid))).items()}

@@ -1,0 +1,65 @@
+"""The session report: the live funnel per product, GMV, commission, live vs replay."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from server.counters.room_counters import live_viewers
+from server.keys import Keys
+from server.rooms.sessions import Session
+from server.store import Store, as_dict
+
+PRODUCT_FIELDS = ("impressions", "clicks", "adds", "orders", "units", "gmv", "commission",
+                  "gmv_refunded", "commission_clawed_back")
+
+
+def ratio(num: int, den: int) -> float:
+    return round(num / den, 4) if den else 0.0
+
+
+def build_report(session: Session, counters: dict[str, str], presence: dict[str, str],
+                 uniques: int, now_ms: int) -> dict[str, Any]:
+    def n(name: str) -> int:
+        return int(counters.get(name, 0))
+
+    products: list[dict[str, Any]] = []
+    for pid in session.showcase:
+        nums = {f: n(f"{f}:{pid}") for f in PRODUCT_FIELDS}
+        conversion = {"click_through": ratio(nums["clicks"], nums["impressions"]),
+                      "add_to_cart": ratio(nums["adds"], nums["clicks"]),
+                      "order": ratio(nums["orders"], nums["clicks"])}
+        products.append({"product": pid, **nums, "conversion": conversion})
+    return {
+        "session": session.id, "status": session.status, "kind": session.kind,
+        "viewers": {"now": live_viewers(presence, now_ms), "peak": n("peak_viewers"),
+                    "unique": uniques},
+        "likes": n("likes"), "pins": n("pins"), "clicks": n("clicks"), "adds": n("adds"),
+        "orders": n("orders"), "units": n("units"), "gmv": n("gmv"),
+        "gmv_refunded": n("gmv_refunded"), "commission": n("commission"),
+        "commission_clawed_back": n("commission_clawed_back"),
+        "replay": {"orders": n("replay_orders"), "units": n("replay_units"),
+                   "gmv": n("replay_gmv"), "commission": n("replay_commission")},
+        "products": products,
+    }
+
+
+async def session_report(store: Store, keys: Keys, session: Session) -> dict[str, Any]:
+    counters, presence, uniques = await store.batch([
+        ("HGETALL", keys.counters(session.id)), ("HGETALL", keys.presence(session.id)),
+        ("PFCOUNT", keys.uniques(session.id)),
+    ])
+    return build_report(session, as_dict(counters), as_dict(presence), int(uniques),
+                        int(time.time() * 1000))
+
+
+def live_stats(counters: dict[str, str], viewers: int) -> dict[str, int]:
+    """The creator's `stats` event: the live funnel and money numbers."""
+    def n(name: str) -> int:
+        return int(counters.get(name, 0))
+
+    return {"viewers": viewers, "peak_viewers": n("peak_viewers"), "likes": n("likes"),
+            "clicks": n("clicks"), "adds": n("adds"), "orders": n("orders"),
+            "units": n("units"), "gmv": n("gmv"), "commission": n("commission"),
+            "gmv_refunded": n("gmv_refunded"),
+            "commission_clawed_back": n("commission_clawed_back")}
