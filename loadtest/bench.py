@@ -1,0 +1,493 @@
+"""The precise fan-out benchmark: `python -m loadtest.bench --viewers 5000 ...`.
+
+For each server (livecart, a bare `websockets` broadcast() server, python-socketio with
+its Redis manager; optionally livecart with 2 node processes) and each round, with the
+same generator (loadtest/gen.py worker processes) and the same ~250-byte `pinned` event:
+
+1. join spike: N viewers connect and join within S seconds; each must get its snapshot.
+   Server RSS growth ÷ joined viewers = memory per idle connection.
+2. single pins: one pin at a time; latency = viewer receive time − time the trigger sent
+   the pin (p50/p99/max over all viewers); livecart's own fan-out time (pub/sub receipt →
+   last frame handed to the kernel) from the `livecart_fanout_seconds` sum diff per pin.
+3. sustained stream: pins at a fixed rate; delivered msgs/s (only events each client
+   parsed and seq-checked), server CPU µs per delivered message (/proc utime+stime),
+   Valkey CPU per published event, latency over time (receive − event `ts`).
+4. flash-sale storm (livecart, when `buy_now` and deals exist): B buyers hit `buy_now` on
+   a 100-unit deal at once → exactly 100 orders expected.
+
+Everything is on loopback, every loop bounded in count and time; every process started
+is stopped in `finally`. Results: JSON + Markdown + PNG plots in --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import math
+import multiprocessing as mp
+import os
+import platform
+import statistics
+import sys
+import time
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from loadtest import report
+from loadtest.gen import raise_nofile, worker_main
+from loadtest.procs import cpu_seconds, rss_bytes, scrape
+from loadtest.targets import Livecart, Target, make_target
+
+ALL = ["ws-broadcast", "socketio-redis", "livecart"]
+
+
+class Progress:
+    """A one-line progress bar on stderr (plain text, no dependency)."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.label = ""
+        self.limit = 1.0
+        self.started = time.monotonic()
+        self.pids: list[int] = []
+        self._cpu: tuple[float, float] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.extra = ""
+
+    def phase(self, label: str, limit_s: float, pids: list[int]) -> None:
+        self.label, self.limit, self.started, self.pids = label, max(limit_s, 0.1), \
+            time.monotonic(), pids
+        self._cpu = None
+        self.extra = ""
+        if not self.enabled:
+            print(f"[bench] {label}", file=sys.stderr, flush=True)
+
+    def _draw(self) -> None:
+        elapsed = time.monotonic() - self.started
+        frac = min(elapsed / self.limit, 1.0)
+        cpu = sum(_safe_cpu(p) for p in self.pids)
+        pct = ""
+        if self._cpu is not None and elapsed > self._cpu[0]:
+            pct = f" server cpu {100 * (cpu - self._cpu[1]) / (elapsed - self._cpu[0]):3.0f}%"
+        self._cpu = (elapsed, cpu)
+        bar = "#" * int(frac * 24) + "." * (24 - int(frac * 24))
+        sys.stderr.write(f"\r{self.label:<34} [{bar}] {elapsed:5.1f}/{self.limit:.0f}s"
+                         f"{pct} {self.extra}\x1b[K")
+        sys.stderr.flush()
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            if self.enabled:
+                with contextlib.suppress(Exception):
+                    self._draw()
+
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(self.run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+        if self.enabled:
+            sys.stderr.write("\n")
+
+
+def _safe_cpu(pid: int) -> float:
+    try:
+        return cpu_seconds(pid)
+    except OSError:
+        return 0.0
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    k = min(len(values) - 1, max(0, math.ceil(q * len(values)) - 1))
+    return values[k]
+
+
+class Workers:
+    """The generator processes, driven over pipes; `call()` sends one command to all."""
+
+    def __init__(self, count: int, cfg: dict[str, Any]) -> None:
+        ctx = mp.get_context("spawn")
+        self.procs: list[Any] = []
+        self.conns: list[Connection] = []
+        for i in range(count):
+            parent, child = ctx.Pipe()
+            p = ctx.Process(target=worker_main, args=({**cfg, "index": i, "workers": count}, child),
+                            daemon=True)
+            p.start()
+            child.close()
+            self.procs.append(p)
+            self.conns.append(parent)
+
+    async def call(self, msg: dict[str, Any], timeout_s: float = 120.0) -> list[dict[str, Any]]:
+        loop = asyncio.get_running_loop()
+        futs = []
+        for conn in self.conns:
+            conn.send(msg)
+            fut: asyncio.Future[Any] = loop.create_future()
+
+            def on_ready(c: Connection = conn, f: asyncio.Future[Any] = fut) -> None:
+                loop.remove_reader(c.fileno())
+                try:
+                    f.set_result(c.recv())
+                except Exception as exc:  # the worker died
+                    f.set_exception(exc)
+
+            loop.add_reader(conn.fileno(), on_ready)
+            futs.append(fut)
+        return list(await asyncio.wait_for(asyncio.gather(*futs), timeout_s))
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.procs if p.pid is not None]
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.call({"cmd": "close"}, 10)
+        for p in self.procs:
+            p.join(3)
+            if p.is_alive():
+                p.kill()
+                p.join(2)
+
+
+async def run_target(target: Target, args: argparse.Namespace, valkey_pid: int,
+                     progress: Progress) -> dict[str, Any]:
+    res: dict[str, Any] = {"server": target.name, "viewers": args.viewers}
+    progress.phase(f"{target.name}: starting", 10, [])
+    await asyncio.to_thread(target.start)
+    await target.open_trigger()
+    pids = target.pids
+    storm_on = False
+    if isinstance(target, Livecart) and args.storm_buyers > 0:
+        storm_on = await probe_storm(target)
+        res["storm_available"] = storm_on
+    tokens = target.viewer_tokens(min(args.storm_buyers, args.viewers)) if storm_on else {}
+    nworkers = args.workers or max(2, math.ceil(args.viewers / 2500))
+    workers = Workers(nworkers, {"dialect": target.dialect, "session": target.session,
+                                 "targets": target.endpoints, "path": target.path})
+    try:
+        await asyncio.sleep(0.5)
+        rss0 = sum(rss_bytes(p) for p in pids)
+        # 1. join spike ---------------------------------------------------------------
+        progress.phase(f"{target.name}: join {args.viewers} in {args.spread}s",
+                       args.spread, pids)
+        t0 = time.time() + 0.3
+        cpu_j0 = sum(cpu_seconds(p) for p in pids)
+        joins = await workers.call({"cmd": "connect", "total": args.viewers, "spread_s": args.spread,
+                                    "t0": t0, "timeout_s": args.join_timeout, "tokens": tokens},
+                                   args.spread + args.join_timeout + 30)
+        joined = sum(j["joined"] for j in joins)
+        failed: dict[str, int] = {}
+        for j in joins:
+            for k, v in j["failed"].items():
+                failed[k] = failed.get(k, 0) + v
+        last = max((j["last_join"] for j in joins), default=t0)
+        join_lat = sorted(x for j in joins for x in j["join_latency"])
+        res["join"] = {"joined": joined, "errors": sum(failed.values()), "failed": failed,
+                       "all_done_s": round(last - t0, 3) if joined else None,
+                       "spread_s": args.spread, "latency_p50_ms": 1000 * pct(join_lat, 0.5),
+                       "latency_p99_ms": 1000 * pct(join_lat, 0.99),
+                       "server_cpu_ms_per_join": 1000 * (sum(cpu_seconds(p) for p in pids)
+                                                         - cpu_j0) / max(joined, 1)}
+        progress.phase(f"{target.name}: settle", args.settle, pids)
+        await asyncio.sleep(args.settle)
+        rss1 = sum(rss_bytes(p) for p in pids)
+        res["rss_per_conn_bytes"] = (rss1 - rss0) / max(joined, 1)
+        res["rss_total_mb"] = rss1 / 2**20
+        if joined == 0:
+            res["error"] = "no viewer joined"
+            return res
+
+        # 2. single pins --------------------------------------------------------------
+        singles: list[dict[str, Any]] = []
+        pooled: list[float] = []
+        for i in range(args.pins):
+            progress.phase(f"{target.name}: single pin {i + 1}/{args.pins}", 5, pids)
+            await workers.call({"cmd": "reset", "exact": True})
+            before = scrape(target.base) if isinstance(target, Livecart) else {}
+            sent = time.time()
+            reply = await target.trigger.command(target.trigger.pin_body(target.product_id))
+            seq = int(reply["result"]["seq"])
+            waits = await workers.call({"cmd": "wait_seq", "seq": seq, "timeout_s": 20})
+            stats = await workers.call({"cmd": "collect"})
+            lat = sorted(t - sent for s in stats for t in s["exact_times"].get(seq, []))
+            after = scrape(target.base) if isinstance(target, Livecart) else {}
+            one = {"seq": seq, "received": len(lat), "behind": sum(w["behind"] for w in waits),
+                   "p50_ms": 1000 * pct(lat, 0.5), "p99_ms": 1000 * pct(lat, 0.99),
+                   "max_ms": 1000 * (lat[-1] if lat else float("nan")),
+                   "order_errors": sum(s["order_errors"] for s in stats)}
+            if before:
+                dsum = after.get("livecart_fanout_seconds_sum", 0) - before.get(
+                    "livecart_fanout_seconds_sum", 0)
+                dcount = after.get("livecart_fanout_seconds_count", 0) - before.get(
+                    "livecart_fanout_seconds_count", 0)
+                one["server_fanout_ms"] = 1000 * dsum / max(dcount, 1)
+                one["server_fanout_flushes"] = dcount
+            singles.append(one)
+            pooled.extend(lat)
+            await asyncio.sleep(args.pin_gap)
+        pooled.sort()
+        res["single_pin"] = {
+            "pins": singles, "p50_ms": 1000 * pct(pooled, 0.5), "p99_ms": 1000 * pct(pooled, 0.99),
+            "max_ms": 1000 * (pooled[-1] if pooled else float("nan")),
+            "server_fanout_ms_max": max((p.get("server_fanout_ms", float("nan")) for p in singles),
+                                        default=float("nan")),
+            "server_fanout_ms_median": statistics.median(
+                [p.get("server_fanout_ms", float("nan")) for p in singles]) if singles else None,
+            "cdf_ms": [round(1000 * x, 3) for x in pooled[:: max(1, len(pooled) // 2000)]],
+        }
+
+        # 3. sustained stream -----------------------------------------------------------
+        progress.phase(f"{target.name}: stream {args.rate}/s x {args.duration}s",
+                       args.duration, pids)
+        await workers.call({"cmd": "reset", "exact": False})
+        metrics0 = scrape(target.base) if isinstance(target, Livecart) else {}
+        cpu0 = {p: cpu_seconds(p) for p in pids}
+        vcpu0 = cpu_seconds(valkey_pid)
+        gcpu0 = sum(_safe_cpu(p) for p in workers.pids)
+        start = time.time()
+        published, last_seq, send_errors = await stream(target, args.rate, args.duration)
+        progress.phase(f"{target.name}: drain", args.drain_timeout, pids)
+        waits = await workers.call({"cmd": "wait_seq", "seq": last_seq,
+                                    "timeout_s": args.drain_timeout}, args.drain_timeout + 30)
+        end = time.time()
+        cpu1 = {p: cpu_seconds(p) for p in pids}
+        vcpu1 = cpu_seconds(valkey_pid)
+        gcpu1 = sum(_safe_cpu(p) for p in workers.pids)
+        stats = await workers.call({"cmd": "collect"})
+        metrics1 = scrape(target.base) if isinstance(target, Livecart) else {}
+        delivered = sum(s["delivered"] for s in stats)
+        hist: dict[int, int] = {}
+        per_sec: dict[int, dict[int, int]] = {}
+        for s in stats:
+            for k, v in s["hist"].items():
+                hist[int(k)] = hist.get(int(k), 0) + v
+            for sec, h in s["per_sec"].items():
+                dst = per_sec.setdefault(int(sec), {})
+                for k, v in h.items():
+                    dst[int(k)] = dst.get(int(k), 0) + v
+        server_cpu = sum(cpu1[p] - cpu0[p] for p in pids)
+        res["stream"] = {
+            "rate": args.rate, "duration_s": args.duration, "published": published,
+            "send_errors": send_errors, "delivered": delivered,
+            "expected": published * joined, "behind_at_end": sum(w["behind"] for w in waits),
+            "order_errors": sum(s["order_errors"] for s in stats),
+            "closed": _merge([w["closed"] for w in waits]),
+            "elapsed_s": end - start, "msgs_per_s": delivered / max(end - start, 1e-9),
+            "server_cpu_s": server_cpu,
+            "server_cpu_per_node_s": [cpu1[p] - cpu0[p] for p in pids],
+            "cpu_us_per_msg": 1e6 * server_cpu / max(delivered, 1),
+            "generator_cpu_us_per_msg": 1e6 * (gcpu1 - gcpu0) / max(delivered, 1),
+            "valkey_cpu_us_per_event": 1e6 * (vcpu1 - vcpu0) / max(published, 1),
+            "latency_p50_ms": hist_pct(hist, 0.5), "latency_p99_ms": hist_pct(hist, 0.99),
+            "latency_max_ms": max(hist) if hist else None,
+            "per_sec": {str(s - int(start)): {"count": sum(h.values()),
+                                              "p50": hist_pct(h, 0.5), "p99": hist_pct(h, 0.99),
+                                              "max": max(h)}
+                        for s, h in sorted(per_sec.items())},
+        }
+        if metrics0:
+            d = {k: metrics1.get(k, 0) - metrics0.get(k, 0) for k in metrics1}
+            res["stream"]["server_delivered"] = d.get("livecart_events_delivered", 0)
+            res["stream"]["server_flushes"] = d.get("livecart_fanout_seconds_count", 0)
+            res["stream"]["server_fanout_ms_mean"] = 1000 * d.get(
+                "livecart_fanout_seconds_sum", 0) / max(d.get("livecart_fanout_seconds_count", 0), 1)
+            res["stream"]["evictions"] = d.get("livecart_slow_consumer_evictions", 0)
+
+        # 4. flash-sale storm -----------------------------------------------------------
+        if storm_on and isinstance(target, Livecart):
+            progress.phase(f"{target.name}: storm {len(tokens)} buyers", 20, pids)
+            res["storm"] = await storm(target, workers, len(tokens))
+    finally:
+        progress.phase(f"{target.name}: stopping", 5, [])
+        await workers.close()
+        await target.stop()
+    return res
+
+
+def _merge(dicts: list[dict[Any, int]]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for d in dicts:
+        for k, v in d.items():
+            out[str(k)] = out.get(str(k), 0) + v
+    return out
+
+
+def hist_pct(hist: dict[int, int], q: float) -> float | None:
+    total = sum(hist.values())
+    if not total:
+        return None
+    want, seen = q * total, 0
+    for k in sorted(hist):
+        seen += hist[k]
+        if seen >= want:
+            return float(k)
+    return float(max(hist))
+
+
+async def stream(target: Target, rate: float, duration: float) -> tuple[int, int, int]:
+    """Pins at `rate`/s for `duration` s (at most 64 in flight); returns (sent, last seq,
+    errors)."""
+    window = asyncio.Semaphore(64)
+    last = 0
+    errors = 0
+    count = int(rate * duration)
+    tasks: list[asyncio.Task[None]] = []
+
+    async def one() -> None:
+        nonlocal last, errors
+        try:
+            reply = await target.trigger.command(target.trigger.pin_body(target.product_id), 30)
+            if reply.get("ok"):
+                last = max(last, int(reply["result"]["seq"]))
+            else:
+                errors += 1
+        except Exception:
+            errors += 1
+        finally:
+            window.release()
+
+    t0 = time.monotonic()
+    for i in range(count):
+        delay = t0 + i / rate - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if time.monotonic() - t0 > duration * 3:
+            break  # never run away if the server cannot keep up
+        await window.acquire()
+        tasks.append(asyncio.ensure_future(one()))
+    await asyncio.gather(*tasks)
+    return len(tasks), last, errors
+
+
+async def probe_storm(target: Livecart) -> bool:
+    """True when this livecart build has `buy_now` and flash deals."""
+    reply = await target.trigger.command({"op": "buy_now", "product": "nope", "qty": 1,
+                                          "idempotency_key": "probe"})
+    code = (reply.get("error") or {}).get("code")
+    return bool(reply.get("ok")) or code not in ("unknown_op", None)
+
+
+async def storm(target: Livecart, workers: Workers, buyers: int) -> dict[str, Any]:
+    deal = {"price": 8000, "stock": 100, "per_buyer_limit": 1,
+            "ends_at": int(time.time() * 1000) + 120_000}
+    reply = await target.trigger.command(target.trigger.pin_body(target.storm_product, deal))
+    if not reply.get("ok"):
+        return {"skipped": f"deal pin refused: {reply.get('error')}"}
+    await asyncio.sleep(0.3)
+    key = f"storm-{target.prefix}-{{g}}"
+    body = ('{"op":"buy_now","product":"' + target.storm_product
+            + '","qty":1,"idempotency_key":"' + key + '"}')
+    results = await workers.call({"cmd": "storm", "buyers": buyers, "body": body,
+                                  "timeout_s": 30}, 60)
+    replies = _merge([r["replies"] for r in results])
+    lat = sorted(x for r in results for x in r["latency"])
+    return {"buyers": sum(r["sent"] for r in results), "replies": replies,
+            "orders": replies.get("ok", 0), "expected_orders": 100,
+            "p50_ms": 1000 * pct(lat, 0.5), "p99_ms": 1000 * pct(lat, 0.99),
+            "max_ms": 1000 * (lat[-1] if lat else float("nan"))}
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {"nproc": os.cpu_count(), "cpu": model, "python": platform.python_version(),
+            "platform": platform.platform()}
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    from server.embedded import EmbeddedValkey
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    logs = out / "logs"
+    logs.mkdir(exist_ok=True)
+    progress = Progress(args.progress)
+    progress.start()
+    valkey = EmbeddedValkey(None, persist=False)
+    valkey.start()
+    assert valkey.process is not None
+    rounds: list[dict[str, Any]] = []
+    try:
+        for r in range(args.rounds):
+            order = args.servers[r % len(args.servers):] + args.servers[:r % len(args.servers)]
+            this: dict[str, Any] = {}
+            for name in order:
+                target = make_target(name, valkey.url, logs)
+                try:
+                    this[name] = await run_target(target, args, valkey.process.pid, progress)
+                except Exception as exc:  # report and go on with the other servers
+                    this[name] = {"server": name, "error": f"{type(exc).__name__}: {exc}"}
+                    print(f"\n[bench] {name} failed: {exc!r}", file=sys.stderr)
+                await asyncio.sleep(1.0)
+            rounds.append(this)
+            print(f"\n[bench] round {r + 1}/{args.rounds} done", file=sys.stderr)
+    finally:
+        await progress.stop()
+        valkey.stop()
+    result = {"machine": machine(), "args": vars(args), "rounds": rounds,
+              "summary": report.summarize(rounds)}
+    return result
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m loadtest.bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--servers", default=",".join(ALL),
+                   help="comma list: livecart, livecart-2nodes, ws-broadcast, socketio-redis")
+    p.add_argument("--viewers", type=int, default=1000)
+    p.add_argument("--spread", type=float, default=5.0, help="join spike: seconds to join all")
+    p.add_argument("--join-timeout", type=float, default=30.0)
+    p.add_argument("--settle", type=float, default=2.0)
+    p.add_argument("--pins", type=int, default=5, help="single pins, one at a time")
+    p.add_argument("--pin-gap", type=float, default=0.5)
+    p.add_argument("--rate", type=float, default=10.0, help="stream: pins per second")
+    p.add_argument("--duration", type=float, default=10.0, help="stream: seconds")
+    p.add_argument("--drain-timeout", type=float, default=60.0)
+    p.add_argument("--storm-buyers", type=int, default=0,
+                   help="flash-sale storm buyers (livecart, needs buy_now + deals)")
+    p.add_argument("--workers", type=int, default=0, help="generator processes (default N/2500)")
+    p.add_argument("--rounds", type=int, default=1)
+    p.add_argument("--out", default="bench-out")
+    p.add_argument("--plots", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
+    args = p.parse_args(argv)
+    args.servers = [s.strip() for s in args.servers.split(",") if s.strip()]
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    raise_nofile()
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    result = asyncio.run(main_async(args))
+    out = Path(args.out)
+    (out / "result.json").write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2
+                                                   | orjson.OPT_NON_STR_KEYS))
+    md = report.markdown(result)
+    (out / "result.md").write_text(md)
+    if args.plots:
+        report.plots(result, out)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

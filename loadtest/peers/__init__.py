@@ -1,0 +1,1 @@
+"""Peer servers the bench runs beside livecart: same event shape, trivial trigger."""

@@ -1,0 +1,170 @@
+"""Bench results → medians over rounds, same-run ratios, a Markdown table and PNG plots."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from pathlib import Path
+from typing import Any
+
+KEYS = {
+    "join_s": ("join", "all_done_s"),
+    "join_errors": ("join", "errors"),
+    "joined": ("join", "joined"),
+    "join_cpu_ms": ("join", "server_cpu_ms_per_join"),
+    "rss_kib": ("rss_per_conn_bytes",),
+    "pin_p50_ms": ("single_pin", "p50_ms"),
+    "pin_p99_ms": ("single_pin", "p99_ms"),
+    "pin_max_ms": ("single_pin", "max_ms"),
+    "fanout_ms_max": ("single_pin", "server_fanout_ms_max"),
+    "msgs_per_s": ("stream", "msgs_per_s"),
+    "cpu_us_per_msg": ("stream", "cpu_us_per_msg"),
+    "gen_cpu_us_per_msg": ("stream", "generator_cpu_us_per_msg"),
+    "valkey_us_per_event": ("stream", "valkey_cpu_us_per_event"),
+    "stream_p99_ms": ("stream", "latency_p99_ms"),
+    "delivered": ("stream", "delivered"),
+    "expected": ("stream", "expected"),
+    "order_errors": ("stream", "order_errors"),
+}
+
+
+def _get(res: dict[str, Any], path: tuple[str, ...]) -> float | None:
+    cur: Any = res
+    for k in path:
+        if not isinstance(cur, dict) or k not in cur:
+            return None
+        cur = cur[k]
+    if cur is None:
+        return None
+    value = float(cur)
+    if path == ("rss_per_conn_bytes",):
+        value /= 1024
+    return None if math.isnan(value) else value
+
+
+def _median(values: list[float | None]) -> float | None:
+    clean = [v for v in values if v is not None]
+    return statistics.median(clean) if clean else None
+
+
+def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    servers: list[str] = []
+    for r in rounds:
+        servers += [s for s in r if s not in servers]
+    out: dict[str, Any] = {"servers": {}, "ratios": {}}
+    for s in servers:
+        out["servers"][s] = {k: _median([_get(r[s], p) for r in rounds if s in r])
+                             for k, p in KEYS.items()}
+        storms = [r[s].get("storm") for r in rounds if s in r and r[s].get("storm")]
+        if storms:
+            out["servers"][s]["storm"] = storms[-1]
+    # same-run ratios: livecart cpu/msg ÷ peer cpu/msg within each round, then the median
+    for lc in [s for s in servers if s.startswith("livecart")]:
+        for peer in [s for s in servers if s != lc]:
+            ratios = []
+            for r in rounds:
+                a = _get(r.get(lc, {}), ("stream", "cpu_us_per_msg"))
+                b = _get(r.get(peer, {}), ("stream", "cpu_us_per_msg"))
+                if a and b:
+                    ratios.append(a / b)
+            if ratios:
+                out["ratios"][f"{lc} / {peer}"] = {"median": statistics.median(ratios),
+                                                   "each": ratios}
+    return out
+
+
+def _f(v: Any, digits: int = 1) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:,.{digits}f}"
+    return str(v)
+
+
+def markdown(result: dict[str, Any]) -> str:
+    summary = result["summary"]
+    args = result["args"]
+    m = result["machine"]
+    lines = [
+        f"### {args['viewers']:,} viewers — {len(result['rounds'])} round(s), medians",
+        "",
+        f"Machine: {m['nproc']} cores, {m['cpu']}, Python {m['python']}. Join spread "
+        f"{args['spread']} s; {args['pins']} single pins; stream {args['rate']} pins/s × "
+        f"{args['duration']} s.",
+        "",
+        "| server | joined (errors) | join all done s | RSS/conn KiB | pin p50 ms | pin p99 ms "
+        "| pin max ms | server fan-out ms (max) | delivered msgs/s | server CPU µs/msg "
+        "| generator CPU µs/msg | Valkey CPU µs/event | order errors |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s, v in summary["servers"].items():
+        lines.append(
+            f"| {s} | {_f(v['joined'], 0)} ({_f(v['join_errors'], 0)}) | {_f(v['join_s'], 2)} "
+            f"| {_f(v['rss_kib'])} | {_f(v['pin_p50_ms'])} | {_f(v['pin_p99_ms'])} "
+            f"| {_f(v['pin_max_ms'])} | {_f(v['fanout_ms_max'])} | {_f(v['msgs_per_s'], 0)} "
+            f"| {_f(v['cpu_us_per_msg'], 2)} | {_f(v['gen_cpu_us_per_msg'], 2)} "
+            f"| {_f(v['valkey_us_per_event'], 1)} | {_f(v['order_errors'], 0)} |")
+    if summary["ratios"]:
+        lines += ["", "| CPU per delivered message, same run | median ratio | each round |",
+                  "|---|---|---|"]
+        for k, v in summary["ratios"].items():
+            each = ", ".join(f"{x:.2f}" for x in v["each"])
+            lines.append(f"| {k} | **{v['median']:.2f}×** | {each} |")
+    for s, v in summary["servers"].items():
+        st = v.get("storm")
+        if st:
+            if "skipped" in st:
+                lines += ["", f"Flash-sale storm ({s}): skipped — {st['skipped']}"]
+            else:
+                lines += ["", f"Flash-sale storm ({s}): {st['buyers']} buyers, "
+                          f"{st['orders']} orders (expected {st['expected_orders']}), replies "
+                          f"{st['replies']}, reply p50 {_f(st['p50_ms'])} ms, p99 "
+                          f"{_f(st['p99_ms'])} ms, max {_f(st['max_ms'])} ms"]
+    return "\n".join(lines) + "\n"
+
+
+def plots(result: dict[str, Any], out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = result["args"]["viewers"]
+    last = result["rounds"][-1] if result["rounds"] else {}
+    made: list[Path] = []
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for s, res in last.items():
+        cdf = (res.get("single_pin") or {}).get("cdf_ms") or []
+        if cdf:
+            ys = [(i + 1) / len(cdf) for i in range(len(cdf))]
+            ax.plot(cdf, ys, label=s)
+    ax.set_xlabel("pin → viewer latency (ms)")
+    ax.set_ylabel("fraction of viewers")
+    ax.set_title(f"single pin delivery CDF, {n:,} viewers")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    path = out / f"cdf_{n}.png"
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    made.append(path)
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for s, res in last.items():
+        per_sec = (res.get("stream") or {}).get("per_sec") or {}
+        if per_sec:
+            xs = [int(k) for k in per_sec]
+            ax.plot(xs, [per_sec[k]["p99"] for k in per_sec], label=f"{s} p99")
+            ax.plot(xs, [per_sec[k]["p50"] for k in per_sec], linestyle=":", label=f"{s} p50")
+    ax.set_xlabel("seconds into the stream")
+    ax.set_ylabel("latency (ms, receive − event ts)")
+    ax.set_yscale("symlog", linthresh=10)
+    ax.set_title(f"latency over time, {n:,} viewers, {result['args']['rate']} pins/s")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    path = out / f"latency_{n}.png"
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    made.append(path)
+    return made
