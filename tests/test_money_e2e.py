@@ -122,7 +122,8 @@ async def test_report_and_ledger_match_hand_computed_numbers(server: ServerThrea
     assert server.http("GET", f"/api/orders/{o2['id']}",
                        token=server.token("v3")).status_code == 403
     stats = await creator.wait_event(
-        lambda e: e["t"] == "stats" and e["d"]["gmv"] == 10494, timeout=5)
+        lambda e: e["t"] == "stats" and e["d"]["commission_clawed_back"] == 199, timeout=5)
+    assert stats["d"]["gmv"] == 10494 and stats["d"]["gmv_refunded"] == 1999
     assert stats["d"]["commission"] == 1107 and stats["d"]["commission_clawed_back"] == 199
     assert not any(e["t"] == "stats" for e in v1.events)  # creator only
     for c in (v1, v2, v3, v4, creator):
