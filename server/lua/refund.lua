@@ -62,8 +62,10 @@ for _, w in ipairs(wanted) do
   local step = total_after - claw_before
   redis.call('HSET', KEYS[2], 'u:' .. (w.i - 1), after, 'c:' .. (w.i - 1), total_after)
   local pk = k_product(line.product)
-  if in_stream then redis.call('HINCRBY', pk, 'stock', w.qty) end
-  redis.call('HINCRBY', pk, 'refunded', w.qty)
+  if in_stream then
+    redis.call('HINCRBY', pk, 'stock', w.qty)
+    redis.call('HINCRBY', pk, 'refunded', w.qty)
+  end
   if line.session ~= cjson.null and line.attribution ~= 'none' then
     local ck = k_counters(line.session)
     redis.call('HINCRBY', ck, 'gmv_refunded', amount)
