@@ -50,14 +50,18 @@ class Store:
 
     def __init__(self, url: str, timeout_s: float = 2.0) -> None:
         self.url = url
-        self.redis: aioredis.Redis = aioredis.Redis.from_url(
+        # A blocking pool: a burst of commands waits (up to the timeout) for one of a
+        # bounded set of connections instead of failing or opening thousands.
+        pool = aioredis.BlockingConnectionPool.from_url(
             url,
+            max_connections=128,
+            timeout=max(5.0, 5 * timeout_s),  # waiting for a free connection is not an outage
             socket_timeout=timeout_s,
             socket_connect_timeout=timeout_s,
             health_check_interval=0,
-            max_connections=256,
             decode_responses=False,
         )
+        self.redis: aioredis.Redis = aioredis.Redis(connection_pool=pool)
         self._scripts: dict[str, Script] = {}
         self.errors = 0
 

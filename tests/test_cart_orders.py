@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import pytest
 
@@ -193,3 +194,44 @@ async def test_social_proof_is_aggregated_and_never_leaks_ids(server: ServerThre
     assert stock_events and stock_events[-1]["d"]["stock"] == 970
     for c in [watcher, *buyers]:
         await c.close()
+
+
+async def test_storm_500_buyers_50_units(server: ServerThread) -> None:
+    server.product("hot", price=2000, stock=200)
+    sid = server.session(["hot"])
+    creator = await WsClient.connect(server.ws_url, token=server.token("creator1", "creator"))
+    await creator.ok("join", session=sid)
+    await creator.ok("pin", product="hot", deal={
+        "price": 999, "stock": 50, "per_buyer_limit": 1,
+        "ends_at": int(time.time() * 1000) + 120_000})
+    buyers = []
+    for i in range(500):
+        c = await WsClient.connect(server.ws_url, token=server.token(f"u{i}"))
+        buyers.append(c)
+    await asyncio.gather(*(b.ok("join", session=sid) for b in buyers))
+    replies = await asyncio.gather(*(
+        b.request("buy_now", product="hot", qty=1, idempotency_key="storm") for b in buyers))
+    ok = [r for r in replies if r["ok"]]
+    assert len(ok) == 50
+    assert {r["error"]["code"] for r in replies if not r["ok"]} == {"sold_out"}
+    assert len({r["result"]["buyer"] for r in ok}) == 50
+    snap = await creator.ok("join", session=sid)
+    assert snap["pinned"]["deal"]["stock_left"] == 0
+    product = server.http("GET", "/api/products/hot").json()
+    assert product["stock"] == 150  # 50 went to the deal and were all sold
+    await asyncio.gather(*(b.wait_event("sold_out", timeout=10) for b in buyers))
+    await asyncio.gather(*(b.close() for b in [creator, *buyers]))
+
+
+async def test_cart_survives_a_server_restart(make_server: Any) -> None:
+    first = make_server()
+    first.product("p1", price=500, stock=9)
+    a = await WsClient.connect(first.ws_url, token=first.token("gus"))
+    await a.ok("cart_add", product="p1", qty=4)
+    await a.close()
+    first.stop()
+    second = make_server(key_prefix=first.settings.key_prefix)
+    b = await WsClient.connect(second.ws_url, token=second.token("gus"))
+    cart = await b.ok("cart_get")
+    assert cart["lines"][0]["qty"] == 4 and cart["total"] == 2000
+    await b.close()
