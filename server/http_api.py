@@ -143,8 +143,27 @@ async def get_session(request: Request) -> Response:
     node = node_of(request)
     session = await node.sessions.get(path_id(request))
     body = session.to_wire()
-    body["pinned"] = session.pinned()
+    deal = await node.sessions.deal(session.id) if session.pin_deal else None
+    body["pinned"] = session.pinned(deal)
+    if session.kind == "video" or session.status == "ended":
+        body["timeline"] = [e.to_wire() for e in await node.rooms.timed_entries(session)]
     return JSON(body)
+
+
+async def put_timeline(request: Request) -> Response:
+    from server.rooms.timeline import parse_timeline
+
+    node = node_of(request)
+    caller = require_user(identity_of(request))
+    session = await node.sessions.get(path_id(request))
+    if session.creator != caller:
+        raise forbidden("only the session creator can set its timeline")
+    if session.kind != "video":
+        raise bad_request("only video sessions have a timeline; a live one gets its replay "
+                          "timeline from its pins when it ends")
+    entries = [e.to_wire() for e in parse_timeline(await body_of(request), session.showcase)]
+    await node.sessions.set_timeline(session.id, caller, entries)
+    return JSON({"session": session.id, "timeline": entries})
 
 
 async def start_session(request: Request) -> Response:
@@ -295,6 +314,7 @@ ROUTES = [
     Route("/api/sessions/{id}/start", start_session, methods=["POST"]),
     Route("/api/sessions/{id}/end", end_session, methods=["POST"]),
     Route("/api/sessions/{id}/rates", set_rates, methods=["PUT"]),
+    Route("/api/sessions/{id}/timeline", put_timeline, methods=["PUT"]),
     Route("/api/sessions/{id}/report", session_report, methods=["GET"]),
     Route("/api/orders", create_external_order, methods=["POST"]),
     Route("/api/orders/{id}", get_order, methods=["GET"]),

@@ -46,7 +46,7 @@ if action == 'unpin' then
   if s.pin == '' then return {'', 0} end
   local old = cjson.decode(s.pin)
   redis.call('HSET', KEYS[1], 'pin', '', 'pin_deal', '')
-  redis.call('RPUSH', k_pin_log(sid), cjson.encode({op = 'unpin', at = sts}))
+  redis.call('RPUSH', k_pin_log(sid), '{"op":"unpin","at":' .. int(sts) .. '}')
   return {'', emit_to(sid, 'unpinned', '{"product":' .. cjson.encode(old.product.id) .. '}')}
 end
 
@@ -73,7 +73,8 @@ local product_json = '{"id":' .. cjson.encode(p.id) .. ',"seller":' .. cjson.enc
 local pin = '{"product":' .. product_json .. ',"pinned_at":' .. int(NOW) .. ',"stream_ts_ms":' ..
   int(sts) .. '}'
 redis.call('HSET', KEYS[1], 'pin', pin, 'pin_deal', deal and ARGV[11] or '')
-redis.call('RPUSH', k_pin_log(sid), cjson.encode({op = 'pin', at = sts, product = product}))
+redis.call('RPUSH', k_pin_log(sid), '{"op":"pin","at":' .. int(sts) .. ',"product":' ..
+  cjson.encode(product) .. ',"pinned_at":' .. int(NOW) .. '}')
 local ck = k_counters(sid)
 redis.call('HINCRBY', ck, 'pins', 1)
 redis.call('HINCRBY', ck, 'impressions:' .. product, live_viewers(sid))

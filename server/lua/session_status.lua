@@ -24,7 +24,7 @@ close_deal(sid)
 if s.pin ~= '' then
   local pin = cjson.decode(s.pin)
   redis.call('HSET', KEYS[1], 'pin', '', 'pin_deal', '')
-  redis.call('RPUSH', k_pin_log(sid), cjson.encode({op = 'unpin', at = NOW - tonumber(s.started_at)}))
+  redis.call('RPUSH', k_pin_log(sid), '{"op":"unpin","at":' .. int(NOW - tonumber(s.started_at)) .. '}')
   emit_to(sid, 'unpinned', '{"product":' .. cjson.encode(pin.product.id) .. '}')
 end
 redis.call('HSET', KEYS[1], 'status', 'ended', 'ended_at', int(NOW))

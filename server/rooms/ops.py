@@ -19,6 +19,7 @@ from server.counters.room_counters import RoomCounters
 from server.errors import ApiError, bad_request, forbidden, not_found, unavailable
 from server.hub import Hub
 from server.rooms.sessions import Session, Sessions
+from server.rooms.timeline import Entry, active_at, replay_timeline
 
 MAX_LIKES_PER_COMMAND = 1000
 MAX_STREAM_TS = 10 * 24 * 3600 * 1000
@@ -40,7 +41,30 @@ class RoomOps:
         return {
             "join": self.join, "leave": self.leave, "like": self.like, "click": self.click,
             "pin": self.pin, "unpin": self.unpin, "start": self.start, "end": self.end,
+            "position": self.position,
         }
+
+    async def timed_entries(self, session: Session) -> list[Entry]:
+        """The timeline a position is read against: the video's, or the live replay's."""
+        if session.kind == "video":
+            return [Entry(e["at_ms"], e["product"], e.get("until_ms")) for e in session.timeline]
+        if session.status == "ended":
+            return replay_timeline(await self.sessions.pin_log(session.id))
+        raise bad_request("`position` is for videos and replays; live pins arrive as events")
+
+    async def position(self, client: Client, args: Mapping[str, Any]) -> Any:
+        sid = self._joined(client)
+        ms = v.req_int(args, "ms", lo=0, hi=MAX_STREAM_TS)
+        session = await self.sessions.get(sid)
+        entry = active_at(await self.timed_entries(session), ms)
+        if entry is None:
+            return {"ms": ms, "pinned": None}
+        product = await self.products.find(entry.product)
+        if product is None:
+            return {"ms": ms, "pinned": None}
+        pinned_at = entry.pinned_at or (session.started_at or session.created_at) + entry.at_ms
+        return {"ms": ms, "pinned": {"product": product.to_wire(), "pinned_at": pinned_at,
+                                     "stream_ts_ms": entry.at_ms, "deal": None}}
 
     async def snapshot(self, session: Session) -> dict[str, Any]:
         products = await self.products.get_many(session.showcase)

@@ -40,6 +40,7 @@ class Session:
     pin_deal: str  # id of the deal opened with the current pin, or ""
     seq: int
     epoch: str
+    timeline: list[dict[str, Any]]  # video sessions: [{at_ms, product, until_ms?}]
 
     @classmethod
     def from_hash(cls, h: Mapping[str, str]) -> Session:
@@ -51,6 +52,7 @@ class Session:
             ended_at=int(h["ended_at"]) if h.get("ended_at") else None,
             pin=h["pin"].encode() if h.get("pin") else None, pin_deal=h.get("pin_deal", ""),
             seq=int(h.get("seq") or 0), epoch=h.get("epoch", ""),
+            timeline=list(orjson.loads(h.get("timeline") or "[]")),
         )
 
     def pinned(self, deal: dict[str, str] | None = None) -> Any:
@@ -171,6 +173,13 @@ class Sessions:
             [*args, "unpin", caller, "" if stream_ts_ms is None else stream_ts_ms, "", "", ""],
         )
         return int(seq)
+
+    async def set_timeline(self, sid: str, caller: str, entries: list[Any]) -> None:
+        await self.store.call("HSET", self.keys.session(sid), "timeline", orjson.dumps(entries))
+
+    async def pin_log(self, sid: str) -> list[dict[str, Any]]:
+        return [orjson.loads(x) for x in
+                await self.store.call("LRANGE", self.keys.pin_log(sid), 0, -1)]
 
     async def close_deal(self, sid: str, force: bool = False) -> bool:
         _, args = self._room(sid)
