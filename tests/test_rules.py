@@ -19,7 +19,10 @@ ENDED = SessionFacts("s1", "creator", "live", "ended")
 VIDEO = SessionFacts("s1", "creator", "video", "live")
 
 
-def attr(buyer: str = "b", touch: Touch | None = Touch("s1", NOW - 1000),
+RECENT = Touch("s1", NOW - 1000)
+
+
+def attr(buyer: str = "b", touch: Touch | None = RECENT,
          session: SessionFacts | None = LIVE, joined: str | None = "s1") -> str:
     return attribute(buyer, touch, session, now_ms=NOW, window_ms=WINDOW, joined=joined).kind
 
