@@ -76,6 +76,8 @@ export class LivecartClient {
     this.lastSeq = null;
     this.epoch = null;
     this.resyncing = false;
+    this.awaitingReplay = null; // the snapshot a recovered join promised to replay up to
+    this.replayTimer = null;
 
     // Server clock: serverNow() = Date.now() + clockOffset. Refined by every ping.
     this.clockOffset = 0;
@@ -264,6 +266,7 @@ export class LivecartClient {
     if (!ev || typeof ev.t !== "string") return;
     this.stats.eventsIn++;
     if (typeof ev.seq === "number") {
+      if (this.awaitingReplay && ev.seq > this.lastSeq + 1) this._replayMissing();
       if (this.lastSeq !== null) {
         if (ev.seq <= this.lastSeq) return; // duplicate (already in the snapshot)
         if (ev.seq > this.lastSeq + 1 && !this.resyncing) {
@@ -274,6 +277,7 @@ export class LivecartClient {
         if (this.resyncing) return; // the resync's replay will deliver these
       }
       this.lastSeq = ev.seq;
+      if (this.awaitingReplay && ev.seq >= this.awaitingReplay.seq) this._replayDone();
     }
     this._emit(ev.t, ev.d, ev);
     this._emit("*", ev);
@@ -297,7 +301,28 @@ export class LivecartClient {
     // When recovered, the replay (seq > lastSeq) follows; keep lastSeq so it applies.
     // Otherwise the snapshot is the truth and the stream continues after its seq.
     if (!recovered) this.lastSeq = snapshot.seq;
+    this._replayDone();
+    if (recovered && snapshot.seq > this.lastSeq) {
+      // Trust but verify: the missed events must follow the reply right away. If they
+      // do not (or a later seq shows up first), fall back to the snapshot.
+      this.awaitingReplay = snapshot;
+      this.replayTimer = setTimeout(() => this._replayMissing(), 2000);
+    }
     this._emit("joined", { snapshot, recovered, resumed: asked });
+  }
+
+  _replayDone() {
+    clearTimeout(this.replayTimer);
+    this.awaitingReplay = null;
+  }
+
+  _replayMissing() {
+    const snapshot = this.awaitingReplay;
+    this._replayDone();
+    if (!snapshot || this.lastSeq === null || this.lastSeq >= snapshot.seq) return;
+    console.warn(`livecart: promised replay ${this.lastSeq + 1}..${snapshot.seq} did not arrive; using the snapshot`);
+    this.lastSeq = snapshot.seq;
+    this._emit("joined", { snapshot, recovered: false, resumed: true, replayMissing: true });
   }
 
   _resync() {

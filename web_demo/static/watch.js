@@ -464,8 +464,8 @@ function renderShowcase() {
   }));
 }
 
-async function onJoined({ snapshot, recovered, resumed }) {
-  state.joins.push({ at: Date.now(), recovered, resumed, seq: snapshot.seq });
+async function onJoined({ snapshot, recovered, resumed, replayMissing = false }) {
+  state.joins.push({ at: Date.now(), recovered, resumed, replayMissing, seq: snapshot.seq });
   state.title = snapshot.title;
   state.kind = snapshot.kind;
   if (snapshot.creator) state.creator = snapshot.creator;

@@ -1,0 +1,220 @@
+"""The web demo in a real browser: pins in sync with a delayed player, reconnects, cart and
+checkout, flash-deal sell-out — creator console and viewer pages against a real server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.browser.conftest import LiveServer, Pages, wait_until
+
+pytestmark = pytest.mark.browser
+
+
+def go_live(creator: Any, *viewers: Any) -> None:
+    creator.click("#start-btn")
+    creator.wait_for_selector("#status-badge[data-status=live]")
+    for viewer in viewers:
+        viewer.wait_for_selector("body[data-status=live]")
+
+
+def pin(creator: Any, product: str) -> None:
+    creator.click(f".product-row[data-product={product}] [data-action=pin]")
+    creator.wait_for_selector(f".product-row[data-product={product}] [aria-pressed=true]")
+
+
+def card_shows(page: Any, product: str, timeout: float = 10_000) -> None:
+    page.wait_for_selector(f"#pin-card[data-product={product}]", state="visible", timeout=timeout)
+
+
+def text(page: Any, selector: str) -> str:
+    return str(page.locator(selector).inner_text()).strip()
+
+
+def test_pin_appears_when_each_player_reaches_it(live_server: LiveServer, pages: Pages) -> None:
+    sid, token = live_server.new_session("Sync test")
+    creator = pages.creator(sid, token)
+    live = pages.viewer("viewer-live-edge", sid, delay_ms=0)
+    delayed = pages.viewer("viewer-4s", sid, delay_ms=4000, phone=True)
+
+    # Before the creator starts: "starting soon" on the viewers.
+    assert live.locator("#status-overlay").is_visible()
+    assert "Starting soon" in text(live, "#status-overlay")
+
+    go_live(creator, live, delayed)
+    pin(creator, "demo_headphones")
+
+    card_shows(live, "demo_headphones", timeout=4000)
+    assert text(live, "#pin-title") == "Aurora wireless headphones"
+    assert text(live, "#pin-price") == "$129.00"
+    # The event reached the delayed viewer too, but its player is 4 s behind the live edge.
+    assert delayed.locator("#pin-card").is_hidden()
+    card_shows(delayed, "demo_headphones", timeout=9000)
+
+    shown_live = int(live.get_attribute("#pin-card", "data-shown-at"))
+    shown_delayed = int(delayed.get_attribute("#pin-card", "data-shown-at"))
+    gap = shown_delayed - shown_live
+    assert 3000 <= gap <= 6000, f"delayed player showed the pin {gap} ms after the live edge"
+    # And it was the same pin (same stream position) on both.
+    assert live.get_attribute("#pin-card", "data-stream-ts") == delayed.get_attribute(
+        "#pin-card", "data-stream-ts")
+
+    # Likes are batched into `like {count}` and come back through `counters`.
+    for _ in range(5):
+        live.click("#like-btn")
+    wait_until(lambda: text(creator, "#n-likes") == "5", what="creator sees 5 likes")
+    wait_until(lambda: text(delayed, "#likes") == "5", what="other viewer sees 5 likes")
+    # Both viewers (and the creator's own connection) are counted.
+    wait_until(lambda: int(text(creator, "#n-viewers")) >= 2, what="viewer count")
+    assert int(text(live, "#viewers")) >= 2
+
+    # Unpin: the card goes away (at the live edge right away).
+    creator.click(".product-row[data-product=demo_headphones] [data-action=pin]")  # toggles off
+    creator.wait_for_selector(".product-row[data-product=demo_headphones] [aria-pressed=false]")
+    live.wait_for_selector("#pin-card", state="hidden", timeout=4000)
+
+    # Phone width: nothing sticks out sideways.
+    assert delayed.evaluate("document.documentElement.scrollWidth") <= 390
+
+
+def test_viewer_reconnects_and_recovers_missed_pins(live_server: LiveServer,
+                                                    pages: Pages) -> None:
+    sid, token = live_server.new_session("Reconnect test")
+    creator = pages.creator(sid, token)
+    viewer = pages.viewer("viewer", sid, delay_ms=0)
+    go_live(creator, viewer)
+    pin(creator, "demo_sneakers")
+    card_shows(viewer, "demo_sneakers")
+
+    # 1. The network goes away: visible "reconnecting" state.
+    viewer.context.set_offline(True)
+    viewer.wait_for_selector("body[data-conn=reconnecting]")
+    banner = viewer.locator("#conn-banner")
+    assert banner.is_visible()
+    assert "Reconnecting" in banner.inner_text()
+    pages.shoot("viewer-offline", viewer)
+
+    # Meanwhile the creator pins something else.
+    pin(creator, "demo_mug")
+
+    # 2. Back online: the client rejoins with since/epoch and replays what it missed.
+    viewer.context.set_offline(False)
+    viewer.wait_for_selector("body[data-conn=open]")
+    card_shows(viewer, "demo_mug")
+    joins = viewer.evaluate("window.__livecart.state.joins")
+    assert len(joins) >= 2 and joins[-1]["resumed"] is True, joins  # rejoined with since
+    assert text(viewer, "#pin-title") == "Glow-in-the-dark mug"
+
+    # 3. A socket dropped without the browser noticing (test hook): backoff + rejoin.
+    viewer.evaluate("window.__livecart.client.simulateDrop()")
+    viewer.wait_for_selector("body[data-conn=reconnecting]", timeout=2000)
+    pin(creator, "demo_lipstick")
+    viewer.wait_for_selector("body[data-conn=open]")
+    card_shows(viewer, "demo_lipstick")
+    viewer.wait_for_selector("#conn-banner", state="hidden", timeout=5000)
+    # No pin was skipped or shown twice.
+    shown = [e["product"] for e in viewer.evaluate("window.__livecart.state.shownLog")]
+    assert shown == ["demo_sneakers", "demo_mug", "demo_lipstick"], shown
+
+
+@pytest.mark.xfail(reason="server: hub.activate skips replayed events with seq <= the join "
+                          "snapshot's seq, so `recovered: true` arrives without the missed "
+                          "events (tests/test_recovery.py fails the same way)", strict=False)
+def test_rejoin_replays_missed_events_instead_of_falling_back(live_server: LiveServer,
+                                                              pages: Pages) -> None:
+    sid, token = live_server.new_session("Replay test")
+    creator = pages.creator(sid, token)
+    viewer = pages.viewer("viewer", sid, delay_ms=0)
+    go_live(creator, viewer)
+    viewer.context.set_offline(True)
+    viewer.wait_for_selector("body[data-conn=reconnecting]")
+    pin(creator, "demo_headphones")
+    viewer.context.set_offline(False)
+    card_shows(viewer, "demo_headphones")
+    joins = viewer.evaluate("window.__livecart.state.joins")
+    # The missed `pinned` came as a replayed event, not from the client's snapshot fallback.
+    assert joins[-1]["recovered"] is True and not joins[-1]["replayMissing"], joins
+
+
+def test_cart_checkout_reaches_buyer_room_and_creator(live_server: LiveServer,
+                                                      pages: Pages) -> None:
+    sid, token = live_server.new_session("Cart test")
+    creator = pages.creator(sid, token)
+    buyer = pages.viewer("buyer", sid, delay_ms=0, phone=True)
+    other = pages.viewer("other-viewer", sid, delay_ms=0)
+    go_live(creator, buyer, other)
+    pin(creator, "demo_sneakers")
+    card_shows(buyer, "demo_sneakers")
+    buyer_name = buyer.evaluate("window.__livecart.state.me.name")
+
+    buyer.click("#add-cart")
+    buyer.wait_for_selector("#cart-count:has-text('1')")
+    buyer.click("#cart-btn")
+    buyer.wait_for_selector("#cart-dialog[open] .cart-line[data-product=demo_sneakers]")
+    buyer.click(".cart-line[data-product=demo_sneakers] [aria-label='Increase quantity']")
+    buyer.wait_for_selector("#cart-count:has-text('2')")
+    assert text(buyer, "#cart-total") == "$178.00"
+    pages.shoot("buyer-cart", buyer)
+
+    buyer.click("#checkout-btn")
+    buyer.wait_for_selector("#order-dialog[open]")
+    assert text(buyer, "#order-total") == "$178.00"
+    assert buyer.get_attribute("#order-dialog", "data-order-id")
+    pages.shoot("buyer-order", buyer)
+    buyer.click("#order-dialog [data-close]")
+    buyer.wait_for_selector("#cart-count", state="hidden")  # the cart was emptied
+
+    # Social proof on the other viewer, orders and GMV on the creator.
+    other.wait_for_selector(f"#ticker li:has-text('{buyer_name} bought 2')")
+    creator.wait_for_selector(f"#orders .order-row:has-text('{buyer_name}')")
+    wait_until(lambda: text(creator, "#n-orders") == "1", what="creator orders = 1")
+    wait_until(lambda: text(creator, "#n-gmv") == "$178.00", what="creator GMV = $178.00")
+    wait_until(lambda: text(creator, "#n-commission") == "$17.80", what="commission 10%")
+
+
+def test_flash_deal_sells_out_for_everyone(live_server: LiveServer, pages: Pages) -> None:
+    sid, token = live_server.new_session("Flash deal test")
+    creator = pages.creator(sid, token)
+    first = pages.viewer("viewer-1", sid, delay_ms=0)
+    second = pages.viewer("viewer-2", sid, delay_ms=0, phone=True)
+    go_live(creator, first, second)
+
+    creator.select_option("#deal-product", "demo_lipstick")
+    creator.fill("#deal-price", "9.99")
+    creator.fill("#deal-stock", "2")
+    creator.fill("#deal-limit", "1")
+    creator.fill("#deal-duration", "120")
+    creator.click("#deal-submit")
+    error = creator.locator("#deal-error")
+    creator.wait_for_selector("#deal-status:has-text('2 left')")
+    assert error.is_hidden(), error.inner_text()
+
+    for viewer in (first, second):
+        card_shows(viewer, "demo_lipstick")
+        viewer.wait_for_selector("#pin-deal-row", state="visible")
+        assert text(viewer, "#pin-price") == "$9.99"
+        assert text(viewer, "#pin-list-price") == "$19.00"
+        assert text(viewer, "#pin-left") == "2 left"
+
+    first.click("#buy-now")
+    first.wait_for_selector("#order-dialog[open]")
+    assert text(first, "#order-total") == "$9.99"
+    first.click("#order-dialog [data-close]")
+    second.wait_for_selector("#pin-left:has-text('1 left')")
+
+    # The per-buyer limit is 1: the server's refusal is shown, nothing breaks.
+    first.click("#buy-now")
+    first.wait_for_selector(".toast:has-text('limit')")
+
+    second.click("#buy-now")
+    second.wait_for_selector("#order-dialog[open]")
+    second.click("#order-dialog [data-close]")
+
+    for viewer in (first, second):
+        viewer.wait_for_selector("#pin-card[data-sold-out=true]")
+        assert viewer.locator("#pin-soldout").is_visible()
+        assert viewer.locator("#buy-now").is_disabled()
+    creator.wait_for_selector("#deal-status[data-sold-out=true]")
+    wait_until(lambda: text(creator, "#n-orders") == "2", what="creator orders = 2")
+    wait_until(lambda: text(creator, "#n-gmv") == "$19.98", what="creator GMV = 2 × $9.99")
