@@ -84,12 +84,10 @@ class Hub:
             return
         if room.last_seq is None:
             room.last_seq = snapshot_seq
-        last = snapshot_seq
         frames: list[bytes] = []
-        for seq, data in replay:
-            if seq > last:
-                frames.append(self._single(client, data, None))
-                last = seq
+        for seq, data in replay:  # since < seq <= snapshot_seq, in order
+            frames.append(self._single(client, data, None))
+        last = snapshot_seq
         for seq, data, obj in client.hold:
             if seq > last:
                 frames.append(self._single(client, data, obj))
