@@ -43,6 +43,9 @@ def serve(settings: Settings) -> int:
               "FIXED DEVELOPMENT SECRET.\nAnyone can forge tokens. Never expose this server.\n"
               + "!" * 78, file=sys.stderr, flush=True)
     _raise_fd_limit()
+    from server.logs import configure
+
+    configure(settings.node_id, settings.log_level, settings.log_format)
 
     embedded: EmbeddedValkey | None = None
     url = settings.redis_url
@@ -56,6 +59,8 @@ def serve(settings: Settings) -> int:
             return 1
         url = embedded.url
         log.info("embedded valkey at %s (data in %s)", url, embedded.data_dir)
+    else:
+        log.info("using the store at %s", url.split("@")[-1])
 
     class Server(uvicorn.Server):
         async def startup(self, sockets: Any = None) -> None:
@@ -74,6 +79,7 @@ def serve(settings: Settings) -> int:
         app, host=settings.host, port=settings.port, ws=Wire, ws_max_size=settings.max_frame_bytes,
         ws_per_message_deflate=False, lifespan="on", log_level=settings.log_level,
         timeout_graceful_shutdown=int(max(1, settings.drain_timeout_s)), access_log=False,
+        log_config=None,
     )
     try:
         server = Server(config)

@@ -128,6 +128,7 @@ class Node:
     def _evicted(self, client: Client, code: int) -> None:
         if code == CloseCode.SLOW_CONSUMER:
             self.hub.evictions += 1
+            log.info("slow consumer closed with 4008", extra={"session": client.session})
         self.hub.remove(client)
 
     async def handle(self, client: Client, data: str | bytes) -> None:

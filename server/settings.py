@@ -47,6 +47,7 @@ class Settings:
     idempotency_ttl_s: int = 48 * 3600
     attribution_window_s: int = 14 * 24 * 3600
     log_level: str = "info"
+    log_format: str = "json"
 
     @property
     def signing_secret(self) -> str:
@@ -88,6 +89,7 @@ _ENV: dict[str, tuple[str, type]] = {
     "LIVECART_TOKEN_TTL_S": ("token_ttl_s", int),
     "LIVECART_ATTRIBUTION_WINDOW_S": ("attribution_window_s", int),
     "LIVECART_LOG_LEVEL": ("log_level", str),
+    "LIVECART_LOG_FORMAT": ("log_format", str),
 }
 
 
@@ -114,6 +116,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
 def validate(settings: Settings) -> None:
     if settings.fsync not in ("everysec", "always", "no"):
         raise SettingsError("LIVECART_FSYNC must be one of everysec, always, no")
+    if settings.log_format not in ("json", "text"):
+        raise SettingsError("LIVECART_LOG_FORMAT must be json or text")
     if settings.secret is not None and len(settings.secret) < 32:
         raise SettingsError("LIVECART_SECRET must be at least 32 characters (HS256 key)")
     if len(settings.currency) != 3 or not settings.currency.isalpha():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -20,6 +21,8 @@ from server.errors import ApiError, bad_request, forbidden, not_found, unavailab
 from server.hub import Hub
 from server.rooms.sessions import Session, Sessions
 from server.rooms.timeline import Entry, active_at, replay_timeline
+
+log = logging.getLogger("livecart.rooms")
 
 MAX_LIKES_PER_COMMAND = 1000
 MAX_STREAM_TS = 10 * 24 * 3600 * 1000
@@ -160,6 +163,8 @@ class RoomOps:
         if session.creator != caller:
             raise forbidden("only the session creator can pin")
         pin, seq = await self.sessions.pin(sid, caller, product_id, sts, deal)
+        log.info("pinned %s%s", product_id, " with a deal" if deal else "",
+                 extra={"session": sid, "user": caller})
         if deal is not None:
             self._close_at(sid, deal["ends_at"])
         return {"pinned": pin, "seq": seq}

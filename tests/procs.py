@@ -1,0 +1,88 @@
+"""Real server processes for multi-node tests: `livecart serve` on port 0 per node."""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.helpers import SECRET
+
+READY = re.compile(r"livecart ready on http://127\.0\.0\.1:(\d+)")
+LIVECART = str(Path(sys.executable).parent / "livecart")
+
+
+class NodeProcess:
+    def __init__(self, redis_url: str, prefix: str, node_id: str, **env: Any) -> None:
+        self.env = {
+            **os.environ, "LIVECART_REDIS_URL": redis_url, "LIVECART_KEY_PREFIX": prefix,
+            "LIVECART_SECRET": SECRET, "LIVECART_NODE_ID": node_id,
+            "LIVECART_COUNTERS_INTERVAL_S": "0.3", "LIVECART_PRESENCE_TTL_S": "2",
+            "LIVECART_STORE_TIMEOUT_S": "1", "LIVECART_LOG_LEVEL": "warning",
+            **{k: str(v) for k, v in env.items()},
+        }
+        self.node_id = node_id
+        self.proc: subprocess.Popen[str] | None = None
+        self.port = 0
+        self.output: list[str] = []
+
+    def start(self, *args: str, timeout: float = 20.0) -> NodeProcess:
+        self.proc = subprocess.Popen(
+            [LIVECART, "serve", "--port", "0", *args], env=self.env, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, bufsize=1)
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([self.proc.stdout], [], [], 0.2)
+            if ready:
+                line = self.proc.stdout.readline()
+                if not line and self.proc.poll() is not None:
+                    break
+                self.output.append(line)
+                m = READY.search(line)
+                if m:
+                    self.port = int(m.group(1))
+                    return self
+            elif self.proc.poll() is not None:
+                break
+        raise RuntimeError(f"node {self.node_id} did not start:\n{''.join(self.output)}")
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def terminate(self, timeout: float = 15.0) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc is not None and self.proc.stdout is not None:
+            self.proc.stdout.close()
