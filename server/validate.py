@@ -8,7 +8,7 @@ from typing import Any
 
 from server.errors import bad_request
 
-ID_RE = re.compile(r"^[A-Za-z0-9_\-.:]{1,64}$")
+ID_RE = re.compile(r"^[A-Za-z0-9_\-.:]{1,64}\Z")  # \Z: `$` would allow a trailing newline
 
 
 def obj(value: Any, what: str = "body") -> Mapping[str, Any]:

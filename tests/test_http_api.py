@@ -87,6 +87,7 @@ def test_admin_may_create_and_patch_any_product(server: ServerThread) -> None:
     {"title": "T", "price": 100, "stock": 1, "commission_bps": 0, "color": "red"},
     {"id": "bad id!", "title": "T", "price": 100, "stock": 1, "commission_bps": 0},
     {"id": 7, "title": "T", "price": 100, "stock": 1, "commission_bps": 0},
+    {"id": "p1\n", "title": "T", "price": 100, "stock": 1, "commission_bps": 0},
     {"title": "x" * 201, "price": 100, "stock": 1, "commission_bps": 0},
     [1, 2], "text", 5, None,
 ])

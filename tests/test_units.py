@@ -1,0 +1,380 @@
+"""Pure units: codecs and frames (checked against the `websockets` frame parser), rate and
+abuse limits, tokens, argument validation, settings."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator
+from typing import Any
+
+import jwt
+import msgpack
+import orjson
+import pytest
+from websockets.frames import Frame, Opcode
+from websockets.streams import StreamReader
+
+from server import validate as v
+from server.auth import (
+    ANONYMOUS,
+    Identity,
+    issue_token,
+    mask_id,
+    require_role,
+    require_user,
+    verify_token,
+)
+from server.client import Client, ErrorWindow, TokenBucket
+from server.codecs import (
+    JSON,
+    MSGPACK,
+    OP_BINARY,
+    OP_TEXT,
+    DecodeError,
+    batch,
+    choose,
+    close_frame,
+    frame,
+)
+from server.errors import ApiError, CloseCode, ErrorCode
+from server.settings import Settings, SettingsError, from_env
+
+SECRET = "unit-secret-0123456789abcdef-0123456789"
+
+
+def parse_frames(data: bytes) -> list[Frame]:
+    """Parse server (unmasked) frames with the websockets library's own parser."""
+    reader = StreamReader()
+    reader.feed_data(data)
+    reader.feed_eof()
+    frames = []
+    while reader.buffer:
+        gen: Generator[None, None, Frame] = Frame.parse(reader.read_exact, mask=False,
+                                                        max_size=None)
+        try:
+            next(gen)
+        except StopIteration as stop:
+            frames.append(stop.value)
+        else:  # pragma: no cover
+            raise AssertionError("incomplete frame")
+    return frames
+
+
+# frames ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 127, 1000, 65535, 65536, 70000, 1 << 20])
+@pytest.mark.parametrize("opcode", [OP_TEXT, OP_BINARY])
+def test_frame_matches_the_websockets_parser(size: int, opcode: int) -> None:
+    payload = (b"abcdefghij" * (size // 10 + 1))[:size]
+    data = frame(opcode, payload)
+    [parsed] = parse_frames(data)
+    assert parsed.fin is True
+    assert parsed.opcode == Opcode(opcode)
+    assert bytes(parsed.data) == payload
+    header = {True: 2, False: 4 if size < 65536 else 10}[size < 126]
+    assert len(data) == header + size
+
+
+def test_concatenated_frames_parse_in_order() -> None:
+    payloads = [b"", b"x" * 200, b"y" * 70000, b"z"]
+    frames = parse_frames(b"".join(frame(OP_TEXT, p) for p in payloads))
+    assert [bytes(f.data) for f in frames] == payloads
+
+
+def test_close_frame_carries_code_and_reason() -> None:
+    [parsed] = parse_frames(close_frame(4008, "slow consumer"))
+    assert parsed.opcode == Opcode.CLOSE
+    assert int.from_bytes(parsed.data[:2], "big") == 4008
+    assert bytes(parsed.data[2:]) == b"slow consumer"
+    [long] = parse_frames(close_frame(1001, "x" * 500))
+    assert len(long.data) <= 125  # control frames are limited to 125 bytes
+
+
+def test_close_codes_are_the_documented_ones() -> None:
+    assert sorted(int(c) for c in CloseCode) == [1001, 1009, 4001, 4008, 4029]
+
+
+# codecs and batches ----------------------------------------------------------------------
+
+DOCS: list[Any] = [
+    {"t": "pinned", "seq": 1, "ts": 1_700_000_000_000, "d": {"product": {"id": "p"}}},
+    {"id": 1, "ok": True, "result": {"pong": 5}},
+    {"x": [1, 2.5, None, True, "ü"]}, {}, [],
+]
+
+
+@pytest.mark.parametrize("doc", DOCS)
+def test_codecs_round_trip(doc: Any) -> None:
+    assert JSON.decode(JSON.encode(doc)) == doc
+    assert MSGPACK.decode(MSGPACK.encode(doc)) == doc
+    assert JSON.decode(JSON.encode(doc).decode()) == doc  # text frames arrive as str
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 15, 16, 17, 65535, 65536, 70000])
+def test_batch_is_one_array_document(n: int) -> None:
+    events = [{"t": "x", "seq": i, "d": {}} for i in range(n)]
+    js = batch(JSON, [JSON.encode(e) for e in events])
+    assert orjson.loads(js) == events
+    mp = batch(MSGPACK, [MSGPACK.encode(e) for e in events])
+    assert msgpack.unpackb(mp) == events
+    # and the batch travels as one frame of the codec's opcode
+    [parsed] = parse_frames(frame(MSGPACK.opcode, mp))
+    assert parsed.opcode == Opcode.BINARY and msgpack.unpackb(parsed.data) == events
+
+
+def test_decode_errors() -> None:
+    for bad in ("{", "", "nul", b"\xff"):
+        with pytest.raises(DecodeError):
+            JSON.decode(bad)
+    for bad in (b"\xc1", b"\x92\x01", b"", b"\x81"):
+        with pytest.raises(DecodeError):
+            MSGPACK.decode(bad)
+
+
+def test_msgpack_decodes_int_keys_and_str_input() -> None:
+    assert MSGPACK.decode(msgpack.packb({1: 2})) == {1: 2}
+    assert MSGPACK.decode(msgpack.packb({"id": 1}).decode("latin-1").encode("latin-1")) == {
+        "id": 1}
+
+
+def test_choose_codec() -> None:
+    assert choose([]) is JSON
+    assert choose(["livecart.msgpack"]) is MSGPACK
+    assert choose(["foo", "livecart.json", "livecart.msgpack"]) is JSON
+    assert choose(["livecart.msgpack", "livecart.json"]) is MSGPACK
+    assert choose(["bogus"]) is JSON
+
+
+# token bucket and error window --------------------------------------------------------------
+
+
+def test_token_bucket_burst_then_rate() -> None:
+    b = TokenBucket(rate=4.0, burst=3)
+    assert [b.take(100.0) for _ in range(4)] == [True, True, True, False]
+    assert b.take(100.125) is False  # half a token
+    assert b.take(100.25) is True
+    assert b.take(100.25) is False
+    assert [b.take(1000.0) for _ in range(4)] == [True, True, True, False]  # capped at burst
+
+
+def test_token_bucket_survives_a_clock_that_does_not_move() -> None:
+    b = TokenBucket(rate=1000.0, burst=1)
+    assert b.take(5.0) is True
+    assert all(b.take(5.0) is False for _ in range(10))
+
+
+def test_error_window_slides() -> None:
+    w = ErrorWindow(limit=3, window_s=10.0)
+    assert w.add(0.0) is False
+    assert w.add(1.0) is False
+    assert w.add(2.0) is True
+    w = ErrorWindow(limit=3, window_s=10.0)
+    assert [w.add(t) for t in (0.0, 5.0, 10.5, 16.0)] == [False, False, False, False]
+    assert w.add(16.1) is True  # 10.5, 16.0, 16.1 within 10 s
+
+
+class FakeSink:
+    def __init__(self, backlog: int = 0) -> None:
+        self.written: list[bytes] = []
+        self.closed: list[tuple[int, str]] = []
+        self.backlog = backlog
+
+    @property
+    def open(self) -> bool:
+        return not self.closed
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def buffered(self) -> int:
+        return self.backlog + sum(map(len, self.written))
+
+    def close_now(self, code: int, reason: str = "") -> None:
+        self.closed.append((code, reason))
+
+
+def test_client_evicts_when_its_buffer_overflows() -> None:
+    evicted: list[int] = []
+    sink = FakeSink()
+    c = Client(sink, JSON, max_buffer=100, on_evict=lambda cl, code: evicted.append(code))
+    c.send_obj({"a": 1})
+    assert not c.evicted
+    c.send_frame(frame(OP_TEXT, b"x" * 200))
+    assert c.evicted and evicted == [4008] and sink.closed[0][0] == 4008
+    n = len(sink.written)
+    c.send_obj({"more": 1})
+    c.evict(4029, "again")
+    assert len(sink.written) == n and len(sink.closed) == 1 and evicted == [4008]
+
+
+def test_client_admit_and_note_error() -> None:
+    c = Client(FakeSink(), MSGPACK, rate=1.0, burst=2, abuse_errors=2, abuse_window_s=1.0)
+    assert [c.admit(0.0), c.admit(0.0), c.admit(0.0)] == [True, True, False]
+    assert c.note_error(0.0) is False and c.note_error(0.5) is True
+    assert c.user is None and c.identity is ANONYMOUS
+    written = FakeSink()
+    Client(written, MSGPACK).send_obj({"id": 1})
+    [parsed] = parse_frames(written.written[0])
+    assert parsed.opcode == Opcode.BINARY and msgpack.unpackb(parsed.data) == {"id": 1}
+
+
+# tokens -----------------------------------------------------------------------------------
+
+
+def test_token_round_trip() -> None:
+    tok = issue_token(SECRET, "ana", "creator", 60, name="Ana")
+    ident = verify_token(SECRET, tok)
+    assert (ident.sub, ident.role, ident.name) == ("ana", "creator", "Ana")
+    assert ident.exp is not None and ident.exp > time.time()
+    assert not ident.expired() and not ident.anonymous
+    assert ident.display_name() == "Ana"
+
+
+@pytest.mark.parametrize("make", [
+    lambda: issue_token(SECRET, "ana", "viewer", 60, now=time.time() - 120),
+    lambda: issue_token("wrong-secret-0123456789abcdef-01234567", "ana", "viewer", 60),
+    lambda: "x.y.z",
+    lambda: "",
+    lambda: jwt.encode({"sub": "ana", "role": "viewer"}, SECRET, algorithm="HS256"),
+    lambda: jwt.encode({"role": "viewer", "exp": int(time.time()) + 60}, SECRET,
+                       algorithm="HS256"),
+    lambda: jwt.encode({"sub": "ana", "role": "god", "exp": int(time.time()) + 60}, SECRET,
+                       algorithm="HS256"),
+    lambda: jwt.encode({"sub": 5, "role": "viewer", "exp": int(time.time()) + 60}, SECRET,
+                       algorithm="HS256"),
+    lambda: jwt.encode({"sub": "", "role": "viewer", "exp": int(time.time()) + 60}, SECRET,
+                       algorithm="HS256"),
+    lambda: jwt.encode({"sub": "a", "role": "viewer", "exp": int(time.time()) + 60,
+                        "name": "n" * 65}, SECRET, algorithm="HS256"),
+    lambda: jwt.encode({"sub": "a", "role": "admin", "exp": int(time.time()) + 60}, None,
+                       algorithm="none"),
+    lambda: jwt.encode({"sub": "a", "role": "admin", "exp": int(time.time()) + 60}, SECRET,
+                       algorithm="HS512"),
+])
+def test_bad_tokens_are_unauthorized(make: Any) -> None:
+    with pytest.raises(ApiError) as info:
+        verify_token(SECRET, make())
+    assert info.value.code is ErrorCode.UNAUTHORIZED
+
+
+def test_issue_token_rejects_unknown_roles() -> None:
+    with pytest.raises(ApiError) as info:
+        issue_token(SECRET, "a", "king", 60)
+    assert info.value.code is ErrorCode.BAD_REQUEST
+
+
+def test_require_user_and_role() -> None:
+    with pytest.raises(ApiError) as info:
+        require_user(ANONYMOUS)
+    assert info.value.code is ErrorCode.UNAUTHORIZED
+    expired = Identity("a", "viewer", exp=int(time.time()) - 1)
+    with pytest.raises(ApiError) as info:
+        require_user(expired)
+    assert info.value.code is ErrorCode.UNAUTHORIZED
+    assert require_role(Identity("s", "seller", exp=None), "seller") == "s"
+    assert require_role(Identity("r", "admin"), "seller") == "r"
+    with pytest.raises(ApiError) as info:
+        require_role(Identity("v", "viewer"), "seller")
+    assert info.value.code is ErrorCode.FORBIDDEN
+
+
+def test_display_names_never_leak_ids() -> None:
+    assert Identity("user-12345", "viewer").display_name() != "user-12345"
+    assert "12345" not in mask_id("user-12345")
+    assert ANONYMOUS.display_name() == "someone"
+
+
+# validation --------------------------------------------------------------------------------
+
+
+def bad(fn: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    with pytest.raises(ApiError) as info:
+        fn(*args, **kwargs)
+    assert info.value.code is ErrorCode.BAD_REQUEST
+    return info.value.to_wire()
+
+
+def test_validate_integer() -> None:
+    assert v.integer({"n": 5}, "n", lo=0, hi=5) == 5
+    assert v.integer({}, "n", required=False) is None
+    assert v.integer({}, "n", default=3) == 3
+    assert v.integer({"n": None}, "n", required=False, default=7) == 7
+    for value in (True, 1.0, "1", [1], {"a": 1}):
+        assert bad(v.integer, {"n": value}, "n")["field"] == "n"
+    bad(v.integer, {"n": -1}, "n", lo=0)
+    bad(v.integer, {"n": 6}, "n", hi=5)
+    bad(v.integer, {}, "n")
+    assert v.req_int({"n": 0}, "n", lo=0) == 0
+
+
+def test_validate_strings_and_ids() -> None:
+    assert v.string({"s": "hi"}, "s") == "hi"
+    assert v.string({}, "s", required=False) is None
+    for value in ("", "   ", 5, None, ["a"]):
+        bad(v.req_str, {"s": value}, "s")
+    bad(v.string, {"s": "x" * 11}, "s", max_len=10)
+    assert v.req_ident({"i": "sess_ab-c.d:e"}, "i") == "sess_ab-c.d:e"
+    for value in ("a b", "x" * 65, "é", "a/b", "{a}", "a\n"):
+        bad(v.req_ident, {"i": value}, "i")
+
+
+def test_validate_obj_and_only() -> None:
+    assert v.obj({"a": 1}) == {"a": 1}
+    for value in ([], "x", 1, None):
+        bad(v.obj, value)
+    v.only({"a": 1}, {"a", "b"})
+    assert "c" in bad(v.only, {"a": 1, "c": 2}, {"a"})["message"]
+
+
+def test_error_codes_map_to_http_statuses() -> None:
+    expected = {"bad_request": 400, "unknown_op": 400, "unauthorized": 401, "forbidden": 403,
+                "not_found": 404, "not_live": 409, "out_of_stock": 409, "sold_out": 409,
+                "limit_exceeded": 409, "deal_ended": 409, "conflict": 409, "too_large": 413,
+                "rate_limited": 429, "unavailable": 503}
+    assert {c.value: c.http_status for c in ErrorCode} == expected
+    wire = ApiError(ErrorCode.NOT_FOUND, "gone", product="p").to_wire()
+    assert wire == {"code": "not_found", "message": "gone", "product": "p"}
+
+
+# settings ----------------------------------------------------------------------------------
+
+
+def test_settings_from_env() -> None:
+    s = from_env({"LIVECART_SECRET": "s" * 32, "LIVECART_RATE_PER_S": "5",
+                  "LIVECART_ALLOWED_ORIGINS": "http://a.example, http://b.example ,"})
+    assert s.rate_per_s == 5.0 and s.secret == "s" * 32
+    assert s.allowed_origins == ("http://a.example", "http://b.example")
+    assert s.max_frame_bytes == 64 * 1024 and s.rate_burst == 40 and s.abuse_errors == 20
+
+
+@pytest.mark.parametrize("env", [
+    {"LIVECART_SECRET": "short"},
+    {"LIVECART_RATE_PER_S": "fast"},
+    {"LIVECART_FSYNC": "sometimes"},
+    {"LIVECART_CURRENCY": "EURO"},
+    {"LIVECART_MAX_FRAME_BYTES": "0"},
+    {"LIVECART_KEY_PREFIX": "a b"},
+])
+def test_bad_settings_name_the_variable(env: dict[str, str]) -> None:
+    with pytest.raises(SettingsError):
+        from_env(env)
+
+
+def test_missing_secret_is_an_error_outside_demo() -> None:
+    with pytest.raises(SettingsError) as info:
+        _ = Settings().signing_secret
+    assert "LIVECART_SECRET" in str(info.value)
+    assert Settings(demo=True).signing_secret
+    assert Settings(secret="x" * 32).signing_secret == "x" * 32
+
+
+def test_origin_allow_list() -> None:
+    from server.transport import origin_allowed
+
+    assert origin_allowed("http://any", ())
+    assert origin_allowed(None, ("http://ok",))  # non-browser clients
+    assert origin_allowed("http://ok", ("http://ok",))
+    assert not origin_allowed("http://evil", ("http://ok",))
+    assert not origin_allowed("http://ok.evil", ("http://ok",))
+    assert origin_allowed("http://x", ("*",))
