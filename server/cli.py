@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import resource
 import signal
@@ -73,6 +74,10 @@ def serve(settings: Settings) -> int:
         async def shutdown(self, sockets: Any = None) -> None:
             app.state.node.draining = True
             await super().shutdown(sockets)
+            # uvicorn re-raises a captured SIGTERM/SIGINT once serving ends, which kills the
+            # process before `finally` runs: stop Valkey (AOF flushed, temp dir removed) now.
+            if embedded is not None:
+                await asyncio.to_thread(embedded.stop)
 
     app = create_app(settings, url)
     config = uvicorn.Config(
