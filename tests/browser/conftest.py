@@ -10,6 +10,7 @@ Screenshots of every page a test opened go to artifacts/screenshots/ (gitignored
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -47,7 +48,8 @@ PHONE = {"width": 390, "height": 844}
 def _require_browser() -> None:
     problem = None
     if not Path(CHROMIUM).exists():
-        problem = f"{CHROMIUM} not found: apt-get install chromium (browser tests drive Debian's Chromium)"
+        problem = (f"{CHROMIUM} not found: apt-get install chromium "
+                   "(the browser tests drive Debian's Chromium)")
     else:
         try:
             import playwright.sync_api  # noqa: F401
@@ -108,7 +110,8 @@ def live_server() -> Iterator[LiveServer]:
     _require_browser()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LIVECART_")}
     env.update(LIVECART_SECRET=SECRET, LIVECART_COUNTERS_INTERVAL_S="0.3",
-               LIVECART_LOG_LEVEL="WARNING", PYTHONUNBUFFERED="1")
+               LIVECART_DRAIN_TIMEOUT_S="2", LIVECART_LOG_LEVEL="WARNING",
+               PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(_livecart_command(), cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, bufsize=1)
     output: deque[str] = deque(maxlen=200)
@@ -157,12 +160,17 @@ class Pages:
     def __init__(self, browser: Any, server: LiveServer, test_name: str) -> None:
         self.browser, self.server, self.test_name = browser, server, test_name
         self.pages: list[tuple[str, Any]] = []
+        self.shot: set[int] = set()  # pages the test already took a screenshot of
         self.contexts: list[Any] = []
         self.errors: list[str] = []
+        self.failed = False
 
     def open(self, name: str, path: str, *, viewport: dict[str, int] | None = None,
              phone: bool = False) -> Any:
-        opts: dict[str, Any] = {"viewport": viewport or (PHONE if phone else DESKTOP)}
+        # Reduced motion: the pages skip CSS animations and redraw the stand-in video at
+        # 5 fps, so half a dozen pages do not fight over the CPU.
+        opts: dict[str, Any] = {"viewport": viewport or (PHONE if phone else DESKTOP),
+                                "reduced_motion": "reduce"}
         if phone:
             opts.update(device_scale_factor=2, is_mobile=True, has_touch=True)
         context = self.browser.new_context(**opts)
@@ -184,20 +192,34 @@ class Pages:
         page.wait_for_selector("body[data-conn=open] #showcase li")
         return page
 
-    def shoot(self, name: str, page: Any, path: Path | None = None, full_page: bool = False) -> Path:
+    def shoot(self, name: str, page: Any, path: Path | None = None,
+              full_page: bool = False) -> Path:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         out = path or SCREENSHOTS / f"{self.test_name}-{name}.png"
         page.screenshot(path=str(out), full_page=full_page)
+        self.shot.add(id(page))
         return out
 
     def close(self) -> None:
         for name, page in self.pages:
-            try:
+            if id(page) in self.shot and not self.failed:
+                continue
+            # A crashed page must not hide the test's own failure.
+            with contextlib.suppress(Exception):
                 self.shoot(name, page)
-            except Exception:  # a crashed page must not hide the test's own failure
-                pass
         for context in self.contexts:
             context.close()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.when == "call":
+        item.stash[FAILED] = report.failed
+
+
+FAILED = pytest.StashKey[bool]()
 
 
 @pytest.fixture
@@ -205,6 +227,7 @@ def pages(browser: Any, live_server: LiveServer,
           request: pytest.FixtureRequest) -> Iterator[Pages]:
     p = Pages(browser, live_server, request.node.name)
     yield p
+    p.failed = request.node.stash.get(FAILED, True)
     p.close()
     assert not p.errors, f"uncaught errors in the pages: {p.errors}"
 

@@ -92,7 +92,7 @@ def test_viewer_reconnects_and_recovers_missed_pins(live_server: LiveServer,
     viewer.wait_for_selector("body[data-conn=reconnecting]")
     banner = viewer.locator("#conn-banner")
     assert banner.is_visible()
-    assert "Reconnecting" in banner.inner_text()
+    assert "reconnecting" in banner.inner_text().lower()
     pages.shoot("viewer-offline", viewer)
 
     # Meanwhile the creator pins something else.
@@ -103,7 +103,10 @@ def test_viewer_reconnects_and_recovers_missed_pins(live_server: LiveServer,
     viewer.wait_for_selector("body[data-conn=open]")
     card_shows(viewer, "demo_mug")
     joins = viewer.evaluate("window.__livecart.state.joins")
-    assert len(joins) >= 2 and joins[-1]["resumed"] is True, joins  # rejoined with since
+    # Rejoined with since/epoch, and the missed `pinned` came back as a replayed event
+    # (not from the client's fallback to the snapshot).
+    assert joins[-1]["resumed"] is True and joins[-1]["recovered"] is True, joins
+    assert not joins[-1]["replayMissing"], joins
     assert text(viewer, "#pin-title") == "Glow-in-the-dark mug"
 
     # 3. A socket dropped without the browser noticing (test hook): backoff + rejoin.
@@ -116,25 +119,6 @@ def test_viewer_reconnects_and_recovers_missed_pins(live_server: LiveServer,
     # No pin was skipped or shown twice.
     shown = [e["product"] for e in viewer.evaluate("window.__livecart.state.shownLog")]
     assert shown == ["demo_sneakers", "demo_mug", "demo_lipstick"], shown
-
-
-@pytest.mark.xfail(reason="server: hub.activate skips replayed events with seq <= the join "
-                          "snapshot's seq, so `recovered: true` arrives without the missed "
-                          "events (tests/test_recovery.py fails the same way)", strict=False)
-def test_rejoin_replays_missed_events_instead_of_falling_back(live_server: LiveServer,
-                                                              pages: Pages) -> None:
-    sid, token = live_server.new_session("Replay test")
-    creator = pages.creator(sid, token)
-    viewer = pages.viewer("viewer", sid, delay_ms=0)
-    go_live(creator, viewer)
-    viewer.context.set_offline(True)
-    viewer.wait_for_selector("body[data-conn=reconnecting]")
-    pin(creator, "demo_headphones")
-    viewer.context.set_offline(False)
-    card_shows(viewer, "demo_headphones")
-    joins = viewer.evaluate("window.__livecart.state.joins")
-    # The missed `pinned` came as a replayed event, not from the client's snapshot fallback.
-    assert joins[-1]["recovered"] is True and not joins[-1]["replayMissing"], joins
 
 
 def test_cart_checkout_reaches_buyer_room_and_creator(live_server: LiveServer,
@@ -217,4 +201,4 @@ def test_flash_deal_sells_out_for_everyone(live_server: LiveServer, pages: Pages
         assert viewer.locator("#buy-now").is_disabled()
     creator.wait_for_selector("#deal-status[data-sold-out=true]")
     wait_until(lambda: text(creator, "#n-orders") == "2", what="creator orders = 2")
-    wait_until(lambda: text(creator, "#n-gmv") == "$19.98", what="creator GMV = 2 × $9.99")
+    wait_until(lambda: text(creator, "#n-gmv") == "$19.98", what="creator GMV = 2 x $9.99")

@@ -364,8 +364,9 @@ function setStatus(status) {
     b.textContent = { live: "LIVE", scheduled: "NOT LIVE", ended: "ENDED" }[status] || status.toUpperCase();
   }
   $("#start-btn").disabled = status !== "scheduled";
+  $("#start-btn").hidden = status !== "scheduled" && status !== "loading";
   $("#end-btn").disabled = status !== "live";
-  $("#start-btn").textContent = status === "live" ? "● Live" : "● Go live";
+  $("#end-btn").textContent = status === "ended" ? "Show ended" : "End show";
 }
 
 async function learnStartedAt() {

@@ -17,6 +17,9 @@ export class FakeStream {
     this.status = status;
     this.running = false;
     this.reduced = matchMedia?.("(prefers-reduced-motion: reduce)").matches;
+    // Video-like frame rate (and far less CPU than 60 fps); a trickle with reduced motion.
+    this.frameMs = this.reduced ? 200 : 1000 / 24;
+    this.lastFrame = 0;
     this._frame = this._frame.bind(this);
     new ResizeObserver(() => this._resize()).observe(canvas);
     this._resize();
@@ -35,9 +38,12 @@ export class FakeStream {
     this.canvas.height = Math.max(1, Math.round(r.height * dpr));
   }
 
-  _frame() {
+  _frame(now) {
     if (!this.running) return;
-    this.draw();
+    if (!(now - this.lastFrame < this.frameMs)) {
+      this.lastFrame = now;
+      this.draw();
+    }
     requestAnimationFrame(this._frame);
   }
 

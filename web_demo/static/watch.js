@@ -547,13 +547,15 @@ function wireEvents() {
     setStatus(d.status);
     tick();
   });
-  client.on("state", ({ state: s, delayMs, reconnected }) => {
+  client.on("state", ({ state: s, delayMs, reconnected, offline }) => {
     document.body.dataset.conn = s;
     const banner = $("#conn-banner");
     if (s === "reconnecting") {
       banner.hidden = false;
       banner.dataset.kind = "warn";
-      $("#conn-text").textContent = `Reconnecting… ${delayMs ? `(retry in ${Math.ceil(delayMs / 1000)} s)` : ""}`;
+      $("#conn-text").textContent = offline
+        ? "You’re offline — reconnecting…"
+        : `Reconnecting… ${delayMs > 1500 ? `(retry in ${Math.ceil(delayMs / 1000)} s)` : ""}`;
     } else if (s === "open" && reconnected) {
       banner.dataset.kind = "ok";
       $("#conn-text").textContent = "Back live";
