@@ -1,1 +1,1 @@
-"""Load tests for livecart: Locust scenarios (locustfile.py) and the precise benchmark (bench.py)."""
+"""Load tests for livecart: Locust scenarios (locustfile.py) and the precise bench (bench.py)."""

@@ -6,12 +6,12 @@ same generator (loadtest/gen.py worker processes) and the same ~250-byte `pinned
 
 1. join spike: N viewers connect and join within S seconds; each must get its snapshot.
    Server RSS growth ÷ joined viewers = memory per idle connection.
-2. single pins: one pin at a time; latency = viewer receive time − time the trigger sent
+2. single pins: one pin at a time; latency = viewer receive time - time the trigger sent
    the pin (p50/p99/max over all viewers); livecart's own fan-out time (pub/sub receipt →
    last frame handed to the kernel) from the `livecart_fanout_seconds` sum diff per pin.
 3. sustained stream: pins at a fixed rate; delivered msgs/s (only events each client
    parsed and seq-checked), server CPU µs per delivered message (/proc utime+stime),
-   Valkey CPU per published event, latency over time (receive − event `ts`).
+   Valkey CPU per published event, latency over time (receive - event `ts`).
 4. flash-sale storm (livecart, when `buy_now` and deals exist): B buyers hit `buy_now` on
    a 100-unit deal at once → exactly 100 orders expected.
 
@@ -137,6 +137,7 @@ class Workers:
 
             def on_ready(c: Connection = conn, f: asyncio.Future[Any] = fut) -> None:
                 loop.remove_reader(c.fileno())
+                os.set_blocking(c.fileno(), True)  # uvloop made it non-blocking
                 try:
                     f.set_result(c.recv())
                 except Exception as exc:  # the worker died
@@ -183,9 +184,10 @@ async def run_target(target: Target, args: argparse.Namespace, valkey_pid: int,
                        args.spread, pids)
         t0 = time.time() + 0.3
         cpu_j0 = sum(cpu_seconds(p) for p in pids)
-        joins = await workers.call({"cmd": "connect", "total": args.viewers, "spread_s": args.spread,
-                                    "t0": t0, "timeout_s": args.join_timeout, "tokens": tokens},
-                                   args.spread + args.join_timeout + 30)
+        joins = await workers.call(
+            {"cmd": "connect", "total": args.viewers, "spread_s": args.spread, "t0": t0,
+             "timeout_s": args.join_timeout, "tokens": tokens},
+            args.spread + args.join_timeout + 30)
         joined = sum(j["joined"] for j in joins)
         failed: dict[str, int] = {}
         for j in joins:
@@ -300,8 +302,9 @@ async def run_target(target: Target, args: argparse.Namespace, valkey_pid: int,
             d = {k: metrics1.get(k, 0) - metrics0.get(k, 0) for k in metrics1}
             res["stream"]["server_delivered"] = d.get("livecart_events_delivered", 0)
             res["stream"]["server_flushes"] = d.get("livecart_fanout_seconds_count", 0)
+            flushes = max(d.get("livecart_fanout_seconds_count", 0), 1)
             res["stream"]["server_fanout_ms_mean"] = 1000 * d.get(
-                "livecart_fanout_seconds_sum", 0) / max(d.get("livecart_fanout_seconds_count", 0), 1)
+                "livecart_fanout_seconds_sum", 0) / flushes
             res["stream"]["evictions"] = d.get("livecart_slow_consumer_evictions", 0)
 
         # 4. flash-sale storm -----------------------------------------------------------

@@ -48,6 +48,7 @@ class Proc:
                                       stdout=self.log, stderr=subprocess.STDOUT,
                                       start_new_session=True)
         self.pid = self.popen.pid
+        (log_dir / f"{name}.pid").write_text(str(self.pid))  # for py-spy and friends
         self.host = ""
         self.port = 0
 

@@ -75,7 +75,7 @@ def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _f(v: Any, digits: int = 1) -> str:
     if v is None:
-        return "–"
+        return "-"
     if isinstance(v, float):
         return f"{v:,.{digits}f}"
     return str(v)
@@ -89,7 +89,7 @@ def markdown(result: dict[str, Any]) -> str:
         f"### {args['viewers']:,} viewers — {len(result['rounds'])} round(s), medians",
         "",
         f"Machine: {m['nproc']} cores, {m['cpu']}, Python {m['python']}. Join spread "
-        f"{args['spread']} s; {args['pins']} single pins; stream {args['rate']} pins/s × "
+        f"{args['spread']} s; {args['pins']} single pins; stream {args['rate']} pins/s x "
         f"{args['duration']} s.",
         "",
         "| server | joined (errors) | join all done s | RSS/conn KiB | pin p50 ms | pin p99 ms "
@@ -109,7 +109,7 @@ def markdown(result: dict[str, Any]) -> str:
                   "|---|---|---|"]
         for k, v in summary["ratios"].items():
             each = ", ".join(f"{x:.2f}" for x in v["each"])
-            lines.append(f"| {k} | **{v['median']:.2f}×** | {each} |")
+            lines.append(f"| {k} | **{v['median']:.2f}x** | {each} |")
     for s, v in summary["servers"].items():
         st = v.get("storm")
         if st:
@@ -157,7 +157,7 @@ def plots(result: dict[str, Any], out: Path) -> list[Path]:
             ax.plot(xs, [per_sec[k]["p99"] for k in per_sec], label=f"{s} p99")
             ax.plot(xs, [per_sec[k]["p50"] for k in per_sec], linestyle=":", label=f"{s} p50")
     ax.set_xlabel("seconds into the stream")
-    ax.set_ylabel("latency (ms, receive − event ts)")
+    ax.set_ylabel("latency (ms, receive - event ts)")
     ax.set_yscale("symlog", linthresh=10)
     ax.set_title(f"latency over time, {n:,} viewers, {result['args']['rate']} pins/s")
     ax.grid(alpha=0.3)

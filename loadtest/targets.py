@@ -193,8 +193,10 @@ class Livecart(Target):
         for p in self.procs:
             p.ready()
         base = self.base
-        seller, creator = self.token("bench_seller", "seller"), self.token("bench_creator", "creator")
-        product = http("POST", base + "/api/products", {"id": f"{self.prefix}_p", **PRODUCT}, seller)
+        seller = self.token("bench_seller", "seller")
+        creator = self.token("bench_creator", "creator")
+        product = http("POST", base + "/api/products", {"id": f"{self.prefix}_p", **PRODUCT},
+                       seller)
         storm = http("POST", base + "/api/products",
                      {"id": f"{self.prefix}_deal", **PRODUCT, "stock": 1000}, seller)
         self.product_id, self.storm_product = product["id"], storm["id"]

@@ -6,6 +6,13 @@ tick (one event, or an array of events) and hands the same bytes to every viewer
 socket. Nothing here awaits a viewer: writes are synchronous and bounded; a viewer whose
 socket buffer passes the limit is closed with 4008 and recovers with `since`.
 
+The per-viewer loop is the whole cost of a fan-out, so it does no Python call per viewer:
+each room keeps a list of `(client, sink, write, buffer_size, limit)` entries, rebuilt
+only when membership changes, where `write` and `buffer_size` are the asyncio
+transport's own methods (C methods under uvloop; see `Wire.fast_path`) and `sink.gone`
+is a plain attribute that turns True the moment the socket must not get more frames.
+Sinks that are not a `Wire` (tests, other transports) go through `Client.send_frame`.
+
 A joining viewer is held back: live events are kept in its `hold` list until its join
 reply and its missed history are written, then the ones newer than its snapshot follow.
 """
@@ -16,7 +23,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -26,12 +33,58 @@ from server.codecs import JSON, MSGPACK, OP_BINARY, OP_TEXT, batch, frame
 log = logging.getLogger("livecart.hub")
 
 HistoryFetch = Callable[[str, int], Awaitable[list[tuple[int, bytes]] | None]]
+SLOW_CONSUMER = 4008
+
+
+class _Generic:
+    """Stands in for a sink without a fast path: never `gone`, writes via the client."""
+
+    gone = False
+
+
+_GENERIC = _Generic()
+
+
+def _no_buffer() -> int:
+    return 0
+
+
+class Entry(NamedTuple):
+    client: Client
+    sink: Any  # has a `gone` attribute
+    write: Callable[[bytes], object]
+    buffered: Callable[[], int]
+    limit: int
+
+
+def _entry(client: Client) -> Entry | None:
+    fast = getattr(client.sink, "fast_path", None)
+    if fast is None:
+        return Entry(client, _GENERIC, client.send_frame, _no_buffer, 1 << 62)
+    path = fast()
+    if path is None:
+        return None
+    return Entry(client, client.sink, path[0], path[1], client.max_buffer)
+
+
+def fan_out(entries: list[Entry], data: bytes) -> int:
+    """Write `data` to every entry's socket; close the ones past their buffer limit with
+    4008. Returns how many sockets got it. No Python call per viewer on the fast path."""
+    sent = 0
+    for client, sink, write, buffered, limit in entries:
+        if sink.gone:
+            continue
+        write(data)
+        sent += 1
+        if buffered() > limit:
+            client.evict(SLOW_CONSUMER, "slow consumer: reconnect with since")
+    return sent
 
 
 class Room:
     __slots__ = (
-        "backlog", "clients", "flush_scheduled", "joining", "last_counters", "last_seq",
-        "likes", "msgpack_clients", "pending", "received_at", "repairing", "sid",
+        "_entries", "backlog", "clients", "flush_scheduled", "joining", "last_counters",
+        "last_seq", "likes", "msgpack_clients", "pending", "received_at", "repairing", "sid",
     )
 
     def __init__(self, sid: str) -> None:
@@ -47,10 +100,27 @@ class Room:
         self.backlog: list[HeldEvent] = []
         self.likes = 0
         self.last_counters: tuple[int, ...] | None = None
+        self._entries: tuple[list[Entry], list[Entry]] | None = None
 
     @property
     def size(self) -> int:
         return len(self.clients) + len(self.joining)
+
+    def changed(self) -> None:
+        """Membership changed: rebuild the fan-out lists at the next flush."""
+        self._entries = None
+
+    def entries(self) -> tuple[list[Entry], list[Entry]]:
+        """(JSON viewers, msgpack viewers) as fan-out entries, cached until `changed()`."""
+        if self._entries is None:
+            json_entries: list[Entry] = []
+            msgpack_entries: list[Entry] = []
+            for client in self.clients.values():
+                entry = _entry(client)
+                if entry is not None:
+                    (msgpack_entries if client.codec is MSGPACK else json_entries).append(entry)
+            self._entries = (json_entries, msgpack_entries)
+        return self._entries
 
 
 class Hub:
@@ -85,7 +155,7 @@ class Hub:
         if room.last_seq is None:
             room.last_seq = snapshot_seq
         frames: list[bytes] = []
-        for seq, data in replay:  # since < seq <= snapshot_seq, in order
+        for _seq, data in replay:  # since < seq <= snapshot_seq, in order
             frames.append(self._single(client, data, None))
         last = snapshot_seq
         for seq, data, obj in client.hold:
@@ -99,6 +169,7 @@ class Hub:
         if client.evicted:
             return
         room.clients[client.id] = client
+        room.changed()
         if client.codec is MSGPACK:
             room.msgpack_clients += 1
 
@@ -111,8 +182,10 @@ class Hub:
         if room is None:
             return
         room.joining.pop(client.id, None)
-        if room.clients.pop(client.id, None) is not None and client.codec is MSGPACK:
-            room.msgpack_clients -= 1
+        if room.clients.pop(client.id, None) is not None:
+            room.changed()
+            if client.codec is MSGPACK:
+                room.msgpack_clients -= 1
         if room.size == 0:
             self.on_empty(room.sid)
 
@@ -202,14 +275,13 @@ class Hub:
             json_frame = frame(OP_TEXT, entries[0][1])
         else:
             json_frame = frame(OP_TEXT, batch(JSON, [e[1] for e in entries]))
-        msgpack_frame = b""
-        if room.msgpack_clients:
+        json_entries, msgpack_entries = room.entries()
+        sent = fan_out(json_entries, json_frame)
+        if msgpack_entries:
             packed = [MSGPACK.encode(e[2]) for e in entries]
             body = packed[0] if len(packed) == 1 else batch(MSGPACK, packed)
-            msgpack_frame = frame(OP_BINARY, body)
-        for client in list(room.clients.values()):
-            client.send_frame(msgpack_frame if client.codec is MSGPACK else json_frame)
-        self.delivered += len(entries) * len(room.clients)
+            sent += fan_out(msgpack_entries, frame(OP_BINARY, body))
+        self.delivered += len(entries) * sent
         self.last_fanout_s = time.perf_counter() - room.received_at
         self.observe_fanout(self.last_fanout_s)
 
@@ -217,10 +289,10 @@ class Hub:
         """An unsequenced event (counters) to the room's live viewers, encoded once per codec."""
         if not room.clients:
             return
-        json_frame = frame(OP_TEXT, JSON.encode(obj))
-        msgpack_frame = frame(OP_BINARY, MSGPACK.encode(obj)) if room.msgpack_clients else b""
-        for client in list(room.clients.values()):
-            client.send_frame(msgpack_frame if client.codec is MSGPACK else json_frame)
+        json_entries, msgpack_entries = room.entries()
+        fan_out(json_entries, frame(OP_TEXT, JSON.encode(obj)))
+        if msgpack_entries:
+            fan_out(msgpack_entries, frame(OP_BINARY, MSGPACK.encode(obj)))
 
     @staticmethod
     def _single(client: Client, data: bytes, obj: Any) -> bytes:

@@ -9,6 +9,7 @@ under `scope["extensions"][WIRE_EXTENSION]`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -16,10 +17,55 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 WIRE_EXTENSION = "livecart.wire"
 
 
+FastPath = tuple[Callable[[bytes], object], Callable[[], int]]
+
+
 class Wire(WebSocketsSansIOProtocol):
-    """uvicorn's protocol plus `write`, `buffered` and `close_now` for the hub."""
+    """uvicorn's protocol plus `write`, `buffered` and `close_now` for the hub.
+
+    `gone` turns True the moment no further data frame may be written (we sent a close
+    frame, the peer's close was answered, or the socket was lost), whatever code path of
+    uvicorn's did it: `close_sent` and `disconnected` are properties here that also set
+    `gone`. The hub's fan-out loop checks that one attribute per viewer and calls the
+    transport's C methods directly (`fast_path()`), so a viewer costs no Python call.
+    """
 
     abort_after_s = 2.0
+    gone = False
+    _close_sent = False
+    _disconnected = False
+
+    @property
+    def close_sent(self) -> bool:
+        return self._close_sent
+
+    @close_sent.setter
+    def close_sent(self, value: bool) -> None:
+        self._close_sent = value
+        if value:
+            self.gone = True
+
+    @property
+    def disconnected(self) -> bool:
+        return self._disconnected
+
+    @disconnected.setter
+    def disconnected(self, value: bool) -> None:
+        self._disconnected = value
+        if value:
+            self.gone = True
+
+    def handle_close(self, event: Any) -> None:
+        super().handle_close(event)
+        if self.transport is not None and self.transport.is_closing():
+            self.gone = True
+
+    def fast_path(self) -> FastPath | None:
+        """The transport's own `write` and `get_write_buffer_size` (C methods under uvloop),
+        for a socket that is open now; None otherwise. Valid while `gone` is False."""
+        if not self.open or self.transport is None or self.transport.is_closing():
+            return None
+        return self.transport.write, self.transport.get_write_buffer_size
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
@@ -29,7 +75,7 @@ class Wire(WebSocketsSansIOProtocol):
 
     @property
     def open(self) -> bool:
-        return bool(self.handshake_complete and not self.close_sent and not self.disconnected)
+        return bool(self.handshake_complete and not self.gone)
 
     def write(self, data: bytes) -> None:
         """Queue complete frames on the socket; never blocks, never awaits."""

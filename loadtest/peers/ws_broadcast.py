@@ -40,9 +40,10 @@ async def main() -> None:
         finally:
             viewers.discard(ws)
 
-    stop = asyncio.get_running_loop().create_future()
+    loop = asyncio.get_running_loop()
+    stop = loop.create_future()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        asyncio.get_running_loop().add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
+        loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
     async with serve(handler, args.host, args.port, compression=None, max_size=65536,
                      backlog=4096) as server:
         port = next(iter(server.sockets)).getsockname()[1]
