@@ -202,3 +202,92 @@ def test_flash_deal_sells_out_for_everyone(live_server: LiveServer, pages: Pages
     creator.wait_for_selector("#deal-status[data-sold-out=true]")
     wait_until(lambda: text(creator, "#n-orders") == "2", what="creator orders = 2")
     wait_until(lambda: text(creator, "#n-gmv") == "$19.98", what="creator GMV = 2 x $9.99")
+
+
+LIVECART_JS_SCENARIO = """
+async () => {
+  const { LivecartClient, LivecartError } = await import("/static/livecart.js");
+  const sockets = [];
+  class FakeWS {
+    constructor(url, protocols) {
+      Object.assign(this, { url, protocols, sent: [] });
+      sockets.push(this);
+      setTimeout(() => this.onopen?.(), 0);
+    }
+    send(data) { this.sent.push(JSON.parse(data)); }
+    close(code = 1000) { setTimeout(() => this.onclose?.({ code, reason: "" }), 0); }
+    recv(obj) { this.onmessage({ data: JSON.stringify(obj) }); }
+    last(op) { return [...this.sent].reverse().find((m) => m.op === op); }
+    reply(op, result) { this.recv({ id: this.last(op).id, ok: true, result }); }
+  }
+  const tick = (ms = 0) => new Promise((r) => setTimeout(r, ms));
+  const until = async (f) => { for (let i = 0; i < 200 && !f(); i++) await tick(10); return f(); };
+  const out = {};
+  const c = new LivecartClient({ url: "ws://x/ws", token: "tok", WebSocket: FakeWS,
+                                 pingIntervalMs: 0, minBackoffMs: 10, maxBackoffMs: 40 });
+  const seen = [];
+  const states = [];
+  c.on("*", (ev) => seen.push(ev.seq ?? ev.t));
+  c.on("state", (s) => states.push(s.state));
+  await c.connect();
+  let ws = sockets[0];
+  out.url = ws.url;
+  out.protocols = ws.protocols;
+  ws.reply("ping", { pong: Date.now() + 5000 });
+  await tick();
+  out.offset = c.clockOffset;
+
+  const joined = c.join("s1");
+  ws.reply("join", { session: "s1", seq: 5, epoch: "e1" });
+  await joined;
+  ws.recv([{ t: "pinned", seq: 6, ts: 1, d: {} }, { t: "counters", ts: 1, d: {} },
+           { t: "unpinned", seq: 7, ts: 1, d: {} }]);
+  ws.recv({ t: "unpinned", seq: 7, ts: 1, d: {} });        // duplicate: dropped
+  ws.recv({ t: "pinned", seq: 9, ts: 1, d: {} });          // gap: resync with since
+  out.resync = ws.last("join");
+  ws.reply("join", { session: "s1", seq: 9, epoch: "e1", recovered: true });
+  ws.recv({ t: "pinned", seq: 8, ts: 1, d: {} });
+  ws.recv({ t: "unpinned", seq: 9, ts: 1, d: {} });
+  out.seen = [...seen];
+
+  const failing = c.request("cart_add", { product: "p", qty: 3 });
+  ws.recv({ id: ws.last("cart_add").id, ok: false,
+            error: { code: "out_of_stock", message: "only 2 left", product: "p", available: 2 } });
+  try { await failing; } catch (err) {
+    out.error = { isError: err instanceof LivecartError, code: err.code, message: err.message,
+                  details: err.details };
+  }
+
+  ws.onclose({ code: 1006, reason: "" });                  // network drop
+  await until(() => sockets.length === 2 && sockets[1].last("join"));
+  ws = sockets[1];
+  out.rejoin = ws.last("join");
+  out.statesAfterDrop = [...states];
+  ws.reply("join", { session: "s1", seq: 9, epoch: "e1", recovered: true });
+  await tick();
+
+  ws.onclose({ code: 4001, reason: "bad token" });          // fatal: no retry
+  await tick(120);
+  out.socketsAfter4001 = sockets.length;
+  out.finalState = c.state;
+  return out;
+}
+"""
+
+
+def test_livecart_js_protocol_client(live_server: LiveServer, pages: Pages) -> None:
+    page = pages.open("client", "/")
+    out = page.evaluate(LIVECART_JS_SCENARIO)
+    assert out["url"] == "ws://x/ws?token=tok" and out["protocols"] == ["livecart.json"]
+    assert 4900 < out["offset"] < 5100  # server clock estimate from the ping
+    # Arrays and single events, in order; duplicates dropped; a gap triggers a resync.
+    assert out["resync"]["since"] == 7 and out["resync"]["epoch"] == "e1"
+    assert out["seen"] == [6, "counters", 7, 8, 9]
+    assert out["error"] == {"isError": True, "code": "out_of_stock", "message": "only 2 left",
+                            "details": {"product": "p", "available": 2}}
+    # After a drop: reconnecting, a new socket, and the rejoin carries since/epoch.
+    assert out["statesAfterDrop"][-2:] == ["reconnecting", "open"]
+    assert out["rejoin"]["session"] == "s1"
+    assert out["rejoin"]["since"] == 9 and out["rejoin"]["epoch"] == "e1"
+    # 4001 (bad token) is final.
+    assert out["socketsAfter4001"] == 2 and out["finalState"] == "closed"
