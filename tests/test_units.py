@@ -111,9 +111,11 @@ def test_codecs_round_trip(doc: Any) -> None:
     assert JSON.decode(JSON.encode(doc).decode()) == doc  # text frames arrive as str
 
 
-@pytest.mark.parametrize("n", [0, 1, 2, 15, 16, 17, 65535, 65536, 70000])
+@pytest.mark.parametrize("n", [0, 1, 2, 15, 16, 17, 65535, 65536])
 def test_batch_is_one_array_document(n: int) -> None:
-    events = [{"t": "x", "seq": i, "d": {}} for i in range(n)]
+    # small n: real events; around the array16/array32 boundary: tiny items
+    events: list[Any] = [{"t": "x", "seq": i, "d": {}} for i in range(n)] if n < 100 \
+        else list(range(n))
     js = batch(JSON, [JSON.encode(e) for e in events])
     assert orjson.loads(js) == events
     mp = batch(MSGPACK, [MSGPACK.encode(e) for e in events])
