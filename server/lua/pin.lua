@@ -19,11 +19,11 @@ local sts = ARGV[8] ~= '' and tonumber(ARGV[8]) or (NOW - tonumber(s.started_at)
 
 local product, p, deal = ARGV[9], nil, nil
 if action == 'pin' then
+  p = load_hash(k_product(product))
+  if not p then return fail('not_found', 'product does not exist') end
   if not in_showcase(s, product) then
     return fail('bad_request', 'product is not in this session\'s showcase')
   end
-  p = load_hash(k_product(product))
-  if not p then return fail('not_found', 'product does not exist') end
   if ARGV[10] ~= '' then
     deal = cjson.decode(ARGV[10])
     if deal.price >= tonumber(p.price) then

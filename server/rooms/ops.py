@@ -25,6 +25,7 @@ from server.rooms.timeline import Entry, active_at, replay_timeline
 log = logging.getLogger("livecart.rooms")
 
 MAX_LIKES_PER_COMMAND = 1000
+COUNTER_KEYS = ("viewers", "likes", "orders", "units")
 MAX_STREAM_TS = 10 * 24 * 3600 * 1000
 
 
@@ -115,7 +116,18 @@ class RoomOps:
             self.hub.remove(client)
             raise
         self.creators[sid] = session.creator
-        return Then(snap, lambda: self.hub.activate(client, session.seq, replay))
+        counters = snap["counters"]
+
+        def go_live() -> None:
+            self.hub.activate(client, session.seq, replay)
+            room = self.hub.rooms.get(sid)
+            latest = room.last_counters if room is not None else None
+            if latest is not None and latest != tuple(counters[k] for k in COUNTER_KEYS):
+                # a counters push went out while this client was joining: catch it up
+                client.send_obj({"t": "counters", "ts": int(time.time() * 1000),
+                                 "d": dict(zip(COUNTER_KEYS, latest, strict=True))})
+
+        return Then(snap, go_live)
 
     async def leave(self, client: Client, args: Mapping[str, Any]) -> Any:
         left = client.session
