@@ -258,7 +258,8 @@ async def run_target(target: Target, args: argparse.Namespace, valkey_pid: int,
         vcpu0 = cpu_seconds(valkey_pid)
         gcpu0 = sum(_safe_cpu(p) for p in workers.pids)
         start = time.time()
-        published, last_seq, send_errors = await stream(target, args.rate, args.duration)
+        published, last_seq, send_errors = await stream(target, args.rate, args.duration,
+                                                      args.burst)
         progress.phase(f"{target.name}: drain", args.drain_timeout, pids)
         waits = await workers.call({"cmd": "wait_seq", "seq": last_seq,
                                     "timeout_s": args.drain_timeout}, args.drain_timeout + 30)
@@ -338,9 +339,10 @@ def hist_pct(hist: dict[int, int], q: float) -> float | None:
     return float(max(hist))
 
 
-async def stream(target: Target, rate: float, duration: float) -> tuple[int, int, int]:
-    """Pins at `rate`/s for `duration` s (at most 64 in flight); returns (sent, last seq,
-    errors)."""
+async def stream(target: Target, rate: float, duration: float,
+                 burst: int = 1) -> tuple[int, int, int]:
+    """Pins at `rate`/s for `duration` s, sent `burst` at a time back to back (at most 64
+    in flight); returns (sent, last seq, errors)."""
     window = asyncio.Semaphore(64)
     last = 0
     errors = 0
@@ -362,7 +364,7 @@ async def stream(target: Target, rate: float, duration: float) -> tuple[int, int
 
     t0 = time.monotonic()
     for i in range(count):
-        delay = t0 + i / rate - time.monotonic()
+        delay = t0 + (i - i % burst) / rate - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
         if time.monotonic() - t0 > duration * 3:
@@ -460,6 +462,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pin-gap", type=float, default=0.5)
     p.add_argument("--rate", type=float, default=10.0, help="stream: pins per second")
     p.add_argument("--duration", type=float, default=10.0, help="stream: seconds")
+    p.add_argument("--burst", type=int, default=1,
+                   help="stream: pins sent back to back per group (a flash-sale burst)")
     p.add_argument("--drain-timeout", type=float, default=60.0)
     p.add_argument("--storm-buyers", type=int, default=0,
                    help="flash-sale storm buyers (livecart, needs buy_now + deals)")
@@ -474,13 +478,20 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse(argv)
+    return main_args(parse(argv))
+
+
+def main_args(args: argparse.Namespace) -> int:
     raise_nofile()
     with contextlib.suppress(ImportError):
         import uvloop
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    result = asyncio.run(main_async(args))
+    policy = asyncio.get_event_loop_policy()
+    try:
+        result = asyncio.run(main_async(args))
+    finally:
+        asyncio.set_event_loop_policy(policy)
     out = Path(args.out)
     (out / "result.json").write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2
                                                    | orjson.OPT_NON_STR_KEYS))

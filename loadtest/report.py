@@ -90,7 +90,8 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"Machine: {m['nproc']} cores, {m['cpu']}, Python {m['python']}. Join spread "
         f"{args['spread']} s; {args['pins']} single pins; stream {args['rate']} pins/s x "
-        f"{args['duration']} s.",
+        f"{args['duration']} s" + (f" in bursts of {args['burst']}" if args.get("burst", 1) > 1
+                                   else "") + ".",
         "",
         "| server | joined (errors) | join all done s | RSS/conn KiB | pin p50 ms | pin p99 ms "
         "| pin max ms | server fan-out ms (max) | delivered msgs/s | server CPU µs/msg "

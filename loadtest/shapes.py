@@ -1,0 +1,74 @@
+"""Locust LoadTestShapes for livecart. The locustfile exposes the one named by LC_SHAPE.
+
+- `spike`: ramp to LC_USERS viewers in LC_RAMP_S seconds, hold LC_HOLD_S, drop to zero.
+- `storm`: ramp to LC_USERS buyers, hold while the creator pins flash deals (every buyer
+  hits `buy_now` the moment a deal is pinned), then stop.
+- `shopping`: a steady mix of viewers and shoppers (clicks, carts, checkouts) at LC_USERS.
+Numbers come from the environment so the same file serves the UI and headless runs.
+"""
+
+from __future__ import annotations
+
+import os
+
+from locust import LoadTestShape
+
+# filled by the locustfile (it is imported by Locust under its own module name)
+USERS: dict[str, type] = {}
+
+
+def _env(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
+
+
+class ViewerSpike(LoadTestShape):
+    """Ramp to N viewers in S seconds, hold, drop."""
+
+    use_common_options = True
+
+    def tick(self) -> tuple[int, float] | tuple[int, float, list[type]] | None:
+        users, ramp = int(_env("LC_USERS", 1000)), _env("LC_RAMP_S", 10)
+        hold, down = _env("LC_HOLD_S", 30), _env("LC_DOWN_S", 5)
+        t = self.get_run_time()
+        rate = max(users / max(ramp, 0.1), 1.0)
+        classes = [USERS["CreatorUser"], USERS["ViewerUser"]]
+        if t < ramp + hold:
+            return users + 1, rate, classes  # +1: the creator (fixed_count)
+        if t < ramp + hold + down:
+            return 1, rate, classes
+        return None
+
+
+class FlashSaleStorm(LoadTestShape):
+    """Everyone is in the room, the creator pins a deal, everyone buys at once."""
+
+    use_common_options = True
+
+    def tick(self) -> tuple[int, float] | tuple[int, float, list[type]] | None:
+        users, ramp = int(_env("LC_USERS", 500)), _env("LC_RAMP_S", 10)
+        hold = _env("LC_HOLD_S", 30)
+        t = self.get_run_time()
+        if t < ramp + hold:
+            return users + 1, max(users / max(ramp, 0.1), 1.0), [USERS["DealCreatorUser"],
+                                                                 USERS["StormBuyerUser"]]
+        return None
+
+
+class SteadyShopping(LoadTestShape):
+    """A constant crowd: 80% watching, 20% shopping."""
+
+    use_common_options = True
+
+    def tick(self) -> tuple[int, float] | tuple[int, float, list[type]] | None:
+        users, ramp = int(_env("LC_USERS", 200)), _env("LC_RAMP_S", 10)
+        hold = _env("LC_HOLD_S", 60)
+        t = self.get_run_time()
+        if t < ramp + hold:
+            return users + 1, max(users / max(ramp, 0.1), 1.0), [
+                USERS["CreatorUser"], USERS["ViewerUser"], USERS["ShopperUser"]]
+        return None
+
+
+SHAPES: dict[str, type[LoadTestShape]] = {
+    "spike": ViewerSpike, "storm": FlashSaleStorm, "shopping": SteadyShopping,
+}

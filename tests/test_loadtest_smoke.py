@@ -1,0 +1,96 @@
+"""Smoke tests of the load tests themselves: correctness, never speed.
+
+1. The bench (livecart only, a few hundred viewers, a few seconds): every viewer joins
+   and receives every pinned event, in order, with no gaps.
+2. The Locust viewer scenario, headless in its own process (gevent must not meet this
+   process's asyncio), against a real `livecart serve --demo --ephemeral`: exits 0 with
+   zero failures under `--exit-code-on-error 1`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from loadtest import bench
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+pytestmark = pytest.mark.e2e
+
+
+def test_bench_smoke_every_viewer_gets_every_event_in_order(tmp_path: Path) -> None:
+    args = bench.parse(["--servers", "livecart", "--viewers", "300", "--spread", "1",
+                        "--settle", "0.3", "--pins", "2", "--pin-gap", "0.1", "--rate", "20",
+                        "--duration", "2", "--burst", "2", "--drain-timeout", "15",
+                        "--workers", "2", "--out", str(tmp_path), "--no-plots",
+                        "--no-progress"])
+    assert bench.main_args(args) == 0
+    result = orjson.loads((tmp_path / "result.json").read_bytes())
+    res = result["rounds"][0]["livecart"]
+    assert "error" not in res, res
+    assert res["join"]["joined"] == 300 and res["join"]["errors"] == 0
+    for pin in res["single_pin"]["pins"]:
+        assert pin["received"] == 300 and pin["behind"] == 0 and pin["order_errors"] == 0
+    st = res["stream"]
+    assert st["send_errors"] == 0 and st["published"] == 40
+    assert st["order_errors"] == 0 and st["behind_at_end"] == 0
+    assert st["delivered"] == st["expected"] == 40 * 300
+    assert (tmp_path / "result.md").read_text().count("| livecart |") == 1
+
+
+@pytest.fixture
+def demo_server(tmp_path: Path) -> Iterator[str]:
+    env = {**os.environ, "LIVECART_LOG_LEVEL": "warning"}
+    env.pop("LIVECART_REDIS_URL", None)
+    log = open(tmp_path / "server.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen([str(BIN / "livecart"), "serve", "--demo", "--ephemeral", "--port",
+                             "0"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            m = re.search(rb"ready on (http://[\d.]+:\d+)", (tmp_path / "server.log").read_bytes())
+            if m:
+                break
+            assert proc.poll() is None, (tmp_path / "server.log").read_text()
+            time.sleep(0.05)
+        else:
+            raise AssertionError("server did not start")
+        yield m.group(1).decode()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def test_locust_viewer_scenario_headless(demo_server: str, tmp_path: Path) -> None:
+    env = {**os.environ, "LC_PIN_EVERY_S": "0.5"}
+    env.pop("LC_SHAPE", None)
+    env.pop("LIVECART_SECRET", None)
+    out = subprocess.run(
+        [str(BIN / "locust"), "-f", str(ROOT / "loadtest" / "locustfile.py"), "--headless",
+         "--host", demo_server, "-u", "20", "-r", "20", "-t", "5s", "--stop-timeout", "3",
+         "--csv", str(tmp_path / "run"), "--exit-code-on-error", "1", "--only-summary",
+         "CreatorUser", "ViewerUser"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    stats = (tmp_path / "run_stats.csv").read_text()
+    rows = {line.split(",")[1]: line.split(",") for line in stats.splitlines()[1:]}
+    assert "pinned fan-out" in rows, stats
+    assert int(rows["pinned fan-out"][2]) > 0  # request count
+    assert all(int(r[3]) == 0 for r in rows.values()), stats  # failure counts
