@@ -11,7 +11,7 @@ deal is pinned), `ShopperUser` (clicks, carts, checkouts, buy_now). Shapes (LC_S
 `spike`, `storm`, `shopping` (loadtest/shapes.py); without LC_SHAPE, -u/-r/-t apply.
 
 Fan-out latency is a custom metric: request_type "WS", name "<event> fan-out" (e.g.
-"pinned fan-out"), response time = local receive time − the event's server `ts`. `seq`
+"pinned fan-out"), response time = local receive time - the event's server `ts`. `seq`
 gaps are failures ("seq order"). Business outcomes of a flash sale (`sold_out`,
 `out_of_stock`, `limit_exceeded`, `deal_ended`) count as successes.
 
@@ -23,6 +23,7 @@ or are signed locally when LIVECART_SECRET is set.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import random
@@ -139,10 +140,8 @@ class CreatorUser(LivecartUser):
         self.sub = CREATOR
         host = self.host or ""
         token = mint_token(host, CREATOR, "creator")
-        try:
+        with contextlib.suppress(Exception):  # already live
             _http("POST", f"{host}/api/sessions/{SESSION}/start", {}, token)
-        except Exception:
-            pass  # already live
         self.conn = LiveConnection(self.ws_url(token), self.fire, self.on_event)
         self.conn.connect()
         self.snapshot = self.conn.join(SESSION)
