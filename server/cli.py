@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import resource
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -159,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
         settings = settings.with_overrides(host=args.host, port=args.port,
                                            demo=args.demo or None,
                                            ephemeral=args.ephemeral or None)
+        if not os.environ.get("LIVECART_NODE_ID") and settings.port:
+            # stable across restarts: a restarted node replaces its own presence report
+            settings = settings.with_overrides(node_id=f"{socket.gethostname()}:{settings.port}")
         return serve(settings)
     if args.command == "valkey":
         return valkey(args.data_dir, args.port, args.host)

@@ -6,6 +6,7 @@ and is created only if absent (one Lua script each).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from server.cart.products import NewProduct
+from server.errors import ApiError
 from server.node import Node
 from server.rooms.sessions import NewSession
 
@@ -24,6 +26,14 @@ WEB_DEMO = Path(__file__).resolve().parent.parent / "web_demo"
 DEMO_SELLER = "seller_demo"
 DEMO_CREATOR = "creator_demo"
 DEMO_LIVE_SESSION = "sess_demo_live"
+DEMO_VIDEO_SESSION = "sess_demo_video"
+# a 60 s shoppable clip: each product has its moment
+DEMO_TIMELINE = [
+    {"at_ms": 2_000, "product": "demo_sneakers", "until_ms": 14_000},
+    {"at_ms": 16_000, "product": "demo_headphones", "until_ms": 30_000},
+    {"at_ms": 32_000, "product": "demo_lipstick", "until_ms": 44_000},
+    {"at_ms": 46_000, "product": "demo_mug"},
+]
 
 CATALOGUE = [
     NewProduct("demo_sneakers", "Cloud Runner sneakers", 8900, 500, 1000,
@@ -46,6 +56,15 @@ async def seed(node: Node) -> None:
     )
     if created:
         log.info("seeded demo session %s", DEMO_LIVE_SESSION)
+    video, created = await node.sessions.create(
+        DEMO_CREATOR,
+        NewSession("video", "Spring haul (shoppable video)", [p.id for p in CATALOGUE]),
+        sid=DEMO_VIDEO_SESSION,
+    )
+    if created:
+        await node.sessions.set_timeline(video.id, DEMO_CREATOR, DEMO_TIMELINE)
+        with contextlib.suppress(ApiError):  # another node started it first
+            await node.sessions.set_status(video.id, DEMO_CREATOR, "start")
 
 
 def _page(name: str) -> Route:

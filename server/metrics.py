@@ -31,6 +31,9 @@ class NodeCollector(Collector):
                                 value=len(hub.rooms))
         yield GaugeMetricFamily("livecart_joined_viewers", "connections joined to a session",
                                 value=sum(room.size for room in hub.rooms.values()))
+        yield CounterMetricFamily("livecart_events_published",
+                                  "room events published by this node's commands",
+                                  value=node.sessions.published)
         yield CounterMetricFamily("livecart_events_received", "room events received from pub/sub",
                                   value=hub.received)
         yield CounterMetricFamily("livecart_events_delivered", "room events written to viewers",

@@ -111,6 +111,7 @@ def new_epoch() -> str:
 class Sessions:
     def __init__(self, store: Store, keys: Keys, settings: Settings) -> None:
         self.store, self.keys, self.settings = store, keys, settings
+        self.published = 0  # room events this node's commands published (for /metrics)
 
     def context(self) -> tuple[list[str], list[Any]]:
         """The ARGV head every event-emitting script takes (lib/context.lua)."""
@@ -154,6 +155,7 @@ class Sessions:
     async def set_status(self, sid: str, caller: str, action: str) -> Session:
         keys, args = self._room(sid)
         await self.store.run("session_status.lua", keys, [*args, action, caller])
+        self.published += 1
         return await self.get(sid)
 
     async def pin(self, sid: str, caller: str, product_id: str, stream_ts_ms: int | None,
@@ -164,6 +166,7 @@ class Sessions:
             [*args, "pin", caller, "" if stream_ts_ms is None else stream_ts_ms, product_id,
              orjson.dumps(deal) if deal else "", f"deal_{secrets.token_hex(6)}"],
         )
+        self.published += 1
         return orjson.loads(pin), int(seq)
 
     async def unpin(self, sid: str, caller: str, stream_ts_ms: int | None) -> int:
@@ -172,6 +175,7 @@ class Sessions:
             "pin.lua", keys,
             [*args, "unpin", caller, "" if stream_ts_ms is None else stream_ts_ms, "", "", ""],
         )
+        self.published += 1 if seq else 0
         return int(seq)
 
     async def set_timeline(self, sid: str, caller: str, entries: list[Any]) -> None:
@@ -192,8 +196,10 @@ class Sessions:
 
     async def emit(self, sid: str, event_type: str, data: Any) -> int:
         keys, args = self._room(sid)
-        return int(await self.store.run("room_event.lua", keys,
-                                        [*args, event_type, orjson.dumps(data)]))
+        seq = int(await self.store.run("room_event.lua", keys,
+                                       [*args, event_type, orjson.dumps(data)]))
+        self.published += 1
+        return seq
 
     async def sessions_showing(self, pid: str) -> list[str]:
         members = await self.store.call("SMEMBERS", self.keys.product_sessions(pid))
