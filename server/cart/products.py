@@ -97,24 +97,23 @@ class Products:
     def __init__(self, store: Store, keys: Keys, currency: str) -> None:
         self.store, self.keys, self.currency = store, keys, currency
 
-    async def create(self, seller: str, new: NewProduct) -> Product:
+    async def _create(self, seller: str, new: NewProduct) -> bool:
         created = await self.store.run(
             "product_create.lua", [self.keys.product(new.id)],
             [new.id, seller, new.title, new.price, self.currency, new.stock,
              new.commission_bps, new.image_url, int(time.time() * 1000)],
         )
-        if not created:
+        return bool(created)
+
+    async def create(self, seller: str, new: NewProduct) -> Product:
+        if not await self._create(seller, new):
             raise ApiError(ErrorCode.CONFLICT, f"product {new.id!r} already exists", product=new.id)
         return Product(new.id, seller, new.title, new.price, self.currency, new.stock,
                        new.commission_bps, new.image_url)
 
     async def ensure(self, seller: str, new: NewProduct) -> Product:
         """Create unless it exists (idempotent seeding); returns the stored product."""
-        await self.store.run(
-            "product_create.lua", [self.keys.product(new.id)],
-            [new.id, seller, new.title, new.price, self.currency, new.stock,
-             new.commission_bps, new.image_url, int(time.time() * 1000)],
-        )
+        await self._create(seller, new)
         return await self.get(new.id)
 
     async def find(self, pid: str) -> Product | None:
