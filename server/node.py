@@ -163,15 +163,19 @@ class Node:
         await self.store.call("PUBLISH", self.keys.user_channel(uid), JSON.encode(doc))
 
     async def _placed(self, client: Client, placed: Placed) -> None:
+        """After an order: private events (best effort: the order itself is already safe)."""
         if not placed.new:
             return
         order = placed.order
         buyer = str(order["buyer"])
         from server.cart.orders import public_order
 
-        await self.publish_private(buyer, public_order(order), "order")
-        if order.get("source") == "checkout":
-            await self.publish_private(buyer, {"lines": [], "total": 0}, "cart")
+        try:
+            await self.publish_private(buyer, public_order(order), "order")
+            if order.get("source") == "checkout":
+                await self.publish_private(buyer, {"lines": [], "total": 0}, "cart")
+        except ApiError:
+            log.warning("order %s placed but its events were not published", order["id"])
         if client.session is not None:
             name = client.identity.display_name()
             for line in order["lines"]:

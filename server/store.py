@@ -12,6 +12,7 @@ turns it into `ApiError`. Connection failures become `unavailable`.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +25,8 @@ from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from server.errors import ApiError, ErrorCode, unavailable
+
+log = logging.getLogger("livecart.store")
 
 LUA_DIR = Path(__file__).parent / "lua"
 _INCLUDE = re.compile(r"^--!include (\S+)\s*$", re.MULTILINE)
@@ -163,6 +166,7 @@ def translate(exc: ResponseError) -> ApiError:
             return ApiError(ErrorCode(code), message, **details)
         except ValueError:
             pass
+    log.error("store error: %s", text)
     return ApiError(ErrorCode.UNAVAILABLE, "the store rejected the command")
 
 
