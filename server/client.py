@@ -46,8 +46,8 @@ class TokenBucket:
             self.tokens, self.stamp = float(self.burst), now
         self.tokens = min(float(self.burst), self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
+        if self.tokens >= 1.0 - 1e-9:  # float sums of rate * dt fall a hair short of 1.0
+            self.tokens = max(0.0, self.tokens - 1.0)
             return True
         return False
 

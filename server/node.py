@@ -69,6 +69,7 @@ class Node:
         self.metrics.attach(self)
         self._ticker: asyncio.Task[None] | None = None
         self._social: asyncio.Task[None] | None = None
+        self._stopping = False
         self.draining = False
 
     async def start(self) -> None:
@@ -78,11 +79,17 @@ class Node:
         self._social = asyncio.create_task(self._social_loop(), name="social-proof")
 
     async def stop(self) -> None:
-        for task in (self._ticker, self._social):
-            if task is not None:
+        # A cancel can be swallowed by a wait_for inside redis-py (Python 3.11) just as
+        # its call completes, so the loops also check `_stopping`, and we never wait
+        # on them unboundedly.
+        self._stopping = True
+        tasks = {t for t in (self._ticker, self._social, *self._tasks) if t is not None}
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=2.0)
+            for task in pending:
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
         with contextlib.suppress(ApiError):
             await self.social.flush()
         with contextlib.suppress(ApiError):
@@ -215,7 +222,7 @@ class Node:
     # background -----------------------------------------------------------------
 
     async def _social_loop(self) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(self.settings.social_interval_s)
             try:
                 await self.social.flush()
@@ -259,7 +266,7 @@ class Node:
 
     async def _tick_loop(self) -> None:
         interval = self.settings.counters_interval_s
-        while True:
+        while not self._stopping:
             await asyncio.sleep(interval)
             try:
                 await self.tick()
