@@ -204,6 +204,38 @@ def test_flash_deal_sells_out_for_everyone(live_server: LiveServer, pages: Pages
     wait_until(lambda: text(creator, "#n-gmv") == "$19.98", what="creator GMV = 2 x $9.99")
 
 
+def test_replay_shows_pins_at_their_stream_positions(live_server: LiveServer,
+                                                     pages: Pages) -> None:
+    sid, token = live_server.new_session("Replay test")
+    creator = pages.creator(sid, token)
+    creator.on("dialog", lambda dialog: dialog.accept())  # "End the show for everyone?"
+    watcher = pages.viewer("live-watcher", sid, delay_ms=0)
+    go_live(creator, watcher)
+    pin(creator, "demo_mug")
+    creator.wait_for_timeout(1200)
+    pin(creator, "demo_sneakers")
+    creator.wait_for_timeout(1000)
+    creator.click("#end-btn")
+    creator.wait_for_selector("#status-badge[data-status=ended]")
+
+    # Someone watching live sees the end, and can switch to the replay.
+    watcher.wait_for_selector("body[data-status=ended] #replay-btn", state="visible")
+    watcher.click("#replay-btn")
+    watcher.wait_for_selector("body[data-mode=vod] #live-badge:text('REPLAY')")
+
+    # A viewer arriving after the end gets the replay: pins at their stream positions.
+    late = pages.viewer("replay-viewer", sid, delay_ms=0, phone=True)
+    late.wait_for_selector("body[data-mode=vod]")
+    card_shows(late, "demo_mug", timeout=3000)
+    card_shows(late, "demo_sneakers", timeout=4000)
+    late.wait_for_selector("#pin-card", state="hidden", timeout=4000)  # the end unpinned
+    log = late.evaluate("window.__livecart.state.shownLog")
+    assert [e["product"] for e in log] == ["demo_mug", "demo_sneakers", None], log
+    gap = log[1]["at"] - log[0]["at"]
+    assert 700 <= gap <= 2500, f"replay showed the second pin {gap} ms after the first"
+    assert watcher.locator("#status-overlay").is_hidden()  # the replay plays in full view
+
+
 LIVECART_JS_SCENARIO = """
 async () => {
   const { LivecartClient, LivecartError } = await import("/static/livecart.js");

@@ -31,6 +31,9 @@ const state = {
   pendingLikes: 0,
   sentLikes: 0,
   currency: "USD",
+  vod: false, // video session or replay: a local playback clock, pins from `position`
+  vodStart: null,
+  seenLive: false,
   shownLog: [], // [{product, at}] what the card showed and when (browser tests read it)
   joins: [], // [{at, recovered, resumed, seq}]
 };
@@ -77,6 +80,7 @@ function scheduleTokenRefresh(me, token) {
 
 /** Stream position the player shows: server time − started_at − HLS delay. */
 function playerPosition() {
+  if (state.vod) return state.vodStart == null ? null : performance.now() - state.vodStart;
   if (state.startedAt == null || state.status === "scheduled" || state.status === "loading") return null;
   return client.serverNow() - state.startedAt - DELAY_MS;
 }
@@ -94,7 +98,7 @@ function schedule(at, pin) {
 /** Show whatever the player clock has reached. Runs every animation frame-ish. */
 function tick() {
   const pos = playerPosition();
-  if (pos !== null) {
+  if (pos !== null && !state.vod) {
     let due = -1;
     for (let i = 0; i < state.timeline.length; i++) if (state.timeline[i].at <= pos) due = i;
     if (due >= 0) {
@@ -109,7 +113,34 @@ function tick() {
 
 function renderClock(pos) {
   $("#clock-pos").textContent = pos === null ? "--:--" : fmtClock(Math.max(0, pos));
-  $("#clock-delay").textContent = DELAY_MS ? `${(DELAY_MS / 1000).toFixed(1)} s behind live` : "live edge";
+  $("#clock-delay").textContent = state.vod
+    ? (state.kind === "video" ? "video" : "replay")
+    : DELAY_MS ? `${(DELAY_MS / 1000).toFixed(1)} s behind live` : "live edge";
+}
+
+// --- video sessions and replays: the pin comes from `position {ms}` -----------------------
+
+function enterVod() {
+  if (state.vod) return;
+  state.vod = true;
+  state.vodStart = performance.now();
+  state.timeline = [];
+  if (state.shown) showPin(null);
+  setStatus(state.status);
+  pollPosition();
+}
+
+let positionBusy = false;
+async function pollPosition() {
+  const pos = playerPosition();
+  if (!state.vod || positionBusy || client.state !== "open" || pos === null) return;
+  positionBusy = true;
+  try {
+    const { pinned } = await client.request("position", { ms: Math.floor(pos) });
+    if (state.vod && pinKey(pinned) !== state.shownKey) showPin(pinned);
+  } catch { /* next poll */ } finally {
+    positionBusy = false;
+  }
 }
 
 // --- pinned card ------------------------------------------------------------------------
@@ -421,12 +452,17 @@ function floatHeart() {
 
 function setStatus(status) {
   state.status = status;
+  if (status === "live") state.seenLive = true;
   document.body.dataset.status = status;
+  document.body.dataset.mode = state.vod ? "vod" : "live";
   const badge = $("#live-badge");
-  badge.dataset.status = status;
-  badge.textContent = { live: "LIVE", scheduled: "SOON", ended: "ENDED" }[status] || status.toUpperCase();
+  badge.dataset.status = state.vod ? "vod" : status;
+  badge.textContent = state.vod
+    ? (state.kind === "video" ? "VIDEO" : "REPLAY")
+    : { live: "LIVE", scheduled: "SOON", ended: "ENDED" }[status] || status.toUpperCase();
   const overlay = $("#status-overlay");
-  overlay.hidden = status === "live";
+  overlay.hidden = status === "live" || state.vod;
+  $("#replay-btn").hidden = status !== "ended";
   if (status === "scheduled") {
     $("#status-title").textContent = "Starting soon";
     $("#status-sub").textContent = "The host hasn’t gone live yet. Stay here — it starts automatically.";
@@ -478,8 +514,11 @@ async function onJoined({ snapshot, recovered, resumed, replayMissing = false })
   if (snapshot.showcase?.[0]?.currency) state.currency = snapshot.showcase[0].currency;
   setStatus(snapshot.status);
   setCounters(snapshot.counters);
+  // A shoppable video plays on demand; a live that ended before we came plays as a replay.
+  if ((snapshot.kind === "video" && snapshot.status === "live") ||
+      (snapshot.status === "ended" && !state.seenLive)) enterVod();
   renderShowcase();
-  if (!recovered) {
+  if (!recovered && !state.vod) {
     // The snapshot is the truth: drop what was pending and schedule the current pin.
     // (Synchronously: live events that follow this reply must not be wiped.)
     state.timeline = [];
@@ -509,9 +548,10 @@ function wireEvents() {
       state.deals.set(pin.product.id, pin.deal);
       state.soldOut.delete(pin.product.id);
     }
-    schedule(pin.stream_ts_ms, pin);
+    if (!state.vod) schedule(pin.stream_ts_ms, pin);
   });
   client.on("unpinned", (d, ev) => {
+    if (state.vod) return;
     const at = state.startedAt != null ? ev.ts - state.startedAt : -Infinity;
     schedule(at, null);
   });
@@ -545,6 +585,7 @@ function wireEvents() {
   client.on("session", (d, ev) => {
     if (d.status === "live" && state.startedAt == null) state.startedAt = ev.ts;
     setStatus(d.status);
+    if (d.status === "live" && state.kind === "video") enterVod();
     tick();
   });
   client.on("state", ({ state: s, delayMs, reconnected, offline }) => {
@@ -582,6 +623,7 @@ function wireUi() {
     });
   }
   $("#checkout-btn").addEventListener("click", checkout);
+  $("#replay-btn").addEventListener("click", enterVod);
   $("#buy-now").addEventListener("click", () => state.shown && buyNow(state.shown.product.id));
   $("#add-cart").addEventListener("click", () => state.shown && addToCart(state.shown.product.id));
   $("#pin-img").addEventListener("click", () => {
@@ -602,9 +644,10 @@ async function main() {
   client = new LivecartClient({ url: wsUrlFor("/ws"), token: me.token, pingIntervalMs: 5000, pingTimeoutMs: 3000 });
   window.__livecart = { client, state }; // debugging and browser-test hook
   wireEvents();
-  const stream = new FakeStream(canvas, playerPosition, () => state.status);
+  const stream = new FakeStream(canvas, playerPosition, () => (state.vod ? "live" : state.status));
   stream.start();
   setInterval(tick, 50);
+  setInterval(pollPosition, 500);
   await client.connect();
   await client.join(SESSION).catch((err) => {
     toast(`Couldn’t join the show: ${errorText(err)}`, "error", 10000);
