@@ -126,6 +126,9 @@ function enterVod() {
   state.vodStart = performance.now();
   state.timeline = [];
   if (state.shown) showPin(null);
+  $(".panel-foot").textContent = state.kind === "video"
+    ? "Shoppable video: products appear at their moments in the video."
+    : "Replay: each product appears at the moment the host pinned it during the live.";
   setStatus(state.status);
   pollPosition();
 }
