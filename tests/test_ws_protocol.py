@@ -346,7 +346,8 @@ async def test_pin_replaces_pin_and_unpin(server: ServerThread, use_msgpack: boo
     assert [(e["t"], e["seq"]) for e in room] == [
         ("pinned", base + 1), ("pinned", base + 2), ("unpinned", base + 3)]
     assert room[0]["d"] == r1["pinned"] and room[1]["d"] == r2["pinned"]
-    assert room[2]["d"] == {"product": "p2"}
+    assert room[2]["d"]["product"] == "p2"
+    assert room[2]["d"]["stream_ts_ms"] >= room[1]["d"]["stream_ts_ms"]
     for e in room:
         assert isinstance(e["ts"], int)
     # unpin when nothing is pinned is harmless and emits nothing
@@ -426,9 +427,10 @@ async def test_scheduled_session_start_and_end(server: ServerThread, use_msgpack
     room = [(e["t"], e["seq"], e["d"]) for e in viewer.events if "seq" in e]
     assert room == [("session", 1, {"status": "live"}),
                     ("pinned", 2, room[1][2]),
-                    ("unpinned", 3, {"product": "p1"}),
+                    ("unpinned", 3, room[2][2]),
                     ("session", 4, {"status": "ended"})]
     assert room[1][2]["product"]["id"] == "p1"
+    assert room[2][2]["product"] == "p1" and isinstance(room[2][2]["stream_ts_ms"], int)
     assert (await creator.err("pin", product="p1"))["code"] == "not_live"
     assert (await creator.err("end"))["code"] == "conflict"
     assert (await creator.err("start"))["code"] == "conflict"

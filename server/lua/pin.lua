@@ -47,7 +47,8 @@ if action == 'unpin' then
   local old = cjson.decode(s.pin)
   redis.call('HSET', KEYS[1], 'pin', '', 'pin_deal', '')
   redis.call('RPUSH', k_pin_log(sid), '{"op":"unpin","at":' .. int(sts) .. '}')
-  return {'', emit_to(sid, 'unpinned', '{"product":' .. cjson.encode(old.product.id) .. '}')}
+  return {'', emit_to(sid, 'unpinned', '{"product":' .. cjson.encode(old.product.id) ..
+    ',"stream_ts_ms":' .. int(sts) .. '}')}
 end
 
 p = load_hash(k_product(product)) -- re-read: closing a deal may have returned stock

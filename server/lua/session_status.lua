@@ -24,8 +24,10 @@ close_deal(sid)
 if s.pin ~= '' then
   local pin = cjson.decode(s.pin)
   redis.call('HSET', KEYS[1], 'pin', '', 'pin_deal', '')
-  redis.call('RPUSH', k_pin_log(sid), '{"op":"unpin","at":' .. int(NOW - tonumber(s.started_at)) .. '}')
-  emit_to(sid, 'unpinned', '{"product":' .. cjson.encode(pin.product.id) .. '}')
+  local at = int(NOW - tonumber(s.started_at))
+  redis.call('RPUSH', k_pin_log(sid), '{"op":"unpin","at":' .. at .. '}')
+  emit_to(sid, 'unpinned', '{"product":' .. cjson.encode(pin.product.id) .. ',"stream_ts_ms":' ..
+    at .. '}')
 end
 redis.call('HSET', KEYS[1], 'status', 'ended', 'ended_at', int(NOW))
 return {'ended', emit_to(sid, 'session', '{"status":"ended"}')}

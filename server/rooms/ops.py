@@ -77,6 +77,7 @@ class RoomOps:
         return {
             "session": session.id, "status": session.status, "kind": session.kind,
             "title": session.title, "creator": session.creator,
+            "started_at": session.started_at, "ended_at": session.ended_at,
             "showcase": [products[p].to_wire() for p in session.showcase if p in products],
             "pinned": session.pinned(deal), "counters": counters, "seq": session.seq,
             "epoch": session.epoch,
