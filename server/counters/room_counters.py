@@ -8,7 +8,6 @@ tick. Rooms receive `counters` at most once per tick, and only when a number cha
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,24 +38,19 @@ def live_viewers(presence: dict[str, str], now_ms: int) -> int:
     return total
 
 
+def counters_view(counters: dict[str, str], presence: dict[str, str],
+                  now_ms: int) -> dict[str, int]:
+    """The `counters` shape from a session's counters hash and its presence reports."""
+    return {
+        "viewers": live_viewers(presence, now_ms), "likes": int(counters.get("likes", 0)),
+        "orders": int(counters.get("orders", 0)), "units": int(counters.get("units", 0)),
+    }
+
+
 class RoomCounters:
     def __init__(self, store: Store, keys: Keys, node_id: str, presence_ttl_s: float) -> None:
         self.store, self.keys, self.node_id = store, keys, node_id
         self.ttl_ms = int(presence_ttl_s * 1000)
-
-    async def snapshot(self, sid: str) -> dict[str, int]:
-        presence, counters = await self.store.batch([
-            ("HGETALL", self.keys.presence(sid)), ("HGETALL", self.keys.counters(sid)),
-        ])
-        c = as_dict(counters)
-        return {
-            "viewers": live_viewers(as_dict(presence), int(time.time() * 1000)),
-            "likes": int(c.get("likes", 0)), "orders": int(c.get("orders", 0)),
-            "units": int(c.get("units", 0)),
-        }
-
-    async def seen(self, sid: str, viewer: str) -> None:
-        await self.store.call("PFADD", self.keys.uniques(sid), viewer)
 
     async def tick(self, rooms: list[tuple[str, int, int]]) -> list[TickReport]:
         """Report (session, local viewers, new likes) for each room in one round trip."""

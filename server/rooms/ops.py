@@ -16,11 +16,12 @@ from server.cart.deals import parse_deal
 from server.cart.products import Products
 from server.client import Client
 from server.commands import Handler, Then
-from server.counters.room_counters import RoomCounters
+from server.counters.room_counters import RoomCounters, counters_view
 from server.errors import ApiError, bad_request, forbidden, not_found, unavailable
 from server.hub import Hub
-from server.rooms.sessions import Session, Sessions
+from server.rooms.sessions import Session, Sessions, parse_history
 from server.rooms.timeline import Entry, active_at, replay_timeline
+from server.store import as_dict
 
 log = logging.getLogger("livecart.rooms")
 
@@ -70,18 +71,34 @@ class RoomOps:
         return {"ms": ms, "pinned": {"product": product.to_wire(), "pinned_at": pinned_at,
                                      "stream_ts_ms": entry.at_ms, "deal": None}}
 
-    async def snapshot(self, session: Session) -> dict[str, Any]:
+    async def snapshot(self, sid: str, viewer: str,
+                       since: int | None) -> tuple[Session, dict[str, Any], Any]:
+        """The join snapshot in two round trips: the session's state, counters, deal, the
+        viewer's HyperLogLog mark and (with `since`) its missed history in one pipeline,
+        then the showcase products. Returns (session, snapshot, raw history or None)."""
+        k = self.sessions.keys
+        commands: list[tuple[Any, ...]] = [
+            ("HGETALL", k.session(sid)), ("HGETALL", k.presence(sid)),
+            ("HGETALL", k.counters(sid)), ("HGETALL", k.deal(sid)),
+            ("PFADD", k.uniques(sid), viewer)]
+        if since is not None:
+            commands.append(self.sessions.history_command(sid, since))
+        rows = await self.sessions.store.batch(commands)
+        state = as_dict(rows[0])
+        if not state:
+            raise not_found("session", sid)
+        session = Session.from_hash(state)
+        counters = counters_view(as_dict(rows[2]), as_dict(rows[1]), int(time.time() * 1000))
+        deal = as_dict(rows[3]) if session.pin_deal else None
         products = await self.products.get_many(session.showcase)
-        counters = await self.counters.snapshot(session.id)
-        deal = await self.sessions.deal(session.id) if session.pin_deal else None
-        return {
+        return session, {
             "session": session.id, "status": session.status, "kind": session.kind,
             "title": session.title, "creator": session.creator,
             "started_at": session.started_at, "ended_at": session.ended_at,
             "showcase": [products[p].to_wire() for p in session.showcase if p in products],
             "pinned": session.pinned(deal), "counters": counters, "seq": session.seq,
             "epoch": session.epoch,
-        }
+        }, rows[5] if since is not None else None
 
     async def join(self, client: Client, args: Mapping[str, Any]) -> Any:
         sid = v.req_ident(args, "session")
@@ -97,22 +114,19 @@ class RoomOps:
                                        self.subscribe_timeout_s)
             except (TimeoutError, ConnectionError) as exc:
                 raise unavailable() from exc
-            session = await self.sessions.find(sid)
-            if session is None:
-                raise not_found("session", sid)
-            snap = await self.snapshot(session)
+            session, snap, history = await self.snapshot(
+                sid, client.user or client.viewer_key, since)
             replay: list[tuple[int, bytes]] = []
             if since is not None:
                 recovered = False
                 if epoch == session.epoch and since <= session.seq:
-                    found = await self.sessions.history_since(sid, since)
+                    found = parse_history(history, since)
                     if found is not None:
                         replay = [(s, e) for s, e in found if s <= session.seq]
                         recovered = len(replay) == session.seq - since
                 snap["recovered"] = recovered
                 if not recovered:
                     replay = []
-            await self.counters.seen(sid, client.user or client.viewer_key)
         except BaseException:
             self.hub.remove(client)
             raise

@@ -205,14 +205,21 @@ class Sessions:
         members = await self.store.call("SMEMBERS", self.keys.product_sessions(pid))
         return sorted(text(s) for s in members)
 
+    def history_command(self, sid: str, since: int) -> tuple[str, ...]:
+        return ("XRANGE", self.keys.history(sid), f"{since + 1}-0", "+")
+
     async def history_since(self, sid: str, since: int) -> list[tuple[int, bytes]] | None:
         """(seq, event) with seq > since, oldest first; None when history has a hole there."""
-        rows = await self.store.call("XRANGE", self.keys.history(sid), f"{since + 1}-0", "+")
-        events: list[tuple[int, bytes]] = []
-        for entry_id, fields in rows:
-            seq = int(text(entry_id).split("-", 1)[0])
-            if not events and seq != since + 1:
-                return None
-            body = fields[b"e"] if isinstance(fields, dict) else fields[fields.index(b"e") + 1]
-            events.append((seq, bytes(body)))
-        return events
+        return parse_history(await self.store.call(*self.history_command(sid, since)), since)
+
+
+def parse_history(rows: Any, since: int) -> list[tuple[int, bytes]] | None:
+    """An XRANGE reply as (seq, event); None when it does not start right after `since`."""
+    events: list[tuple[int, bytes]] = []
+    for entry_id, fields in rows:
+        seq = int(text(entry_id).split("-", 1)[0])
+        if not events and seq != since + 1:
+            return None
+        body = fields[b"e"] if isinstance(fields, dict) else fields[fields.index(b"e") + 1]
+        events.append((seq, bytes(body)))
+    return events
