@@ -7,6 +7,7 @@ rules (token bucket, error window, join hold-back) are testable without a server
 from __future__ import annotations
 
 import itertools
+import secrets
 import time
 from collections import deque
 from collections.abc import Callable
@@ -94,7 +95,7 @@ class Client:
         self.max_buffer = max_buffer
         self.evicted = False
         self.on_evict = on_evict
-        self.viewer_key = f"anon:{self.id}"
+        self.viewer_key = f"anon:{secrets.token_hex(8)}"  # unique across nodes and restarts
 
     @property
     def user(self) -> str | None:

@@ -51,9 +51,17 @@ def identity_of(request: Request) -> Identity:
 
 
 async def body_of(request: Request) -> Any:
-    raw = await request.body()
-    if len(raw) > MAX_BODY:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY:
         raise ApiError(ErrorCode.TOO_LARGE, f"body over {MAX_BODY} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():  # never buffer more than the limit
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise ApiError(ErrorCode.TOO_LARGE, f"body over {MAX_BODY} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     if not raw:
         raise bad_request("a JSON body is required")
     try:
@@ -111,6 +119,8 @@ async def patch_product(request: Request) -> Response:
         event = {"id": product.id, "price": product.price, "stock": product.stock}
         for sid in await node.sessions.sessions_showing(pid):
             await node.sessions.emit(sid, "product", event)
+            if product.stock == 0 and patch.stock == 0:
+                await node.sessions.emit(sid, "sold_out", {"product": product.id})
     return JSON(product.to_wire())
 
 
@@ -181,7 +191,11 @@ async def _set_status(request: Request, action: str) -> Response:
     session = await node.sessions.get(sid)
     if session.creator != caller:
         raise forbidden("only the session creator can do this")
-    return JSON((await node.sessions.set_status(sid, caller, action)).to_wire())
+    previous = await node.rooms.open_deal_product(sid) if action == "end" else None
+    updated = await node.sessions.set_status(sid, caller, action)
+    if previous:
+        node.social.stock_changed(previous)
+    return JSON(updated.to_wire())
 
 
 async def set_rates(request: Request) -> Response:
@@ -266,7 +280,11 @@ async def refund_order(request: Request) -> Response:
                           "qty": v.req_int(line, "qty", lo=1, hi=10_000)})
         if len({line["product"] for line in lines}) != len(lines):
             raise bad_request("each product at most once per refund")
-    result, _ = await node.ledger.refund(oid, refund_id, lines, caller, identity.role == "admin")
+    result, new = await node.ledger.refund(oid, refund_id, lines, caller,
+                                           identity.role == "admin")
+    if new:
+        for line in result["lines"]:
+            node.social.stock_changed(str(line["product"]))
     return JSON(result)
 
 

@@ -92,3 +92,7 @@ class Keys:
 
     def orders_stream(self) -> str:
         return f"{self.prefix}:orders"
+
+    def open_deals(self) -> str:
+        """Sorted set: session id -> its open deal's ends_at (any node closes due deals)."""
+        return f"{self.prefix}:deals:open"

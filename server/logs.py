@@ -4,6 +4,7 @@ the caller passes `extra={"session": ...}`)."""
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 from typing import Any
@@ -11,6 +12,17 @@ from typing import Any
 import orjson
 
 _EXTRA_FIELDS = ("session", "user", "op", "code", "order", "deal")
+_TOKEN = re.compile(r"(token=)[^&\s\"']+")
+
+
+class RedactTokens(logging.Filter):
+    """Strip `token=...` from every record (uvicorn logs WebSocket paths with the query)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "token=" in message:
+            record.msg, record.args = _TOKEN.sub(r"\1[redacted]", message), ()
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -41,6 +53,7 @@ def configure(node_id: str, level: str = "info", fmt: str = "json") -> None:
     else:
         handler.setFormatter(logging.Formatter(
             f"%(asctime)s %(levelname)s {node_id} %(name)s %(message)s"))
+    handler.addFilter(RedactTokens())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -31,6 +31,7 @@ from server.rooms.ops import RoomOps
 from server.rooms.sessions import Sessions
 from server.settings import Settings
 from server.store import Store, as_dict
+from server.store import text as as_str
 
 log = logging.getLogger("livecart.node")
 
@@ -55,6 +56,7 @@ class Node:
         self.rooms = RoomOps(self.sessions, self.products, self.counters, self.hub, self.broker,
                              subscribe_timeout_s=settings.store_timeout_s)
         self.creators = self.rooms.creators  # session -> creator, for rooms served here
+        self.rooms.stock_changed = self.social.stock_changed
         self.cart_ops = CartOps(self.carts, self.orders, self.sessions, self.publish_private,
                                 self._placed)
         self.clients: dict[int, Client] = {}
@@ -183,6 +185,8 @@ class Node:
                 await self.publish_private(buyer, {"lines": [], "total": 0}, "cart")
         except ApiError:
             log.warning("order %s placed but its events were not published", order["id"])
+        for line in order["lines"]:
+            self.social.stock_changed(str(line["product"]))
         if client.session is not None:
             name = client.identity.display_name()
             for line in order["lines"]:
@@ -253,13 +257,18 @@ class Node:
             for client in mine:
                 client.send_obj({"t": "stats", "ts": now, "d": stats})
 
-    async def _close_due_deals(self, sids: list[str]) -> None:
-        rows = await self.store.batch(
-            [("HMGET", self.keys.deal(sid), "status", "ends_at") for sid in sids])
+    async def _close_due_deals(self) -> None:
+        """Close every deal past its ends_at, whichever node opened it (idempotent)."""
         now = int(time.time() * 1000)
-        for sid, (status, ends_at) in zip(sids, rows, strict=True):
-            if status == b"open" and ends_at is not None and int(ends_at) <= now:
-                await self.sessions.close_deal(sid)
+        due = await self.store.call("ZRANGEBYSCORE", self.keys.open_deals(), 0, now,
+                                    "LIMIT", 0, 100)
+        for sid in due:
+            await self.close_deal(as_str(sid))
+
+    async def close_deal(self, sid: str) -> None:
+        deal = await self.sessions.deal(sid)
+        if await self.sessions.close_deal(sid) and deal.get("product"):
+            self.social.stock_changed(deal["product"])
 
     async def _fetch_history(self, sid: str, since: int) -> list[tuple[int, bytes]] | None:
         return await self.sessions.history_since(sid, since)
@@ -276,10 +285,10 @@ class Node:
                 log.exception("counters tick failed")
 
     async def tick(self) -> None:
+        await self._close_due_deals()
         rooms = list(self.hub.rooms.values())
         if not rooms:
             return
-        await self._close_due_deals([r.sid for r in rooms])
         likes = {room.sid: room.likes for room in rooms}
         for room in rooms:
             room.likes = 0

@@ -61,8 +61,29 @@ def openapi_document() -> dict[str, Any]:
             "/api/sessions/{id}/end": {"parameters": _id_param(), "post": _op(
                 "End the live session (its creator)", result="Session",
                 errors=(401, 403, 404, 409))},
+            "/api/sessions/{id}/timeline": {"parameters": _id_param(), "put": _op(
+                "Set a video session's timed pins (its creator)", body="Timeline")},
+            "/api/sessions/{id}/rates": {"parameters": _id_param(), "put": _op(
+                "Live-exclusive commission rates (each product's seller/admin)", body="Rates")},
+            "/api/sessions/{id}/report": {"parameters": _id_param(), "get": _op(
+                "The session's funnel, GMV, commission, live vs replay (its creator/admin)",
+                result="Report")},
+            "/api/orders": {"post": _op(
+                "External checkout webhook, idempotent by external_id (seller)",
+                body="ExternalOrder", ok="201", result="Order",
+                errors=(400, 401, 403, 404, 409))},
+            "/api/orders/{id}": {"parameters": _id_param(), "get": _op(
+                "An order (its buyer, a seller in it, admin)", result="Order")},
+            "/api/orders/{id}/refund": {"parameters": _id_param(), "post": _op(
+                "Refund lines/units or the rest of the order, once per refund_id",
+                body="Refund", result="RefundResult", errors=(400, 401, 403, 404, 409))},
+            "/api/creators/{id}/ledger": {"parameters": _id_param(), "get": _op(
+                "A creator's commission ledger (JSON, or CSV with Accept: text/csv)",
+                result="Ledger", errors=(401, 403))},
             "/healthz": {"get": _op("Process up; node id", auth=False, errors=())},
             "/readyz": {"get": _op("Store reachable and not draining", auth=False, errors=(503,))},
+            "/metrics": {"get": _op("Prometheus metrics (text)", auth=False, errors=())},
+            "/openapi.json": {"get": _op("This document", auth=False, errors=())},
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
@@ -91,6 +112,47 @@ def openapi_document() -> dict[str, Any]:
                 "NewSession": {"type": "object", "required": ["kind", "title"], "properties": {
                     "kind": {"enum": ["live", "video"]}, "title": string,
                     "showcase": {"type": "array", "items": string}}},
+                "Timeline": {"type": "array", "items": {
+                    "type": "object", "required": ["at_ms", "product"], "properties": {
+                        "at_ms": integer, "product": string, "until_ms": integer}}},
+                "Rates": {"type": "object", "additionalProperties": {
+                    "type": "integer", "minimum": 1, "maximum": 10000}},
+                "Line": {"type": "object", "properties": {
+                    "product": string, "qty": integer, "unit_price": integer, "amount": integer,
+                    "session": {"type": ["string", "null"]},
+                    "attribution": {"enum": ["direct", "replay", "indirect", "none"]},
+                    "commission": integer, "seller": string}},
+                "Order": {"type": "object", "properties": {
+                    "id": string, "buyer": string, "currency": string, "total": integer,
+                    "lines": {"type": "array", "items": {"$ref": "#/components/schemas/Line"}},
+                    "created_at": integer, "source": string, "external_id": string}},
+                "ExternalOrder": {"type": "object", "required": ["external_id", "buyer", "lines"],
+                                  "properties": {"external_id": string, "buyer": string,
+                                                 "lines": {"type": "array", "items": {
+                                                     "type": "object", "properties": {
+                                                         "product": string, "qty": integer,
+                                                         "unit_price": integer}}}}},
+                "Refund": {"type": "object", "required": ["refund_id"], "properties": {
+                    "refund_id": string, "lines": {"type": "array", "items": {
+                        "type": "object", "properties": {"product": string, "qty": integer}}}}},
+                "RefundResult": {"type": "object", "properties": {
+                    "refund_id": string, "order": string, "amount": integer,
+                    "clawback": integer, "lines": {"type": "array", "items": {
+                        "type": "object", "properties": {"product": string, "qty": integer,
+                                                         "amount": integer,
+                                                         "clawback": integer}}}}},
+                "Ledger": {"type": "object", "properties": {
+                    "creator": string, "currency": string, "balance": integer,
+                    "entries": {"type": "array", "items": {"type": "object", "properties": {
+                        "order": string, "line": integer, "product": string, "session": string,
+                        "qty": integer, "amount": integer,
+                        "kind": {"enum": ["credit", "clawback"]}, "status": string,
+                        "at": integer}}}}},
+                "Report": {"type": "object", "properties": {
+                    "session": string, "viewers": {"type": "object"}, "orders": integer,
+                    "units": integer, "gmv": integer, "gmv_refunded": integer,
+                    "commission": integer, "commission_clawed_back": integer,
+                    "replay": {"type": "object"}, "products": {"type": "array"}}},
                 "Session": {"type": "object", "properties": {
                     "id": string, "creator": string, "kind": string, "title": string,
                     "status": {"enum": ["scheduled", "live", "ended"]},

@@ -40,7 +40,7 @@ class Settings:
     history_max_age_s: int = 600
     counters_interval_s: float = 1.0
     social_interval_s: float = 0.5
-    presence_ttl_s: float = 10.0
+    presence_ttl_s: float = 8.0  # + one counters tick: a dead node's viewers go within 10 s
     store_timeout_s: float = 2.0
     drain_timeout_s: float = 10.0
     token_ttl_s: int = 24 * 3600

@@ -85,4 +85,5 @@ class NodeProcess:
                 self.proc.kill()
                 self.proc.wait()
         if self.proc is not None and self.proc.stdout is not None:
+            self.output.extend(self.proc.stdout.readlines())  # the rest of its logs
             self.proc.stdout.close()

@@ -24,7 +24,7 @@ def test_lua_and_python_key_names_agree(valkey_url: str) -> None:
     names = list(PAIRS)
     calls = ", ".join(f"{fn}('{PAIRS[fn][1]}')" for fn in names)
     script = "local PREFIX = ARGV[1]\n" + load_source("lib/keys.lua") + \
-        f"\nreturn {{{calls}, k_idem('U1', 'k'), k_orders_stream()}}"
+        f"\nreturn {{{calls}, k_idem('U1', 'k'), k_orders_stream(), k_open_deals()}}"
 
     async def run() -> list[str]:
         store = Store(valkey_url)
@@ -35,5 +35,5 @@ def test_lua_and_python_key_names_agree(valkey_url: str) -> None:
 
     got = asyncio.run(run())
     expected = [getattr(keys, PAIRS[fn][0])(PAIRS[fn][1]) for fn in names]
-    expected += [keys.idempotency("U1", "k"), keys.orders_stream()]
+    expected += [keys.idempotency("U1", "k"), keys.orders_stream(), keys.open_deals()]
     assert got == expected

@@ -1,8 +1,10 @@
-"""Social proof: purchases become a few room events per second, not one per order.
+"""Social proof and stock notices: a few room events per second, not one per order.
 
 Each node buffers the purchases it placed per room and, every `interval`, emits per
 product one `purchase {product, qty, count, names}` (names are display names, never raw
-ids), then the product's new stock (`product`) and, during a deal, its progress (`deal`).
+ids) and, during a deal, its progress (`deal`). Products whose stock changed here (sales,
+deals opening or closing) get one `product {id, price, stock}` event in every session
+that shows them.
 """
 
 from __future__ import annotations
@@ -33,22 +35,30 @@ class SocialProof:
     def __init__(self, sessions: Sessions, products: Products) -> None:
         self.sessions, self.products = sessions, products
         self.pending: dict[str, dict[str, Burst]] = defaultdict(dict)
+        self.stock_dirty: set[str] = set()
+
+    def stock_changed(self, product: str) -> None:
+        self.stock_dirty.add(product)
 
     def note(self, room: str, product: str, qty: int, name: str) -> None:
         self.pending[room].setdefault(product, Burst()).add(qty, name)
 
     async def flush(self) -> None:
         pending, self.pending = self.pending, defaultdict(dict)
+        dirty, self.stock_dirty = self.stock_dirty, set()
         for room, bursts in pending.items():
             deal = await self.sessions.deal(room)
             for pid, burst in bursts.items():
                 await self.sessions.emit(room, "purchase", {
                     "product": pid, "qty": burst.qty, "count": burst.count, "names": burst.names})
-                product = await self.products.find(pid)
-                if product is not None:
-                    await self.sessions.emit(room, "product", {
-                        "id": pid, "price": product.price, "stock": product.stock})
                 if deal.get("product") == pid and deal.get("status") == "open":
                     await self.sessions.emit(room, "deal", {
                         "product": pid, "status": "open", "stock_left": int(deal["stock_left"]),
                         "ends_at": int(deal["ends_at"]), "price": int(deal["price"])})
+        for pid in sorted(dirty):
+            product = await self.products.find(pid)
+            if product is None:
+                continue
+            event = {"id": pid, "price": product.price, "stock": product.stock}
+            for sid in await self.sessions.sessions_showing(pid):
+                await self.sessions.emit(sid, "product", event)

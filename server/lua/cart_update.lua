@@ -3,7 +3,8 @@
 -- ARGV[1] key prefix   ARGV[2] buyer   ARGV[3] 'add' | 'set' | 'remove'   ARGV[4] product
 -- ARGV[5] qty   ARGV[6] session the change was made in ('' if none)   ARGV[7] max qty per line
 -- Returns: the cart as a flat HGETALL list
--- Fails: LC not_found (product), bad_request (over the per-line max), out_of_stock
+-- Fails: LC not_found (product), bad_request (over the per-line max), sold_out (stock 0),
+--        out_of_stock (more than the stock)
 local PREFIX = ARGV[1]
 --!include lib/keys.lua
 local t = redis.call('TIME')
@@ -21,10 +22,15 @@ if not stock then
 end
 local new = qty
 local cur = redis.call('HGET', KEYS[1], product)
-if op == 'add' and cur then new = new + tonumber(cjson.decode(cur).qty) end
+local old = cur and tonumber(cjson.decode(cur).qty) or 0
+if op == 'add' then new = new + old end
 if new > tonumber(ARGV[7]) then
   return redis.error_reply('LC bad_request {"message":"at most ' .. ARGV[7] ..
     ' of one product per cart","field":"qty"}')
+end
+if tonumber(stock) == 0 then
+  return redis.error_reply('LC sold_out {"message":"sold out","product":' ..
+    cjson.encode(product) .. '}')
 end
 if new > tonumber(stock) then
   return redis.error_reply('LC out_of_stock {"message":"not enough stock","product":' ..
@@ -33,8 +39,10 @@ end
 redis.call('HSET', KEYS[1], product, cjson.encode({qty = new, session = session, at = now}))
 if session ~= '' then
   redis.call('HSET', k_touches(buyer), product, session .. '|' .. string.format('%d', now))
-  local ck = k_counters(session)
-  redis.call('HINCRBY', ck, 'adds', 1)
-  redis.call('HINCRBY', ck, 'adds:' .. product, 1)
+  if new > old then -- an add to the funnel only when the quantity grows
+    local ck = k_counters(session)
+    redis.call('HINCRBY', ck, 'adds', 1)
+    redis.call('HINCRBY', ck, 'adds:' .. product, 1)
+  end
 end
 return redis.call('HGETALL', KEYS[1])

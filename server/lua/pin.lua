@@ -65,6 +65,7 @@ if deal then
   redis.call('HSET', k_deal(sid), 'id', d.id, 'product', d.product, 'price', d.price,
     'stock', d.stock, 'stock_left', d.stock_left, 'per_buyer_limit', d.per_buyer_limit,
     'ends_at', d.ends_at, 'status', 'open', 'opened_at', int(NOW))
+  redis.call('ZADD', k_open_deals(), d.ends_at, sid)
   deal_part = deal_json(d)
 end
 local product_json = '{"id":' .. cjson.encode(p.id) .. ',"seller":' .. cjson.encode(p.seller) ..

@@ -154,8 +154,7 @@ for i, l in ipairs(lines) do
     local rate = tonumber(l.p.commission_bps)
     local override = tonumber(redis.call('HGET', k_rates(a.session), l.product) or '0')
     if override > rate then rate = override end
-    local scaled = l.amount * rate
-    commission = (scaled - scaled % 10000) / 10000
+    commission = muldiv(l.amount, rate, 10000)
     local ck = k_counters(a.session)
     if not sessions_counted[a.session] then
       sessions_counted[a.session] = true

@@ -29,6 +29,13 @@ end
 
 local wanted = {}
 if ARGV[6] == '' then
+  local owns = admin
+  for _, line in ipairs(order.lines) do
+    if line.seller == ARGV[7] then owns = true end
+  end
+  if not owns then
+    return failj('forbidden', {message = 'only the sellers of an order\'s lines (or an admin) can refund it'})
+  end
   for i, line in ipairs(order.lines) do
     if (admin or line.seller == ARGV[7]) and remaining(i) > 0 then
       table.insert(wanted, {i = i, qty = remaining(i)})
@@ -56,8 +63,7 @@ for _, w in ipairs(wanted) do
   local before = line.qty - remaining(w.i)
   local after = before + w.qty
   local amount = line.unit_price * w.qty
-  local scaled = line.commission * after
-  local total_after = (scaled - scaled % line.qty) / line.qty
+  local total_after = muldiv(line.commission, after, line.qty)
   local claw_before = tonumber(redis.call('HGET', KEYS[2], 'c:' .. (w.i - 1)) or '0')
   local step = total_after - claw_before
   redis.call('HSET', KEYS[2], 'u:' .. (w.i - 1), after, 'c:' .. (w.i - 1), total_after)

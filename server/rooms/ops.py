@@ -6,14 +6,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from server import validate as v
 from server.auth import require_user
 from server.broker import Broker
 from server.cart.deals import parse_deal
-from server.cart.products import Products
+from server.cart.products import Product, Products
 from server.client import Client
 from server.commands import Handler, Then
 from server.counters.room_counters import RoomCounters, counters_view
@@ -41,6 +41,7 @@ class RoomOps:
         self.subscribe_timeout_s = subscribe_timeout_s
         self._timers: set[asyncio.Task[None]] = set()
         self.creators: dict[str, str] = {}
+        self.stock_changed: Callable[[str], None] = lambda product: None
 
     def handlers(self) -> dict[str, Handler]:
         return {
@@ -79,8 +80,7 @@ class RoomOps:
         k = self.sessions.keys
         commands: list[tuple[Any, ...]] = [
             ("HGETALL", k.session(sid)), ("HGETALL", k.presence(sid)),
-            ("HGETALL", k.counters(sid)), ("HGETALL", k.deal(sid)),
-            ("PFADD", k.uniques(sid), viewer)]
+            ("HGETALL", k.counters(sid)), ("HGETALL", k.deal(sid))]
         if since is not None:
             commands.append(self.sessions.history_command(sid, since))
         rows = await self.sessions.store.batch(commands)
@@ -90,7 +90,16 @@ class RoomOps:
         session = Session.from_hash(state)
         counters = counters_view(as_dict(rows[2]), as_dict(rows[1]), int(time.time() * 1000))
         deal = as_dict(rows[3]) if session.pin_deal else None
-        products = await self.products.get_many(session.showcase)
+        # second round trip: the showcase, and this viewer in the unique-viewer count
+        # (only now that the session is known to exist)
+        product_rows = await self.sessions.store.batch(
+            [("HGETALL", self.products.keys.product(p)) for p in session.showcase]
+            + [("PFADD", k.uniques(sid), viewer)])
+        products = {}
+        for row in product_rows[:-1]:
+            found = as_dict(row)
+            if found:
+                products[found["id"]] = Product.from_hash(found)
         return session, {
             "session": session.id, "status": session.status, "kind": session.kind,
             "title": session.title, "creator": session.creator,
@@ -98,7 +107,7 @@ class RoomOps:
             "showcase": [products[p].to_wire() for p in session.showcase if p in products],
             "pinned": session.pinned(deal), "counters": counters, "seq": session.seq,
             "epoch": session.epoch,
-        }, rows[5] if since is not None else None
+        }, rows[4] if since is not None else None
 
     async def join(self, client: Client, args: Mapping[str, Any]) -> Any:
         sid = v.req_ident(args, "session")
@@ -189,12 +198,19 @@ class RoomOps:
         session = await self.sessions.get(sid)
         if session.creator != caller:
             raise forbidden("only the session creator can pin")
+        previous = await self.open_deal_product(sid)
         pin, seq = await self.sessions.pin(sid, caller, product_id, sts, deal)
+        for moved in {previous, product_id if deal else None} - {None}:
+            self.stock_changed(str(moved))
         log.info("pinned %s%s", product_id, " with a deal" if deal else "",
                  extra={"session": sid, "user": caller})
         if deal is not None:
             self._close_at(sid, deal["ends_at"])
         return {"pinned": pin, "seq": seq}
+
+    async def open_deal_product(self, sid: str) -> str | None:
+        deal = await self.sessions.deal(sid)
+        return deal.get("product") if deal.get("status") == "open" else None
 
     def _close_at(self, sid: str, ends_at_ms: int) -> None:
         """Close the deal on time from this node (every node's tick also sweeps due deals)."""
@@ -210,12 +226,17 @@ class RoomOps:
 
     async def _close_due(self, sid: str) -> None:
         with contextlib.suppress(ApiError):
-            await self.sessions.close_deal(sid)
+            product = await self.open_deal_product(sid)
+            if await self.sessions.close_deal(sid) and product:
+                self.stock_changed(product)
 
     async def unpin(self, client: Client, args: Mapping[str, Any]) -> Any:
         caller, sid = await self._own_session(client, args)
         sts = v.integer(args, "stream_ts_ms", lo=0, hi=MAX_STREAM_TS, required=False)
+        previous = await self.open_deal_product(sid)
         seq = await self.sessions.unpin(sid, caller, sts)
+        if previous:
+            self.stock_changed(previous)
         return {"pinned": None, "seq": seq or None}
 
     async def start(self, client: Client, args: Mapping[str, Any]) -> Any:
@@ -224,4 +245,8 @@ class RoomOps:
 
     async def end(self, client: Client, args: Mapping[str, Any]) -> Any:
         caller, sid = await self._own_session(client, args)
-        return (await self.sessions.set_status(sid, caller, "end")).to_wire()
+        previous = await self.open_deal_product(sid)
+        ended = await self.sessions.set_status(sid, caller, "end")
+        if previous:
+            self.stock_changed(previous)
+        return ended.to_wire()

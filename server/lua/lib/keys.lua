@@ -20,3 +20,4 @@ local function k_user_channel(uid) return PREFIX .. ':{u:' .. uid .. '}:private'
 local function k_order(oid) return PREFIX .. ':{o:' .. oid .. '}:order' end
 local function k_refunds(oid) return PREFIX .. ':{o:' .. oid .. '}:refunds' end
 local function k_orders_stream() return PREFIX .. ':orders' end
+local function k_open_deals() return PREFIX .. ':deals:open' end

@@ -16,6 +16,13 @@ end
 
 local function int(n) return string.format('%d', n) end
 
+-- floor(a * b / d) for non-negative integers, exact while a, b * d and (a / d) * b stay
+-- below 2^53 (doubles are exact there; a * b alone may not be).
+local function muldiv(a, b, d)
+  local r = a % d
+  return ((a - r) / d) * b + (r * b - (r * b) % d) / d
+end
+
 local function load_hash(key)
   local flat = redis.call('HGETALL', key)
   if #flat == 0 then return nil end
@@ -86,6 +93,7 @@ local function close_deal(sid)
   end
   redis.call('HINCRBY', pk, 'held', -left)
   redis.call('HSET', dk, 'status', 'closed', 'closed_at', int(NOW))
+  redis.call('ZREM', k_open_deals(), sid)
   emit_to(sid, 'deal', '{"product":' .. cjson.encode(d.product) .. ',"status":"closed","stock_left":' ..
     left .. ',"ends_at":' .. d.ends_at .. ',"price":' .. d.price .. '}')
   return true
