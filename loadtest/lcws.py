@@ -43,6 +43,7 @@ class LiveConnection:
         self.ids = itertools.count(1)
         self.waiting: dict[int, AsyncResult] = {}
         self.last_seq: int | None = None
+        self.join_id: int | None = None
         self.closing = False
         self.close_code: int | None = None
         self.reader: gevent.Greenlet | None = None
@@ -67,6 +68,8 @@ class LiveConnection:
         Error codes in `expected` count as successes (business outcomes)."""
         assert self.ws is not None
         rid = next(self.ids)
+        if op == "join":
+            self.join_id, self.last_seq = rid, None
         result = AsyncResult()
         self.waiting[rid] = result
         started = time.perf_counter()
@@ -92,7 +95,6 @@ class LiveConnection:
 
     def join(self, session: str) -> dict[str, Any]:
         reply = self.command("join", session=session)
-        self.last_seq = int(reply["result"]["seq"])
         return reply["result"]  # type: ignore[no-any-return]
 
     def _read_loop(self) -> None:
@@ -123,6 +125,10 @@ class LiveConnection:
                 for ev in doc:
                     self._event(ev, now_ms, len(data))
             elif "id" in doc and ("ok" in doc):
+                if doc["id"] == self.join_id and doc["ok"]:
+                    # set here, not in the user's greenlet: the events right behind the
+                    # reply are read before that greenlet runs again
+                    self.last_seq = int(doc["result"]["seq"])
                 waiter = self.waiting.get(doc["id"])
                 if waiter is not None:
                     waiter.set(doc)
