@@ -202,7 +202,9 @@ async def run_target(target: Target, args: argparse.Namespace, valkey_pid: int,
                        "server_cpu_ms_per_join": 1000 * (sum(cpu_seconds(p) for p in pids)
                                                          - cpu_j0) / max(joined, 1)}
         progress.phase(f"{target.name}: settle", args.settle, pids)
+        vidle0, tidle0 = cpu_seconds(valkey_pid), time.monotonic()
         await asyncio.sleep(args.settle)
+        valkey_idle_per_s = (cpu_seconds(valkey_pid) - vidle0) / (time.monotonic() - tidle0)
         rss1 = sum(rss_bytes(p) for p in pids)
         res["rss_per_conn_bytes"] = (rss1 - rss0) / max(joined, 1)
         res["rss_total_mb"] = rss1 / 2**20
@@ -292,6 +294,11 @@ async def run_target(target: Target, args: argparse.Namespace, valkey_pid: int,
             "cpu_us_per_msg": 1e6 * server_cpu / max(delivered, 1),
             "generator_cpu_us_per_msg": 1e6 * (gcpu1 - gcpu0) / max(delivered, 1),
             "valkey_cpu_us_per_event": 1e6 * (vcpu1 - vcpu0) / max(published, 1),
+            # minus what Valkey burns with no events (presence ticks, its own cron), as
+            # measured over the settle phase; /proc counts in 10 ms ticks: rough
+            "valkey_cpu_us_per_event_net": 1e6 * max(
+                0.0, (vcpu1 - vcpu0) - valkey_idle_per_s * (end - start)) / max(published, 1),
+            "valkey_idle_cpu_pct": 100 * valkey_idle_per_s,
             "latency_p50_ms": hist_pct(hist, 0.5), "latency_p99_ms": hist_pct(hist, 0.99),
             "latency_max_ms": max(hist) if hist else None,
             "per_sec": {str(s - int(start)): {"count": sum(h.values()),

@@ -21,6 +21,7 @@ KEYS = {
     "cpu_us_per_msg": ("stream", "cpu_us_per_msg"),
     "gen_cpu_us_per_msg": ("stream", "generator_cpu_us_per_msg"),
     "valkey_us_per_event": ("stream", "valkey_cpu_us_per_event"),
+    "valkey_us_per_event_net": ("stream", "valkey_cpu_us_per_event_net"),
     "stream_p99_ms": ("stream", "latency_p99_ms"),
     "delivered": ("stream", "delivered"),
     "expected": ("stream", "expected"),
@@ -95,7 +96,7 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         "| server | joined (errors) | join all done s | RSS/conn KiB | pin p50 ms | pin p99 ms "
         "| pin max ms | server fan-out ms (max) | delivered msgs/s | server CPU µs/msg "
-        "| generator CPU µs/msg | Valkey CPU µs/event | order errors |",
+        "| generator CPU µs/msg | Valkey CPU µs/event (net of idle) | order errors |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s, v in summary["servers"].items():
@@ -104,7 +105,8 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {_f(v['rss_kib'])} | {_f(v['pin_p50_ms'])} | {_f(v['pin_p99_ms'])} "
             f"| {_f(v['pin_max_ms'])} | {_f(v['fanout_ms_max'])} | {_f(v['msgs_per_s'], 0)} "
             f"| {_f(v['cpu_us_per_msg'], 2)} | {_f(v['gen_cpu_us_per_msg'], 2)} "
-            f"| {_f(v['valkey_us_per_event'], 1)} | {_f(v['order_errors'], 0)} |")
+            f"| {_f(v['valkey_us_per_event'], 0)} ({_f(v['valkey_us_per_event_net'], 0)}) "
+            f"| {_f(v['order_errors'], 0)} |")
     if summary["ratios"]:
         lines += ["", "| CPU per delivered message, same run | median ratio | each round |",
                   "|---|---|---|"]
@@ -159,7 +161,7 @@ def plots(result: dict[str, Any], out: Path) -> list[Path]:
             ax.plot(xs, [per_sec[k]["p50"] for k in per_sec], linestyle=":", label=f"{s} p50")
     ax.set_xlabel("seconds into the stream")
     ax.set_ylabel("latency (ms, receive - event ts)")
-    ax.set_yscale("symlog", linthresh=10)
+    ax.set_ylim(bottom=0)
     ax.set_title(f"latency over time, {n:,} viewers, {result['args']['rate']} pins/s")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
@@ -169,3 +171,14 @@ def plots(result: dict[str, Any], out: Path) -> list[Path]:
     plt.close(fig)
     made.append(path)
     return made
+
+
+if __name__ == "__main__":  # re-render: python -m loadtest.report RESULT.json OUTDIR
+    import sys
+
+    import orjson
+
+    data = orjson.loads(Path(sys.argv[1]).read_bytes())
+    data["summary"] = summarize(data["rounds"])
+    print(markdown(data))
+    plots(data, Path(sys.argv[2] if len(sys.argv) > 2 else Path(sys.argv[1]).parent))

@@ -9,6 +9,7 @@ under `scope["extensions"][WIRE_EXTENSION]`.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +19,77 @@ WIRE_EXTENSION = "livecart.wire"
 
 
 FastPath = tuple[Callable[[bytes], object], Callable[[], int]]
+
+
+class _Inbox:
+    """What uvicorn uses of `asyncio.Queue` (put_nowait, get, empty, qsize) for its one
+    consumer, the app's `receive()`: a list and at most one future instead of a Queue's
+    three deques and an Event (about 3 KB less per idle connection)."""
+
+    __slots__ = ("_items", "_waiter")
+
+    def __init__(self) -> None:
+        self._items: list[Any] = []
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put_nowait(self, item: Any) -> None:
+        self._items.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def get(self) -> Any:
+        while not self._items:
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+        return self._items.pop(0)
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+
+class _Flag:
+    """What uvicorn uses of `asyncio.Event` (set, clear, is_set, wait) with no deque
+    until someone actually waits (only a paused writer does)."""
+
+    __slots__ = ("_set", "_waiters")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def set(self) -> None:
+        self._set = True
+        waiters, self._waiters = self._waiters, None
+        for fut in waiters or ():
+            if not fut.done():
+                fut.set_result(None)
+
+    def clear(self) -> None:
+        self._set = False
+
+    def is_set(self) -> bool:
+        return self._set
+
+    async def wait(self) -> bool:
+        if self._set:
+            return True
+        fut = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(fut)
+        try:
+            await fut
+        finally:
+            if self._waiters is not None and fut in self._waiters:
+                self._waiters.remove(fut)
+        return True
 
 
 class Wire(WebSocketsSansIOProtocol):
@@ -32,6 +104,12 @@ class Wire(WebSocketsSansIOProtocol):
 
     abort_after_s = 2.0
     gone = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.queue = _Inbox()  # type: ignore[assignment]
+        self.writable = _Flag()  # type: ignore[assignment]
+        self.writable.set()
     _close_sent = False
     _disconnected = False
 
@@ -60,6 +138,11 @@ class Wire(WebSocketsSansIOProtocol):
         if self.transport is not None and self.transport.is_closing():
             self.gone = True
 
+    async def send(self, message: Any) -> None:
+        await super().send(message)
+        if message.get("type") == "websocket.accept" and self.handshake_complete:
+            self.response = None  # type: ignore[assignment]  # sent; only the handshake reads it
+
     def fast_path(self) -> FastPath | None:
         """The transport's own `write` and `get_write_buffer_size` (C methods under uvloop),
         for a socket that is open now; None otherwise. Valid while `gone` is False."""
@@ -69,6 +152,7 @@ class Wire(WebSocketsSansIOProtocol):
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
+        self.request = None  # type: ignore[assignment]  # the scope has the headers
         scope = getattr(self, "scope", None)
         if scope is not None:
             scope["extensions"][WIRE_EXTENSION] = self
