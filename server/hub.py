@@ -110,8 +110,16 @@ class Room:
         return len(self.clients) + len(self.joining)
 
     def changed(self) -> None:
-        """Membership changed: rebuild the fan-out lists at the next flush."""
+        """A viewer left: rebuild the fan-out lists at the next flush."""
         self._entries = None
+
+    def joined(self, client: Client) -> None:
+        """A viewer went live: append it (a join spike must not rebuild N entries per
+        flush; only departures do, at most once per flush)."""
+        if self._entries is not None:
+            entry = _entry(client)
+            if entry is not None:
+                self._entries[1 if client.codec is MSGPACK else 0].append(entry)
 
     def entries(self) -> tuple[list[Entry], list[Entry]]:
         """(JSON viewers, msgpack viewers) as fan-out entries, cached until `changed()`."""
@@ -185,7 +193,7 @@ class Hub:
         if client.evicted:
             return
         room.clients[client.id] = client
-        room.changed()
+        room.joined(client)
         if client.codec is MSGPACK:
             room.msgpack_clients += 1
 
