@@ -1,10 +1,11 @@
 """Local rooms: which connections on this node watch which session, and the fan-out.
 
 An event arrives once (from the broker, in `seq` order). The hub decodes it once, and at
-the end of the loop tick builds one frame per codec for everything that arrived in that
-tick (one event, or an array of events) and hands the same bytes to every viewer's
-socket. Nothing here awaits a viewer: writes are synchronous and bounded; a viewer whose
-socket buffer passes the limit is closed with 4008 and recovers with `since`.
+the end of the loop tick (or, when the room fanned out less than `Hub.coalesce_s` ago, at
+the end of that window) builds one frame per codec for everything that arrived meanwhile
+(one event, or an array of events) and hands the same bytes to every viewer's socket.
+Nothing here awaits a viewer: writes are synchronous and bounded; a viewer whose socket
+buffer passes the limit is closed with 4008 and recovers with `since`.
 
 The per-viewer loop is the whole cost of a fan-out, so it does no Python call per viewer:
 each room keeps a list of `(client, sink, write, buffer_size, limit)` entries, rebuilt
