@@ -119,7 +119,8 @@ class Wire(WebSocketsSansIOProtocol):
 
     @close_sent.setter
     def close_sent(self, value: bool) -> None:
-        self._close_sent = value
+        if value != self._close_sent:  # no instance attribute for the class default
+            self._close_sent = value
         if value:
             self.gone = True
 
@@ -129,7 +130,8 @@ class Wire(WebSocketsSansIOProtocol):
 
     @disconnected.setter
     def disconnected(self, value: bool) -> None:
-        self._disconnected = value
+        if value != self._disconnected:  # no instance attribute for the class default
+            self._disconnected = value
         if value:
             self.gone = True
 
