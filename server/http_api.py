@@ -244,8 +244,6 @@ async def create_external_order(request: Request) -> Response:
         if identity.role != "admin" and product.seller != seller:
             raise forbidden(f"product {product.id!r} belongs to another seller")
     placed = await node.orders.external(seller, external_id, buyer, lines)
-    if placed.new:
-        await node.publish_private(buyer, public_order(placed.order), "order")
     return JSON(public_order(placed.order), status_code=201 if placed.new else 200)
 
 

@@ -52,12 +52,14 @@ class Node:
         self.ledger = Ledger(self.store, self.keys, self.sessions, settings)
         self.last_stats: dict[str, dict[str, int]] = {}
         self.hub = Hub(self._fetch_history)
+        self.hub.coalesce_s = settings.coalesce_ms / 1000
         self.broker = Broker(self.store.redis, self._on_message, self._on_resubscribed)
         self.rooms = RoomOps(self.sessions, self.products, self.counters, self.hub, self.broker,
                              subscribe_timeout_s=settings.store_timeout_s)
         self.creators = self.rooms.creators  # session -> creator, for rooms served here
         self.rooms.stock_changed = self.social.stock_changed
-        self.cart_ops = CartOps(self.carts, self.orders, self.sessions, self.publish_private,
+        self.cart_ops = CartOps(self.carts, self.orders, self.sessions, self.rooms.room_facts,
+                                self.publish_private,
                                 self._placed)
         self.clients: dict[int, Client] = {}
         self.users: dict[str, dict[int, Client]] = {}
@@ -172,19 +174,11 @@ class Node:
         await self.store.call("PUBLISH", self.keys.user_channel(uid), JSON.encode(doc))
 
     async def _placed(self, client: Client, placed: Placed) -> None:
-        """After an order: private events (best effort: the order itself is already safe)."""
+        """After a new order (its private events went out from purchase.lua): stock notices
+        and social proof, aggregated."""
         if not placed.new:
             return
         order = placed.order
-        buyer = str(order["buyer"])
-        from server.cart.orders import public_order
-
-        try:
-            await self.publish_private(buyer, public_order(order), "order")
-            if order.get("source") == "checkout":
-                await self.publish_private(buyer, {"lines": [], "total": 0}, "cart")
-        except ApiError:
-            log.warning("order %s placed but its events were not published", order["id"])
         for line in order["lines"]:
             self.social.stock_changed(str(line["product"]))
         if client.session is not None:
@@ -198,6 +192,8 @@ class Node:
             return
         kind, ident = parsed
         if kind == "s":
+            if data.startswith(b'{"t":"session"'):  # keep this node's copy of the status
+                self.rooms.on_session_event(ident, JSON.decode(data)["d"]["status"])
             self.hub.on_event(ident, data)
             return
         mine = self.users.get(ident)
@@ -305,6 +301,7 @@ class Node:
                 self.broker.unsubscribe(self.keys.channel(room.sid))
                 self.hub.drop_room(room.sid)
                 self.creators.pop(room.sid, None)
+                self.rooms.facts.pop(room.sid, None)
                 self.last_stats.pop(room.sid, None)
                 continue
             values = (report.viewers, report.likes, report.orders, report.units)

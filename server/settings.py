@@ -40,6 +40,7 @@ class Settings:
     history_max_age_s: int = 600
     counters_interval_s: float = 1.0
     social_interval_s: float = 0.5
+    coalesce_ms: float = 10.0
     presence_ttl_s: float = 8.0  # + one counters tick: a dead node's viewers go within 10 s
     store_timeout_s: float = 2.0
     drain_timeout_s: float = 10.0
@@ -83,6 +84,7 @@ _ENV: dict[str, tuple[str, type]] = {
     "LIVECART_HISTORY_MAX_AGE_S": ("history_max_age_s", int),
     "LIVECART_COUNTERS_INTERVAL_S": ("counters_interval_s", float),
     "LIVECART_SOCIAL_INTERVAL_S": ("social_interval_s", float),
+    "LIVECART_COALESCE_MS": ("coalesce_ms", float),
     "LIVECART_PRESENCE_TTL_S": ("presence_ttl_s", float),
     "LIVECART_STORE_TIMEOUT_S": ("store_timeout_s", float),
     "LIVECART_DRAIN_TIMEOUT_S": ("drain_timeout_s", float),
@@ -116,6 +118,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
 def validate(settings: Settings) -> None:
     if settings.fsync not in ("everysec", "always", "no"):
         raise SettingsError("LIVECART_FSYNC must be one of everysec, always, no")
+    if settings.coalesce_ms < 0:
+        raise SettingsError("LIVECART_COALESCE_MS must be ≥ 0")
     if settings.log_format not in ("json", "text"):
         raise SettingsError("LIVECART_LOG_FORMAT must be json or text")
     if settings.secret is not None and len(settings.secret) < 32:

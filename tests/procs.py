@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import re
-import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -31,27 +31,32 @@ class NodeProcess:
         self.proc: subprocess.Popen[str] | None = None
         self.port = 0
         self.output: list[str] = []
+        self._reader: threading.Thread | None = None
 
     def start(self, *args: str, timeout: float = 20.0) -> NodeProcess:
         self.proc = subprocess.Popen(
             [LIVECART, "serve", "--port", "0", *args], env=self.env, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True, bufsize=1)
-        assert self.proc.stdout is not None
+        # one reader thread keeps draining the pipe (a full pipe would block the server)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            ready, _, _ = select.select([self.proc.stdout], [], [], 0.2)
-            if ready:
-                line = self.proc.stdout.readline()
-                if not line and self.proc.poll() is not None:
-                    break
-                self.output.append(line)
+            for line in list(self.output):
                 m = READY.search(line)
                 if m:
                     self.port = int(m.group(1))
                     return self
-            elif self.proc.poll() is not None:
+            if self.proc.poll() is not None and not self._reader.is_alive():
                 break
+            time.sleep(0.02)
+        self.kill()
         raise RuntimeError(f"node {self.node_id} did not start:\n{''.join(self.output)}")
+
+    def _read(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.output.append(line)
 
     @property
     def ws_url(self) -> str:
@@ -84,6 +89,5 @@ class NodeProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        if self.proc is not None and self.proc.stdout is not None:
-            self.output.extend(self.proc.stdout.readlines())  # the rest of its logs
-            self.proc.stdout.close()
+        if self._reader is not None:
+            self._reader.join(5)  # the rest of its logs

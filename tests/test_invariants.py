@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from server.cart.carts import Carts
 from server.cart.orders import Orders
 from server.cart.products import NewProduct, Products
+from server.counters.attribution import SessionFacts
 from server.counters.commission import commission, effective_rate
 from server.counters.ledger import Ledger
 from server.errors import ApiError
@@ -86,8 +87,9 @@ class World:
         try:
             if kind == "buy":
                 _, b, s, p, q, k = o
-                placed = await self.orders.buy_now(BUYERS[b], self.sids[s], f"p{p}", q,
-                                                   f"buy{k}", None)
+                room = await self.sessions.get(self.sids[s])
+                facts = SessionFacts(room.id, room.creator, room.kind, room.status)
+                placed = await self.orders.buy_now(BUYERS[b], facts, f"p{p}", q, f"buy{k}", None)
             elif kind == "click":
                 _, b, s, p = o
                 await self.store.run("touch.lua", [self.keys.touches(BUYERS[b]),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from server import validate as v
@@ -12,6 +12,7 @@ from server.cart.orders import Orders, Placed, public_order
 from server.client import Client
 from server.commands import Handler
 from server.errors import bad_request
+from server.rooms.ops import RoomFacts
 from server.rooms.sessions import Sessions
 
 IDEM_KEY = v.ID_RE
@@ -19,9 +20,11 @@ IDEM_KEY = v.ID_RE
 
 class CartOps:
     def __init__(self, carts: Carts, orders: Orders, sessions: Sessions,
+                 room_facts: Callable[[str], Awaitable[RoomFacts]],
                  on_cart: Callable[[str, dict[str, Any]], Any],
                  on_order: Callable[[Client, Placed], Any]) -> None:
         self.carts, self.orders, self.sessions = carts, orders, sessions
+        self.room_facts = room_facts
         self.on_cart = on_cart
         self.on_order = on_order
 
@@ -77,10 +80,10 @@ class CartOps:
         assert key is not None
         if client.session is None or client.joining:
             raise bad_request("join a session to buy from it")
-        session = await self.sessions.get(client.session)
-        if product not in session.showcase:
+        room = await self.room_facts(client.session)
+        if product not in room.showcase:
             raise bad_request(f"product {product!r} is not in this session's showcase",
                               field="product")
-        placed = await self.orders.buy_now(buyer, client.session, product, qty, key, price)
+        placed = await self.orders.buy_now(buyer, room.session, product, qty, key, price)
         await self.on_order(client, placed)
         return public_order(placed.order)

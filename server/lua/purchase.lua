@@ -1,6 +1,7 @@
 -- Place one order atomically: idempotency, price and stock (or deal) checks, stock
 -- decrement, the order record, attributed session counters, commission ledger credits,
--- cart clearing, `sold_out` room events and the durable orders stream entry.
+-- cart clearing, `sold_out` room events, the durable orders stream entry and the buyer's
+-- private `order` (and emptied `cart`) events.
 -- KEYS[1] idempotency key (per buyer: the request's idempotency_key or external_id)
 -- ARGV[1..4] context (lib/context.lua)
 -- ARGV[5] request JSON:
@@ -123,6 +124,7 @@ end
 
 -- 4. writes ----------------------------------------------------------------------
 local out_lines = {}
+local creators = {}
 local sessions_counted = {}
 local replay_counted = {}
 local sellers = {}
@@ -187,7 +189,8 @@ for i, l in ipairs(lines) do
   out_lines[i] = '{"product":' .. cjson.encode(l.product) .. ',"qty":' .. int(l.qty) ..
     ',"unit_price":' .. int(l.unit) .. ',"amount":' .. int(l.amount) .. ',"session":' ..
     cjson.encode(session) .. ',"attribution":"' .. a.kind .. '","commission":' .. int(commission) ..
-    ',"seller":' .. cjson.encode(l.p.seller) .. ',"creator":' .. cjson.encode(a.creator or '') .. '}'
+    ',"seller":' .. cjson.encode(l.p.seller) .. '}'
+  creators[i] = a.creator or ''
 end
 if req.touch ~= nil and req.touch ~= cjson.null and room ~= '' then
   redis.call('HSET', k_touches(req.buyer), req.touch, room .. '|' .. int(NOW))
@@ -201,9 +204,16 @@ local order = '{"id":' .. cjson.encode(req.order_id) .. ',"buyer":' .. cjson.enc
 local seller_list = {}
 for s, _ in pairs(sellers) do table.insert(seller_list, s) end
 redis.call('HSET', k_order(req.order_id), 'json', order, 'buyer', req.buyer,
-  'sellers', cjson.encode(seller_list), 'in_stream', req.op == 'external' and '0' or '1')
+  'sellers', cjson.encode(seller_list), 'creators', cjson.encode(creators),
+  'in_stream', req.op == 'external' and '0' or '1')
 redis.call('SET', KEYS[1], req.req_hash .. '|' .. req.order_id, 'EX', req.idem_ttl_s)
 redis.call('LPUSH', k_user_orders(req.buyer), req.order_id)
 redis.call('XADD', k_orders_stream(), '*', 'type', 'order', 'order', req.order_id,
   'buyer', req.buyer, 'total', int(total), 'currency', req.currency, 'at', int(NOW), 'json', order)
+-- the buyer's connections, on every node, hear about the order (and the emptied cart)
+local ch = k_user_channel(req.buyer)
+redis.call('PUBLISH', ch, '{"t":"order","ts":' .. int(NOW) .. ',"d":' .. order .. '}')
+if req.op == 'checkout' then
+  redis.call('PUBLISH', ch, '{"t":"cart","ts":' .. int(NOW) .. ',"d":{"lines":[],"total":0}}')
+end
 return {'new', order}

@@ -18,6 +18,7 @@ if not raw then return failj('not_found', {message = 'order does not exist'}) en
 local done = redis.call('HGET', KEYS[2], 'r:' .. ARGV[5])
 if done then return {'replayed', done} end
 local order = cjson.decode(raw)
+local creators = cjson.decode(redis.call('HGET', KEYS[1], 'creators') or '[]')
 local admin = ARGV[8] == '1'
 local in_stream = redis.call('HGET', KEYS[1], 'in_stream') == '1'
 
@@ -79,10 +80,11 @@ for _, w in ipairs(wanted) do
     redis.call('HINCRBY', ck, 'gmv_refunded:' .. line.product, amount)
     redis.call('HINCRBY', ck, 'commission_clawed_back:' .. line.product, step)
     if step > 0 then
-      redis.call('RPUSH', k_ledger(line.creator), cjson.encode({order = order.id, line = w.i - 1,
+      local creator = creators[w.i]
+      redis.call('RPUSH', k_ledger(creator), cjson.encode({order = order.id, line = w.i - 1,
         product = line.product, session = line.session, qty = w.qty, amount = -step,
         kind = 'clawback', status = 'pending', at = NOW}))
-      redis.call('HINCRBY', k_balance(line.creator), 'balance', -step)
+      redis.call('HINCRBY', k_balance(creator), 'balance', -step)
     end
   end
   total_amount = total_amount + amount

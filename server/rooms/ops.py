@@ -7,6 +7,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from server import validate as v
@@ -16,6 +17,7 @@ from server.cart.deals import parse_deal
 from server.cart.products import Product, Products
 from server.client import Client
 from server.commands import Handler, Then
+from server.counters.attribution import SessionFacts
 from server.counters.room_counters import RoomCounters, counters_view
 from server.errors import ApiError, bad_request, forbidden, not_found, unavailable
 from server.hub import Hub
@@ -30,6 +32,12 @@ COUNTER_KEYS = ("viewers", "likes", "orders", "units")
 MAX_STREAM_TS = 10 * 24 * 3600 * 1000
 
 
+@dataclass(frozen=True, slots=True)
+class RoomFacts:
+    session: SessionFacts
+    showcase: frozenset[str]
+
+
 class RoomOps:
     def __init__(self, sessions: Sessions, products: Products, counters: RoomCounters,
                  hub: Hub, broker: Broker, subscribe_timeout_s: float) -> None:
@@ -41,6 +49,8 @@ class RoomOps:
         self.subscribe_timeout_s = subscribe_timeout_s
         self._timers: set[asyncio.Task[None]] = set()
         self.creators: dict[str, str] = {}
+        # what this node knows of sessions it serves: kept current by `session` events
+        self.facts: dict[str, RoomFacts] = {}
         self.stock_changed: Callable[[str], None] = lambda product: None
 
     def handlers(self) -> dict[str, Handler]:
@@ -141,6 +151,9 @@ class RoomOps:
             self.hub.remove(client)
             raise
         self.creators[sid] = session.creator
+        self.facts[sid] = RoomFacts(
+            SessionFacts(session.id, session.creator, session.kind, session.status),
+            frozenset(session.showcase))
         counters = snap["counters"]
 
         def go_live() -> None:
@@ -219,6 +232,23 @@ class RoomOps:
         if deal is not None:
             self._close_at(sid, deal["ends_at"])
         return {"pinned": pin, "seq": seq}
+
+    def on_session_event(self, sid: str, status: str) -> None:
+        known = self.facts.get(sid)
+        if known is not None:
+            s = known.session
+            self.facts[sid] = RoomFacts(SessionFacts(s.id, s.creator, s.kind, status),
+                                        known.showcase)
+
+    async def room_facts(self, sid: str) -> RoomFacts:
+        """The session's creator/kind/status/showcase: from this node's copy when it serves
+        the room (updated by `session` events), else from the store."""
+        known = self.facts.get(sid)
+        if known is not None and sid in self.hub.rooms:
+            return known
+        session = await self.sessions.get(sid)
+        return RoomFacts(SessionFacts(session.id, session.creator, session.kind, session.status),
+                         frozenset(session.showcase))
 
     async def open_deal_product(self, sid: str) -> str | None:
         deal = await self.sessions.deal(sid)
