@@ -88,7 +88,7 @@ class Orders:
             "currency": self.settings.currency, "idem_ttl_s": self.settings.idempotency_ttl_s,
         }
         _, args = self.sessions.context()
-        status, order_json = await self.store.run(
+        status, order_json = await self.store.run_pipelined(
             "purchase.lua", [idem_key], [*args, orjson.dumps(request)])
         return Placed(orjson.loads(order_json), text(status) == "new")
 
