@@ -17,7 +17,7 @@ from server.errors import ApiError, ErrorCode
 from server.node import Node
 from server.openapi import openapi_document
 from server.settings import Settings
-from server.transport import websocket_endpoint
+from server.transport import WebSocketFastPath, websocket_endpoint
 
 log = logging.getLogger("livecart.app")
 
@@ -43,7 +43,7 @@ async def _openapi(request: Request) -> Response:
     return http_api.JSON(openapi_document())
 
 
-def create_app(settings: Settings, store_url: str) -> Starlette:
+def create_app(settings: Settings, store_url: str) -> WebSocketFastPath:
     node = Node(settings, store_url)
 
     @contextlib.asynccontextmanager
@@ -75,4 +75,4 @@ def create_app(settings: Settings, store_url: str) -> Starlette:
                             Exception: _api_error},
     )
     app.state.node = node
-    return app
+    return WebSocketFastPath(app, node)

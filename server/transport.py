@@ -8,6 +8,7 @@ the server sends goes through the connection's `Wire` (see wire.py).
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -24,8 +25,28 @@ def origin_allowed(origin: str | None, allowed: tuple[str, ...]) -> bool:
     return not allowed or origin is None or origin in allowed or "*" in allowed
 
 
+class WebSocketFastPath:
+    """ASGI wrapper: `/ws` goes straight to the endpoint, skipping Starlette's routing and
+    middleware (a measurable share of a join spike); everything else goes to the app."""
+
+    def __init__(self, app: Any, node: Node, path: str = "/ws") -> None:
+        self.app, self.node, self.path = app, node, path
+
+    def __getattr__(self, name: str) -> Any:  # `state`, `routes`, ... of the wrapped app
+        return getattr(self.app, name)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket" and scope["path"] == self.path:
+            await serve_socket(WebSocket(scope, receive, send), self.node)
+        else:
+            await self.app(scope, receive, send)
+
+
 async def websocket_endpoint(websocket: WebSocket) -> None:
-    node: Node = websocket.app.state.node
+    await serve_socket(websocket, websocket.app.state.node)
+
+
+async def serve_socket(websocket: WebSocket, node: Node) -> None:
     wire = websocket.scope.get("extensions", {}).get(WIRE_EXTENSION)
     if not isinstance(wire, Wire) or node.draining:
         await websocket.close()  # before accept: the handshake is refused

@@ -129,8 +129,11 @@ class RoomOps:
         try:
             try:
                 channel = self.sessions.keys.channel(sid)
-                await asyncio.wait_for(asyncio.shield(self.broker.subscribe(channel)),
-                                       self.subscribe_timeout_s)
+                subscribed = self.broker.subscribe(channel)
+                if not subscribed.done():  # the common case (room already served) skips this
+                    await asyncio.wait_for(asyncio.shield(subscribed), self.subscribe_timeout_s)
+                elif subscribed.exception() is not None:
+                    raise ConnectionError("store unreachable")
             except (TimeoutError, ConnectionError) as exc:
                 raise unavailable() from exc
             session, snap, history = await self.snapshot(
