@@ -37,6 +37,7 @@ class Broker:
         self._to_subscribe: set[str] = set()
         self._to_unsubscribe: set[str] = set()
         self._flush_scheduled = False
+        self._flush_lock = asyncio.Lock()
         self._reader: asyncio.Task[None] | None = None
         self._closing = False
         self.connected = False
@@ -44,6 +45,9 @@ class Broker:
 
     async def start(self) -> None:
         self.pubsub = self.redis.pubsub()
+        # Connect now: two first-time SUBSCRIBEs racing would each take a pool connection,
+        # and the confirmation sent on the one the reader does not watch would be lost.
+        await self.pubsub.connect()  # type: ignore[no-untyped-call]
         self._reader = asyncio.create_task(self._read_loop(), name="broker-reader")
 
     async def close(self) -> None:
@@ -85,6 +89,10 @@ class Broker:
             asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self._flush()))
 
     async def _flush(self) -> None:
+        async with self._flush_lock:  # one SUBSCRIBE/UNSUBSCRIBE exchange at a time
+            await self._flush_locked()
+
+    async def _flush_locked(self) -> None:
         self._flush_scheduled = False
         subs, self._to_subscribe = self._to_subscribe, set()
         unsubs, self._to_unsubscribe = self._to_unsubscribe, set()
