@@ -555,7 +555,9 @@ function wireEvents() {
   });
   client.on("unpinned", (d, ev) => {
     if (state.vod) return;
-    const at = state.startedAt != null ? ev.ts - state.startedAt : -Infinity;
+    // the unpin's own stream position (older servers: event time − started_at)
+    const at = typeof d.stream_ts_ms === "number" ? d.stream_ts_ms
+      : state.startedAt != null ? ev.ts - state.startedAt : -Infinity;
     schedule(at, null);
   });
   client.on("deal", (d) => {
