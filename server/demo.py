@@ -62,7 +62,7 @@ async def seed(node: Node) -> None:
         sid=DEMO_VIDEO_SESSION,
     )
     if created:
-        await node.sessions.set_timeline(video.id, DEMO_CREATOR, DEMO_TIMELINE)
+        await node.sessions.set_timeline(video.id, DEMO_TIMELINE)
         with contextlib.suppress(ApiError):  # another node started it first
             await node.sessions.set_status(video.id, DEMO_CREATOR, "start")
 

@@ -116,11 +116,8 @@ async def patch_product(request: Request) -> Response:
     patch = parse_patch(await body_of(request))
     product, changed = await node.products.patch(caller, identity.role, pid, patch)
     if changed:
-        event = {"id": product.id, "price": product.price, "stock": product.stock}
-        for sid in await node.sessions.sessions_showing(pid):
-            await node.sessions.emit(sid, "product", event)
-            if product.stock == 0 and patch.stock == 0:
-                await node.sessions.emit(sid, "sold_out", {"product": product.id})
+        await node.sessions.announce_product(product.id, product.price, product.stock,
+                                             sold_out=product.stock == 0 and patch.stock == 0)
     return JSON(product.to_wire())
 
 
@@ -172,7 +169,7 @@ async def put_timeline(request: Request) -> Response:
         raise bad_request("only video sessions have a timeline; a live one gets its replay "
                           "timeline from its pins when it ends")
     entries = [e.to_wire() for e in parse_timeline(await body_of(request), session.showcase)]
-    await node.sessions.set_timeline(session.id, caller, entries)
+    await node.sessions.set_timeline(session.id, entries)
     return JSON({"session": session.id, "timeline": entries})
 
 
@@ -187,15 +184,8 @@ async def end_session(request: Request) -> Response:
 async def _set_status(request: Request, action: str) -> Response:
     node = node_of(request)
     caller = require_user(identity_of(request))
-    sid = path_id(request)
-    session = await node.sessions.get(sid)
-    if session.creator != caller:
-        raise forbidden("only the session creator can do this")
-    previous = await node.rooms.open_deal_product(sid) if action == "end" else None
-    updated = await node.sessions.set_status(sid, caller, action)
-    if previous:
-        node.social.stock_changed(previous)
-    return JSON(updated.to_wire())
+    # session_status.lua answers not_found / forbidden / conflict / not_live itself
+    return JSON((await node.sessions.set_status(path_id(request), caller, action)).to_wire())
 
 
 async def set_rates(request: Request) -> Response:
@@ -226,7 +216,7 @@ async def session_report(request: Request) -> Response:
 # orders, refunds, ledgers -----------------------------------------------------
 
 async def create_external_order(request: Request) -> Response:
-    from server.cart.orders import check_external_lines, public_order
+    from server.cart.orders import check_external_lines
 
     node = node_of(request)
     identity = identity_of(request)
@@ -244,17 +234,15 @@ async def create_external_order(request: Request) -> Response:
         if identity.role != "admin" and product.seller != seller:
             raise forbidden(f"product {product.id!r} belongs to another seller")
     placed = await node.orders.external(seller, external_id, buyer, lines)
-    return JSON(public_order(placed.order), status_code=201 if placed.new else 200)
+    return JSON(placed.order, status_code=201 if placed.new else 200)
 
 
 async def get_order(request: Request) -> Response:
-    from server.cart.orders import public_order
-
     node = node_of(request)
     identity = identity_of(request)
     caller = require_user(identity)
     order = await node.orders.get_for(path_id(request), caller, identity.role)
-    return JSON(public_order(order))
+    return JSON(order)
 
 
 async def refund_order(request: Request) -> Response:

@@ -56,14 +56,11 @@ class Node:
         self.broker = Broker(self.store.redis, self._on_message, self._on_resubscribed)
         self.rooms = RoomOps(self.sessions, self.products, self.counters, self.hub, self.broker,
                              subscribe_timeout_s=settings.store_timeout_s)
-        self.creators = self.rooms.creators  # session -> creator, for rooms served here
-        self.rooms.stock_changed = self.social.stock_changed
-        self.cart_ops = CartOps(self.carts, self.orders, self.sessions, self.rooms.room_facts,
-                                self.publish_private,
-                                self._placed)
+        self.sessions.on_stock_moved = self.social.stock_changed
+        self.cart_ops = CartOps(self.carts, self.orders, self.rooms.room_facts,
+                                self.publish_private, self._placed)
         self.clients: dict[int, Client] = {}
         self.users: dict[str, dict[int, Client]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
         handlers: dict[str, Handler] = {"ping": self.ping, "auth": self.auth}
         handlers.update(self.rooms.handlers())
         handlers.update(self.cart_ops.handlers())
@@ -87,7 +84,7 @@ class Node:
         # its call completes, so the loops also check `_stopping`, and we never wait
         # on them unboundedly.
         self._stopping = True
-        tasks = {t for t in (self._ticker, self._social, *self._tasks) if t is not None}
+        tasks = {t for t in (self._ticker, self._social) if t is not None}
         for task in tasks:
             task.cancel()
         if tasks:
@@ -161,10 +158,10 @@ class Node:
         identity = verify_token(self.secret, token)
         if client.identity.sub is not None and identity.sub != client.identity.sub:
             raise ApiError(ErrorCode.FORBIDDEN, "a refreshed token must be for the same user")
-        if client.identity.sub is None:
-            client.identity = identity
-            self._attach_user(client)
+        signing_in = client.identity.sub is None
         client.identity = identity
+        if signing_in:
+            self._attach_user(client)
         return {"sub": identity.sub, "role": identity.role, "exp": identity.exp}
 
     # private events ---------------------------------------------------------------
@@ -214,11 +211,6 @@ class Node:
         if parsed is not None and parsed[0] == "s":
             self.hub.resync(parsed[1])
 
-    def spawn(self, coro: Any) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     # background -----------------------------------------------------------------
 
     async def _social_loop(self) -> None:
@@ -235,7 +227,8 @@ class Node:
         """`stats` to each room's creator connected here, at most once a tick, on change."""
         watching = []
         for report in reports:
-            creator = self.creators.get(report.sid)
+            known = self.rooms.facts.get(report.sid)
+            creator = known.session.creator if known else None
             mine = [c for c in self.users.get(creator, {}).values()
                     if c.session == report.sid and not c.joining] if creator else []
             if mine:
@@ -259,12 +252,7 @@ class Node:
         due = await self.store.call("ZRANGEBYSCORE", self.keys.open_deals(), 0, now,
                                     "LIMIT", 0, 100)
         for sid in due:
-            await self.close_deal(as_str(sid))
-
-    async def close_deal(self, sid: str) -> None:
-        deal = await self.sessions.deal(sid)
-        if await self.sessions.close_deal(sid) and deal.get("product"):
-            self.social.stock_changed(deal["product"])
+            await self.sessions.close_deal_if_due(as_str(sid))
 
     async def _fetch_history(self, sid: str, since: int) -> list[tuple[int, bytes]] | None:
         return await self.sessions.history_since(sid, since)
@@ -300,7 +288,6 @@ class Node:
             if room.size == 0:
                 self.broker.unsubscribe(self.keys.channel(room.sid))
                 self.hub.drop_room(room.sid)
-                self.creators.pop(room.sid, None)
                 self.rooms.facts.pop(room.sid, None)
                 self.last_stats.pop(room.sid, None)
                 continue

@@ -8,22 +8,21 @@ from typing import Any
 from server import validate as v
 from server.auth import require_user
 from server.cart.carts import MAX_QTY, Carts
-from server.cart.orders import Orders, Placed, public_order
+from server.cart.orders import Orders, Placed
 from server.client import Client
 from server.commands import Handler
 from server.errors import bad_request
 from server.rooms.ops import RoomFacts
-from server.rooms.sessions import Sessions
 
 IDEM_KEY = v.ID_RE
 
 
 class CartOps:
-    def __init__(self, carts: Carts, orders: Orders, sessions: Sessions,
+    def __init__(self, carts: Carts, orders: Orders,
                  room_facts: Callable[[str], Awaitable[RoomFacts]],
                  on_cart: Callable[[str, dict[str, Any]], Any],
                  on_order: Callable[[Client, Placed], Any]) -> None:
-        self.carts, self.orders, self.sessions = carts, orders, sessions
+        self.carts, self.orders = carts, orders
         self.room_facts = room_facts
         self.on_cart = on_cart
         self.on_order = on_order
@@ -39,10 +38,10 @@ class CartOps:
 
     async def _line_session(self, client: Client, product: str) -> str | None:
         """The session a cart change counts as a touch in: the joined one, if it shows it."""
-        if client.session is None:
+        if client.session is None or client.joining:
             return None
-        session = await self.sessions.find(client.session)
-        return client.session if session is not None and product in session.showcase else None
+        room = await self.room_facts(client.session)
+        return client.session if product in room.showcase else None
 
     async def _change(self, client: Client, args: Mapping[str, Any], op: str) -> Any:
         buyer = require_user(client.identity)
@@ -69,7 +68,7 @@ class CartOps:
         assert key is not None
         placed = await self.orders.checkout(buyer, client.session, key, total)
         await self.on_order(client, placed)
-        return public_order(placed.order)
+        return placed.order
 
     async def buy_now(self, client: Client, args: Mapping[str, Any]) -> Any:
         buyer = require_user(client.identity)
@@ -86,4 +85,4 @@ class CartOps:
                               field="product")
         placed = await self.orders.buy_now(buyer, room.session, product, qty, key, price)
         await self.on_order(client, placed)
-        return public_order(placed.order)
+        return placed.order

@@ -36,11 +36,6 @@ def fingerprint(request: dict[str, Any]) -> str:
     return hashlib.sha256(orjson.dumps(request, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
 
 
-def public_order(order: dict[str, Any]) -> dict[str, Any]:
-    """The order as clients see it (today: exactly as stored)."""
-    return order
-
-
 class Orders:
     def __init__(self, store: Store, keys: Keys, sessions: Sessions, settings: Settings) -> None:
         self.store, self.keys, self.sessions, self.settings = store, keys, sessions, settings
@@ -60,18 +55,15 @@ class Orders:
                 facts[sid] = SessionFacts(sid, creator, kind, status)
         return facts
 
-    async def attribution_for(self, buyer: str, products: list[str], *, joined: str | None,
-                              fresh_touch: str | None = None) -> dict[str, Attribution]:
-        """Each product's attribution; `fresh_touch` is a touch happening now (buy-now)."""
+    async def attribution_for(self, buyer: str, products: list[str], *,
+                              joined: str | None) -> dict[str, Attribution]:
+        """Each product's attribution from the buyer's stored touches."""
         now = int(time.time() * 1000)
         raw = (await self.store.call("HMGET", self.keys.touches(buyer), *products)
                if products else [])
         touches: dict[str, Touch | None] = {}
         for pid, value in zip(products, raw, strict=True):
             touches[pid] = Touch.parse(text(value)) if value is not None else None
-        if fresh_touch is not None:
-            for pid in products:
-                touches[pid] = Touch(fresh_touch, now)
         facts = await self._facts(t.session for t in touches.values() if t is not None)
         window = self.settings.attribution_window_s * 1000
         return {

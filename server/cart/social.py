@@ -57,8 +57,5 @@ class SocialProof:
                         "ends_at": int(deal["ends_at"]), "price": int(deal["price"])})
         for pid in sorted(dirty):
             product = await self.products.find(pid)
-            if product is None:
-                continue
-            event = {"id": pid, "price": product.price, "stock": product.stock}
-            for sid in await self.sessions.sessions_showing(pid):
-                await self.sessions.emit(sid, "product", event)
+            if product is not None:
+                await self.sessions.announce_product(pid, product.price, product.stock)

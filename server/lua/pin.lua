@@ -5,7 +5,8 @@
 -- ARGV[1..4] context (lib/context.lua)   ARGV[5] session id   ARGV[6] 'pin' | 'unpin'
 -- ARGV[7] caller id   ARGV[8] stream_ts_ms or ''   ARGV[9] product id ('' for unpin)
 -- ARGV[10] deal JSON {price, stock, per_buyer_limit, ends_at} or ''   ARGV[11] deal id
--- Returns: {pin JSON or '', seq of the pinned/unpinned event (0: unpin with nothing pinned)}
+-- Returns: {pin JSON or '', seq of the pinned/unpinned event (0: unpin with nothing pinned),
+--          product of the deal this closed or ''}
 --!include lib/context.lua
 --!include lib/keys.lua
 --!include lib/room.lua
@@ -40,15 +41,15 @@ if action == 'pin' then
   end
 end
 
-close_deal(sid)
+local closed = close_deal(sid)
 
 if action == 'unpin' then
-  if s.pin == '' then return {'', 0} end
+  if s.pin == '' then return {'', 0, closed} end
   local old = cjson.decode(s.pin)
   redis.call('HSET', KEYS[1], 'pin', '', 'pin_deal', '')
   redis.call('RPUSH', k_pin_log(sid), '{"op":"unpin","at":' .. int(sts) .. '}')
   return {'', emit_to(sid, 'unpinned', '{"product":' .. cjson.encode(old.product.id) ..
-    ',"stream_ts_ms":' .. int(sts) .. '}')}
+    ',"stream_ts_ms":' .. int(sts) .. '}'), closed}
 end
 
 p = load_hash(k_product(product)) -- re-read: closing a deal may have returned stock
@@ -81,4 +82,4 @@ local ck = k_counters(sid)
 redis.call('HINCRBY', ck, 'pins', 1)
 redis.call('HINCRBY', ck, 'impressions:' .. product, live_viewers(sid))
 local full = string.sub(pin, 1, -2) .. ',"deal":' .. deal_part .. '}'
-return {full, emit_to(sid, 'pinned', full)}
+return {full, emit_to(sid, 'pinned', full), closed}

@@ -3,7 +3,7 @@
 -- KEYS[1] session hash
 -- ARGV[1..4] context (lib/context.lua)   ARGV[5] session id
 -- ARGV[6] 'start' | 'end'   ARGV[7] caller id
--- Returns: {status, seq of the session event}
+-- Returns: {status, seq of the session event, product of the deal this closed or ''}
 --!include lib/context.lua
 --!include lib/keys.lua
 --!include lib/room.lua
@@ -16,11 +16,11 @@ if action == 'start' then
   if s.status == 'live' then return fail('conflict', 'session is already live') end
   if s.status == 'ended' then return fail('conflict', 'session has ended') end
   redis.call('HSET', KEYS[1], 'status', 'live', 'started_at', int(NOW))
-  return {'live', emit_to(sid, 'session', '{"status":"live"}')}
+  return {'live', emit_to(sid, 'session', '{"status":"live"}'), ''}
 end
 if s.status == 'scheduled' then return fail('not_live', 'session has not started') end
 if s.status == 'ended' then return fail('conflict', 'session has already ended') end
-close_deal(sid)
+local closed = close_deal(sid)
 if s.pin ~= '' then
   local pin = cjson.decode(s.pin)
   redis.call('HSET', KEYS[1], 'pin', '', 'pin_deal', '')
@@ -30,4 +30,4 @@ if s.pin ~= '' then
     at .. '}')
 end
 redis.call('HSET', KEYS[1], 'status', 'ended', 'ended_at', int(NOW))
-return {'ended', emit_to(sid, 'session', '{"status":"ended"}')}
+return {'ended', emit_to(sid, 'session', '{"status":"ended"}'), closed}

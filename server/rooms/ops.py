@@ -6,8 +6,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 from server import validate as v
@@ -19,7 +19,7 @@ from server.client import Client
 from server.commands import Handler, Then
 from server.counters.attribution import SessionFacts
 from server.counters.room_counters import RoomCounters, counters_view
-from server.errors import ApiError, bad_request, forbidden, not_found, unavailable
+from server.errors import ApiError, bad_request, not_found, unavailable
 from server.hub import Hub
 from server.rooms.sessions import Session, Sessions, parse_history
 from server.rooms.timeline import Entry, active_at, replay_timeline
@@ -48,10 +48,8 @@ class RoomOps:
         self.broker = broker
         self.subscribe_timeout_s = subscribe_timeout_s
         self._timers: set[asyncio.Task[None]] = set()
-        self.creators: dict[str, str] = {}
         # what this node knows of sessions it serves: kept current by `session` events
         self.facts: dict[str, RoomFacts] = {}
-        self.stock_changed: Callable[[str], None] = lambda product: None
 
     def handlers(self) -> dict[str, Handler]:
         return {
@@ -153,10 +151,7 @@ class RoomOps:
         except BaseException:
             self.hub.remove(client)
             raise
-        self.creators[sid] = session.creator
-        self.facts[sid] = RoomFacts(
-            SessionFacts(session.id, session.creator, session.kind, session.status),
-            frozenset(session.showcase))
+        self.facts[sid] = RoomFacts(session.facts(), frozenset(session.showcase))
         counters = snap["counters"]
 
         def go_live() -> None:
@@ -203,12 +198,11 @@ class RoomOps:
 
     async def click(self, client: Client, args: Mapping[str, Any]) -> Any:
         sid = self._joined(client)
-        require_user(client.identity)
+        buyer = require_user(client.identity)
         product = v.req_ident(args, "product")
-        session = await self.sessions.get(sid)
-        if product not in session.showcase:
+        if product not in (await self.room_facts(sid)).showcase:
             raise not_found("product", product)
-        await self.counters.click(sid, product, require_user(client.identity))
+        await self.counters.click(sid, product, buyer)
         return {"product": product}
 
     async def _own_session(self, client: Client, args: Mapping[str, Any]) -> tuple[str, str]:
@@ -223,13 +217,7 @@ class RoomOps:
         product_id = v.req_ident(args, "product")
         sts = v.integer(args, "stream_ts_ms", lo=0, hi=MAX_STREAM_TS, required=False)
         deal = parse_deal(args["deal"]) if args.get("deal") is not None else None
-        session = await self.sessions.get(sid)
-        if session.creator != caller:
-            raise forbidden("only the session creator can pin")
-        previous = await self.open_deal_product(sid)
-        pin, seq = await self.sessions.pin(sid, caller, product_id, sts, deal)
-        for moved in {previous, product_id if deal else None} - {None}:
-            self.stock_changed(str(moved))
+        pin, seq = await self.sessions.pin(sid, caller, product_id, sts, deal)  # checks rights
         log.info("pinned %s%s", product_id, " with a deal" if deal else "",
                  extra={"session": sid, "user": caller})
         if deal is not None:
@@ -239,9 +227,7 @@ class RoomOps:
     def on_session_event(self, sid: str, status: str) -> None:
         known = self.facts.get(sid)
         if known is not None:
-            s = known.session
-            self.facts[sid] = RoomFacts(SessionFacts(s.id, s.creator, s.kind, status),
-                                        known.showcase)
+            self.facts[sid] = replace(known, session=replace(known.session, status=status))
 
     async def room_facts(self, sid: str) -> RoomFacts:
         """The session's creator/kind/status/showcase: from this node's copy when it serves
@@ -250,12 +236,7 @@ class RoomOps:
         if known is not None and sid in self.hub.rooms:
             return known
         session = await self.sessions.get(sid)
-        return RoomFacts(SessionFacts(session.id, session.creator, session.kind, session.status),
-                         frozenset(session.showcase))
-
-    async def open_deal_product(self, sid: str) -> str | None:
-        deal = await self.sessions.deal(sid)
-        return deal.get("product") if deal.get("status") == "open" else None
+        return RoomFacts(session.facts(), frozenset(session.showcase))
 
     def _close_at(self, sid: str, ends_at_ms: int) -> None:
         """Close the deal on time from this node (every node's tick also sweeps due deals)."""
@@ -271,17 +252,12 @@ class RoomOps:
 
     async def _close_due(self, sid: str) -> None:
         with contextlib.suppress(ApiError):
-            product = await self.open_deal_product(sid)
-            if await self.sessions.close_deal(sid) and product:
-                self.stock_changed(product)
+            await self.sessions.close_deal_if_due(sid)
 
     async def unpin(self, client: Client, args: Mapping[str, Any]) -> Any:
         caller, sid = await self._own_session(client, args)
         sts = v.integer(args, "stream_ts_ms", lo=0, hi=MAX_STREAM_TS, required=False)
-        previous = await self.open_deal_product(sid)
         seq = await self.sessions.unpin(sid, caller, sts)
-        if previous:
-            self.stock_changed(previous)
         return {"pinned": None, "seq": seq or None}
 
     async def start(self, client: Client, args: Mapping[str, Any]) -> Any:
@@ -290,8 +266,4 @@ class RoomOps:
 
     async def end(self, client: Client, args: Mapping[str, Any]) -> Any:
         caller, sid = await self._own_session(client, args)
-        previous = await self.open_deal_product(sid)
-        ended = await self.sessions.set_status(sid, caller, "end")
-        if previous:
-            self.stock_changed(previous)
-        return ended.to_wire()
+        return (await self.sessions.set_status(sid, caller, "end")).to_wire()

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from server import validate as v
+from server.counters.attribution import SessionFacts
 from server.errors import bad_request, not_found
 from server.keys import Keys
 from server.settings import Settings
@@ -62,6 +63,9 @@ class Session:
         pin = orjson.loads(self.pin)
         pin["deal"] = deal_view(deal) if deal and deal.get("id") == self.pin_deal else None
         return pin
+
+    def facts(self) -> SessionFacts:
+        return SessionFacts(self.id, self.creator, self.kind, self.status)
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -112,6 +116,8 @@ class Sessions:
     def __init__(self, store: Store, keys: Keys, settings: Settings) -> None:
         self.store, self.keys, self.settings = store, keys, settings
         self.published = 0  # room events this node's commands published (for /metrics)
+        # told the product whose available stock a deal moved (opened or closed)
+        self.on_stock_moved: Callable[[str], None] = lambda product: None
 
     def context(self) -> tuple[list[str], list[Any]]:
         """The ARGV head every event-emitting script takes (lib/context.lua)."""
@@ -154,42 +160,49 @@ class Sessions:
 
     async def set_status(self, sid: str, caller: str, action: str) -> Session:
         keys, args = self._room(sid)
-        await self.store.run("session_status.lua", keys, [*args, action, caller])
+        _, _, closed = await self.store.run("session_status.lua", keys, [*args, action, caller])
         self.published += 1
+        self._moved(closed)
         return await self.get(sid)
 
     async def pin(self, sid: str, caller: str, product_id: str, stream_ts_ms: int | None,
                   deal: dict[str, int] | None = None) -> tuple[Any, int]:
         keys, args = self._room(sid)
-        pin, seq = await self.store.run(
+        pin, seq, closed = await self.store.run(
             "pin.lua", keys,
             [*args, "pin", caller, "" if stream_ts_ms is None else stream_ts_ms, product_id,
              orjson.dumps(deal) if deal else "", f"deal_{secrets.token_hex(6)}"],
         )
         self.published += 1
+        self._moved(closed)
+        if deal is not None and text(closed) != product_id:
+            self._moved(product_id)
         return orjson.loads(pin), int(seq)
 
     async def unpin(self, sid: str, caller: str, stream_ts_ms: int | None) -> int:
         keys, args = self._room(sid)
-        _, seq = await self.store.run(
+        _, seq, closed = await self.store.run(
             "pin.lua", keys,
             [*args, "unpin", caller, "" if stream_ts_ms is None else stream_ts_ms, "", "", ""],
         )
         self.published += 1 if seq else 0
+        self._moved(closed)
         return int(seq)
 
-    async def set_timeline(self, sid: str, caller: str, entries: list[Any]) -> None:
+    def _moved(self, product: Any) -> None:
+        if product:
+            self.on_stock_moved(text(product))
+
+    async def set_timeline(self, sid: str, entries: list[Any]) -> None:
         await self.store.call("HSET", self.keys.session(sid), "timeline", orjson.dumps(entries))
 
     async def pin_log(self, sid: str) -> list[dict[str, Any]]:
         return [orjson.loads(x) for x in
                 await self.store.call("LRANGE", self.keys.pin_log(sid), 0, -1)]
 
-    async def close_deal(self, sid: str, force: bool = False) -> bool:
+    async def close_deal_if_due(self, sid: str) -> None:
         _, args = self._room(sid)
-        closed = await self.store.run("deal_close.lua", [self.keys.deal(sid)],
-                                      [*args, "force" if force else "due"])
-        return bool(closed)
+        self._moved(await self.store.run("deal_close.lua", [self.keys.deal(sid)], args))
 
     async def deal(self, sid: str) -> dict[str, str]:
         return as_dict(await self.store.call("HGETALL", self.keys.deal(sid)))
@@ -204,6 +217,15 @@ class Sessions:
     async def sessions_showing(self, pid: str) -> list[str]:
         members = await self.store.call("SMEMBERS", self.keys.product_sessions(pid))
         return sorted(text(s) for s in members)
+
+    async def announce_product(self, pid: str, price: int, stock: int, *,
+                               sold_out: bool = False) -> None:
+        """`product {id, price, stock}` (and `sold_out` when asked) to every session
+        showing the product."""
+        for sid in await self.sessions_showing(pid):
+            await self.emit(sid, "product", {"id": pid, "price": price, "stock": stock})
+            if sold_out:
+                await self.emit(sid, "sold_out", {"product": pid})
 
     def history_command(self, sid: str, since: int) -> tuple[str, ...]:
         return ("XRANGE", self.keys.history(sid), f"{since + 1}-0", "+")

@@ -81,11 +81,12 @@ local function deal_json(d)
 end
 
 -- Close session sid's open deal (if any): what is left returns to the product's stock.
--- Emits `deal {status: closed}`. Returns true when a deal was closed.
+-- Emits `deal {status: closed}`. Returns the deal's product id ('' when nothing was open),
+-- so the caller can tell which product's stock moved.
 local function close_deal(sid)
   local dk = k_deal(sid)
   local d = load_hash(dk)
-  if not d or d.status ~= 'open' then return false end
+  if not d or d.status ~= 'open' then return '' end
   local left = tonumber(d.stock_left)
   local pk = k_product(d.product)
   if left > 0 then
@@ -96,5 +97,5 @@ local function close_deal(sid)
   redis.call('ZREM', k_open_deals(), sid)
   emit_to(sid, 'deal', '{"product":' .. cjson.encode(d.product) .. ',"status":"closed","stock_left":' ..
     left .. ',"ends_at":' .. d.ends_at .. ',"price":' .. d.price .. '}')
-  return true
+  return d.product
 end
