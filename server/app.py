@@ -10,14 +10,14 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.routing import BaseRoute, Route
 
 from server import http_api
 from server.errors import ApiError, ErrorCode
 from server.node import Node
 from server.openapi import openapi_document
 from server.settings import Settings
-from server.transport import WebSocketFastPath, websocket_endpoint
+from server.transport import WebSocketFastPath
 
 log = logging.getLogger("livecart.app")
 
@@ -62,7 +62,6 @@ def create_app(settings: Settings, store_url: str) -> WebSocketFastPath:
     routes: list[BaseRoute] = [
         *http_api.ROUTES,
         Route("/openapi.json", _openapi, methods=["GET"]),
-        WebSocketRoute("/ws", websocket_endpoint),
     ]
     if settings.demo:
         from server.demo import demo_routes

@@ -89,11 +89,6 @@ def frame(opcode: int, payload: bytes) -> bytes:
     return struct.pack("!BBQ", first, 127, n) + payload
 
 
-def close_frame(code: int, reason: str = "") -> bytes:
-    body = struct.pack("!H", code) + reason.encode()[:120]
-    return frame(0x8, body)
-
-
 def batch(codec: Codec, encoded_events: list[bytes]) -> bytes:
     """Join already-encoded events into one array document without re-encoding them."""
     if codec is MSGPACK:

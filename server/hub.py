@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, NamedTuple
 
 import orjson
@@ -82,18 +82,31 @@ def fan_out(entries: list[Entry], data: bytes) -> int:
     return len(entries) - skipped
 
 
+def deliver(clients: Iterable[Client], doc: bytes) -> None:
+    """One JSON event to a few clients (a user's connections, a creator), each in its
+    codec, encoded at most once per codec."""
+    json_frame = frame(OP_TEXT, doc)
+    msgpack_frame = b""
+    for client in clients:
+        if client.codec is MSGPACK:
+            if not msgpack_frame:
+                msgpack_frame = frame(OP_BINARY, MSGPACK.encode(orjson.loads(doc)))
+            client.send_frame(msgpack_frame)
+        else:
+            client.send_frame(json_frame)
+
+
 class Room:
     __slots__ = (
         "_entries", "backlog", "clients", "flush_handle", "flush_scheduled", "joining",
-        "last_counters", "last_flush", "last_seq", "likes", "msgpack_clients", "pending",
-        "received_at", "repairing", "sid",
+        "last_counters", "last_flush", "last_seq", "likes", "pending", "received_at",
+        "repairing", "sid",
     )
 
     def __init__(self, sid: str) -> None:
         self.sid = sid
         self.clients: dict[int, Client] = {}
         self.joining: dict[int, Client] = {}
-        self.msgpack_clients = 0
         self.last_seq: int | None = None
         self.pending: list[HeldEvent] = []
         self.flush_scheduled = False
@@ -150,8 +163,6 @@ class Hub:
         self.delivered = 0
         self.observe_fanout: Callable[[float], None] = lambda seconds: None
         self.evictions = 0
-        self.last_fanout_s = 0.0
-        self.on_empty: Callable[[str], None] = lambda sid: None
         self._tasks: set[asyncio.Task[None]] = set()
 
     # membership -------------------------------------------------------------
@@ -195,8 +206,6 @@ class Hub:
             return
         room.clients[client.id] = client
         room.joined(client)
-        if client.codec is MSGPACK:
-            room.msgpack_clients += 1
 
     def remove(self, client: Client) -> None:
         sid = client.session
@@ -209,10 +218,6 @@ class Hub:
         room.joining.pop(client.id, None)
         if room.clients.pop(client.id, None) is not None:
             room.changed()
-            if client.codec is MSGPACK:
-                room.msgpack_clients -= 1
-        if room.size == 0:
-            self.on_empty(room.sid)
 
     def drop_room(self, sid: str) -> None:
         room = self.rooms.get(sid)
@@ -314,8 +319,7 @@ class Hub:
             sent += fan_out(msgpack_entries, frame(OP_BINARY, body))
         self.delivered += len(entries) * sent
         room.last_flush = asyncio.get_running_loop().time()
-        self.last_fanout_s = time.perf_counter() - room.received_at
-        self.observe_fanout(self.last_fanout_s)
+        self.observe_fanout(time.perf_counter() - room.received_at)
 
     def push(self, room: Room, obj: Any) -> None:
         """An unsequenced event (counters) to the room's live viewers, encoded once per codec."""

@@ -18,13 +18,13 @@ from server.cart.orders import Orders, Placed
 from server.cart.products import Products
 from server.cart.social import SocialProof
 from server.client import Client, Sink
-from server.codecs import JSON, MSGPACK, OP_BINARY, OP_TEXT, Codec, frame
+from server.codecs import JSON, Codec
 from server.commands import Dispatcher, Handler
 from server.counters.ledger import Ledger
 from server.counters.reports import live_stats
 from server.counters.room_counters import RoomCounters
 from server.errors import ApiError, CloseCode, ErrorCode
-from server.hub import Hub
+from server.hub import Hub, deliver
 from server.keys import Keys
 from server.metrics import Metrics
 from server.rooms.ops import RoomOps
@@ -194,17 +194,8 @@ class Node:
             self.hub.on_event(ident, data)
             return
         mine = self.users.get(ident)
-        if not mine:
-            return
-        json_frame = frame(OP_TEXT, bytes(data))
-        msgpack_frame = b""
-        for client in list(mine.values()):
-            if client.codec is MSGPACK:
-                if not msgpack_frame:
-                    msgpack_frame = frame(OP_BINARY, MSGPACK.encode(JSON.decode(data)))
-                client.send_frame(msgpack_frame)
-            else:
-                client.send_frame(json_frame)
+        if mine:
+            deliver(list(mine.values()), bytes(data))
 
     def _on_resubscribed(self, channel: str) -> None:
         parsed = self.keys.parse_channel(channel)
@@ -243,8 +234,7 @@ class Node:
             if stats == self.last_stats.get(report.sid):
                 continue
             self.last_stats[report.sid] = stats
-            for client in mine:
-                client.send_obj({"t": "stats", "ts": now, "d": stats})
+            deliver(mine, JSON.encode({"t": "stats", "ts": now, "d": stats}))
 
     async def _close_due_deals(self) -> None:
         """Close every deal past its ends_at, whichever node opened it (idempotent)."""

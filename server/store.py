@@ -12,10 +12,11 @@ turns it into `ApiError`. Connection failures become `unavailable`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -84,19 +85,25 @@ class Store:
             script = self.script(path.name)
             await self.redis.script_load(script.source)
 
-    async def run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        script = self.script(name)
+    @contextlib.contextmanager
+    def _mapped(self) -> Iterator[None]:
+        """Script failures become their ApiError; a store that cannot be reached, `unavailable`."""
         try:
-            try:
-                return await self.redis.evalsha(script.sha, len(keys), *keys, *args)
-            except NoScriptError:
-                await self.redis.script_load(script.source)
-                return await self.redis.evalsha(script.sha, len(keys), *keys, *args)
+            yield
         except ResponseError as exc:
             raise translate(exc) from exc
         except StoreDown as exc:
             self.errors += 1
             raise unavailable() from exc
+
+    async def run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        script = self.script(name)
+        with self._mapped():
+            try:
+                return await self.redis.evalsha(script.sha, len(keys), *keys, *args)
+            except NoScriptError:
+                await self.redis.script_load(script.source)
+                return await self.redis.evalsha(script.sha, len(keys), *keys, *args)
 
     async def run_pipelined(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """Like `run`, but calls made in the same loop tick share one pipeline (one round
@@ -155,49 +162,22 @@ class Store:
 
     async def run_many(self, name: str,
                        calls: Sequence[tuple[Sequence[str], Sequence[Any]]]) -> list[Any]:
-        """The same script for several key sets, pipelined in one round trip."""
-        if not calls:
-            return []
-        script = self.script(name)
-        for attempt in (1, 2):
-            pipe = self.redis.pipeline(transaction=False)
-            for keys, args in calls:
-                pipe.evalsha(script.sha, len(keys), *keys, *args)
-            try:
-                return list(await pipe.execute())
-            except NoScriptError:
-                if attempt == 2:
-                    raise
-                await self.redis.script_load(script.source)
-            except ResponseError as exc:
-                raise translate(exc) from exc
-            except StoreDown as exc:
-                self.errors += 1
-                raise unavailable() from exc
-        return []
+        """The same script for several key sets, in the loop tick's shared pipeline."""
+        return list(await asyncio.gather(
+            *(self.run_pipelined(name, keys, args) for keys, args in calls)))
 
     async def call(self, *args: Any) -> Any:
         """One plain command with the same error mapping as `run`."""
-        try:
+        with self._mapped():
             return await self.redis.execute_command(*args)  # type: ignore[no-untyped-call]
-        except ResponseError as exc:
-            raise translate(exc) from exc
-        except StoreDown as exc:
-            self.errors += 1
-            raise unavailable() from exc
 
     async def batch(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
         """Several plain commands in one round trip (not a transaction)."""
         pipe = self.redis.pipeline(transaction=False)
         for command in commands:
             pipe.execute_command(*command)
-        try:
+        with self._mapped():
             return list(await pipe.execute())
-        except ResponseError as exc:
-            raise translate(exc) from exc
-        except StoreDown as exc:
-            self.errors += 1
-            raise unavailable() from exc
 
     async def ping(self) -> bool:
         try:

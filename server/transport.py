@@ -42,10 +42,6 @@ class WebSocketFastPath:
             await self.app(scope, receive, send)
 
 
-async def websocket_endpoint(websocket: WebSocket) -> None:
-    await serve_socket(websocket, websocket.app.state.node)
-
-
 async def serve_socket(websocket: WebSocket, node: Node) -> None:
     wire = websocket.scope.get("extensions", {}).get(WIRE_EXTENSION)
     if not isinstance(wire, Wire) or node.draining:

@@ -33,7 +33,6 @@ from server.codecs import (
     DecodeError,
     batch,
     choose,
-    close_frame,
     frame,
 )
 from server.errors import ApiError, CloseCode, ErrorCode
@@ -80,15 +79,6 @@ def test_concatenated_frames_parse_in_order() -> None:
     payloads = [b"", b"x" * 200, b"y" * 70000, b"z"]
     frames = parse_frames(b"".join(frame(OP_TEXT, p) for p in payloads))
     assert [bytes(f.data) for f in frames] == payloads
-
-
-def test_close_frame_carries_code_and_reason() -> None:
-    [parsed] = parse_frames(close_frame(4008, "slow consumer"))
-    assert parsed.opcode == Opcode.CLOSE
-    assert int.from_bytes(parsed.data[:2], "big") == 4008
-    assert bytes(parsed.data[2:]) == b"slow consumer"
-    [long] = parse_frames(close_frame(1001, "x" * 500))
-    assert len(long.data) <= 125  # control frames are limited to 125 bytes
 
 
 def test_close_codes_are_the_documented_ones() -> None:

@@ -8,8 +8,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from server import validate as v
 from server.errors import ApiError, ErrorCode, bad_request, forbidden, not_found
 from server.keys import Keys
@@ -36,9 +34,6 @@ class Product:
             "currency": self.currency, "stock": self.stock,
             "commission_bps": self.commission_bps, "image_url": self.image_url,
         }
-
-    def to_json(self) -> bytes:
-        return orjson.dumps(self.to_wire())
 
     @classmethod
     def from_hash(cls, h: Mapping[str, str]) -> Product:
@@ -126,16 +121,23 @@ class Products:
             raise not_found("product", pid)
         return found
 
-    async def get_many(self, ids: list[str]) -> dict[str, Product]:
-        if not ids:
-            return {}
-        rows = await self.store.batch([("HGETALL", self.keys.product(pid)) for pid in ids])
+    def read_commands(self, ids: list[str]) -> list[tuple[str, str]]:
+        """The commands that read these products (to share a pipeline); see `parse_rows`."""
+        return [("HGETALL", self.keys.product(pid)) for pid in ids]
+
+    @staticmethod
+    def parse_rows(rows: list[Any]) -> dict[str, Product]:
         found = {}
         for row in rows:
             h = as_dict(row)
             if h:
                 found[h["id"]] = Product.from_hash(h)
         return found
+
+    async def get_many(self, ids: list[str]) -> dict[str, Product]:
+        if not ids:
+            return {}
+        return self.parse_rows(await self.store.batch(self.read_commands(ids)))
 
     async def patch(self, caller: str, role: str, pid: str,
                     patch: ProductPatch) -> tuple[Product, bool]:

@@ -14,7 +14,7 @@ from server import validate as v
 from server.auth import require_user
 from server.broker import Broker
 from server.cart.deals import parse_deal
-from server.cart.products import Product, Products
+from server.cart.products import Products
 from server.client import Client
 from server.commands import Handler, Then
 from server.counters.attribution import SessionFacts
@@ -101,13 +101,8 @@ class RoomOps:
         # second round trip: the showcase, and this viewer in the unique-viewer count
         # (only now that the session is known to exist)
         product_rows = await self.sessions.store.batch(
-            [("HGETALL", self.products.keys.product(p)) for p in session.showcase]
-            + [("PFADD", k.uniques(sid), viewer)])
-        products = {}
-        for row in product_rows[:-1]:
-            found = as_dict(row)
-            if found:
-                products[found["id"]] = Product.from_hash(found)
+            [*self.products.read_commands(session.showcase), ("PFADD", k.uniques(sid), viewer)])
+        products = self.products.parse_rows(product_rows[:-1])
         return session, {
             "session": session.id, "status": session.status, "kind": session.kind,
             "title": session.title, "creator": session.creator,
