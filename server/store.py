@@ -37,9 +37,15 @@ StoreDown = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 PIPELINE_MAX = 256
 
 
-def load_source(name: str) -> str:
+def load_source(name: str, included: frozenset[str] = frozenset()) -> str:
+    """A script's text with its `--!include` lines replaced (recursively, each file once)."""
     text = (LUA_DIR / name).read_text()
-    return _INCLUDE.sub(lambda m: (LUA_DIR / m.group(1)).read_text(), text)
+
+    def include(match: re.Match[str]) -> str:
+        lib = match.group(1)
+        return "" if lib in included else load_source(lib, included | {lib, name})
+
+    return _INCLUDE.sub(include, text)
 
 
 class Script:

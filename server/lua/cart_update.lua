@@ -7,8 +7,7 @@
 --        out_of_stock (more than the stock)
 local PREFIX = ARGV[1]
 --!include lib/keys.lua
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+--!include lib/util.lua
 local buyer, op, product, qty, session = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6]
 
 if op == 'remove' then
@@ -17,28 +16,26 @@ if op == 'remove' then
 end
 local stock = redis.call('HGET', k_product(product), 'stock')
 if not stock then
-  return redis.error_reply('LC not_found {"message":"product does not exist","product":' ..
-    cjson.encode(product) .. '}')
+  return fail('not_found', {message = 'product does not exist', product = product})
 end
 local new = qty
 local cur = redis.call('HGET', KEYS[1], product)
 local old = cur and tonumber(cjson.decode(cur).qty) or 0
 if op == 'add' then new = new + old end
 if new > tonumber(ARGV[7]) then
-  return redis.error_reply('LC bad_request {"message":"at most ' .. ARGV[7] ..
-    ' of one product per cart","field":"qty"}')
+  return fail('bad_request', {message = 'at most ' .. ARGV[7] .. ' of one product per cart',
+    field = 'qty'})
 end
 if tonumber(stock) == 0 then
-  return redis.error_reply('LC sold_out {"message":"sold out","product":' ..
-    cjson.encode(product) .. '}')
+  return fail('sold_out', {message = 'sold out', product = product})
 end
 if new > tonumber(stock) then
-  return redis.error_reply('LC out_of_stock {"message":"not enough stock","product":' ..
-    cjson.encode(product) .. ',"available":' .. stock .. '}')
+  return fail('out_of_stock', {message = 'not enough stock', product = product,
+    available = tonumber(stock)})
 end
-redis.call('HSET', KEYS[1], product, cjson.encode({qty = new, session = session, at = now}))
+redis.call('HSET', KEYS[1], product, cjson.encode({qty = new, session = session, at = NOW}))
 if session ~= '' then
-  redis.call('HSET', k_touches(buyer), product, session .. '|' .. string.format('%d', now))
+  redis.call('HSET', k_touches(buyer), product, session .. '|' .. int(NOW))
   if new > old then -- an add to the funnel only when the quantity grows
     local ck = k_counters(session)
     redis.call('HINCRBY', ck, 'adds', 1)

@@ -20,14 +20,13 @@
 --!include lib/room.lua
 
 local req = cjson.decode(ARGV[5])
-local function failj(code, t) return fail(code, cjson.encode(t)) end
 
 -- 1. idempotency --------------------------------------------------------------
 local seen = redis.call('GET', KEYS[1])
 if seen then
   local hash, oid = string.match(seen, '^([^|]*)|(.*)$')
   if hash ~= req.req_hash then
-    return failj('conflict', {message = 'idempotency key reused with a different request'})
+    return fail('conflict', {message = 'idempotency key reused with a different request'})
   end
   return {'replayed', redis.call('HGET', k_order(oid), 'json')}
 end
@@ -37,7 +36,7 @@ local lines = {}
 local cart_sessions = {}
 if req.op == 'checkout' then
   local flat = redis.call('HGETALL', k_cart(req.buyer))
-  if #flat == 0 then return failj('bad_request', {message = 'the cart is empty'}) end
+  if #flat == 0 then return fail('bad_request', {message = 'the cart is empty'}) end
   for i = 1, #flat, 2 do
     local line = cjson.decode(flat[i + 1])
     table.insert(lines, {product = flat[i], qty = tonumber(line.qty)})
@@ -55,18 +54,18 @@ local room = req.room or ''
 local room_session = nil
 if req.op == 'buy_now' then
   room_session = load_hash(k_session(room))
-  if not room_session then return failj('not_found', {message = 'session does not exist'}) end
+  if not room_session then return fail('not_found', {message = 'session does not exist'}) end
   if room_session.status == 'scheduled' then
-    return failj('not_live', {message = 'session has not started'})
+    return fail('not_live', {message = 'session has not started'})
   end
 end
 local total = 0
 for _, l in ipairs(lines) do
   local a = req.attribution[l.product]
-  if not a then return failj('conflict', {message = 'the cart changed; retry', product = l.product}) end
+  if not a then return fail('conflict', {message = 'the cart changed; retry', product = l.product}) end
   l.attr = a
   local p = load_hash(k_product(l.product))
-  if not p then return failj('not_found', {message = 'product does not exist', product = l.product}) end
+  if not p then return fail('not_found', {message = 'product does not exist', product = l.product}) end
   l.p = p
   l.list_price = tonumber(p.price)
   if req.op == 'external' then
@@ -74,7 +73,7 @@ for _, l in ipairs(lines) do
   elseif req.op == 'checkout' then
     l.unit = l.list_price
     if tonumber(p.stock) < l.qty then
-      return failj('out_of_stock', {message = 'not enough stock for ' .. l.product,
+      return fail('out_of_stock', {message = 'not enough stock for ' .. l.product,
         product = l.product, available = tonumber(p.stock)})
     end
   else
@@ -88,30 +87,30 @@ for _, l in ipairs(lines) do
       l.deal = d
       l.unit = tonumber(d.price)
       if l.seen ~= nil and l.seen ~= cjson.null and tonumber(l.seen) ~= l.unit then
-        return failj('conflict', {message = 'the price changed', price = l.unit})
+        return fail('conflict', {message = 'the price changed', price = l.unit})
       end
       local left = tonumber(d.stock_left)
-      if left == 0 then return failj('sold_out', {message = 'the deal is sold out', product = l.product}) end
+      if left == 0 then return fail('sold_out', {message = 'the deal is sold out', product = l.product}) end
       if left < l.qty then
-        return failj('out_of_stock', {message = 'not enough deal stock', product = l.product, available = left})
+        return fail('out_of_stock', {message = 'not enough deal stock', product = l.product, available = left})
       end
       local bought = tonumber(redis.call('HGET', k_deal_buyers(room, d.id), req.buyer) or '0')
       if bought + l.qty > tonumber(d.per_buyer_limit) then
-        return failj('limit_exceeded', {message = 'over the per-buyer limit of this deal',
+        return fail('limit_exceeded', {message = 'over the per-buyer limit of this deal',
           limit = tonumber(d.per_buyer_limit), bought = bought})
       end
     else
       l.unit = l.list_price
       if l.seen ~= nil and l.seen ~= cjson.null and tonumber(l.seen) ~= l.unit then
         if d and d.product == l.product and tonumber(d.price) == tonumber(l.seen) then
-          return failj('deal_ended', {message = 'the deal has ended', price = l.unit})
+          return fail('deal_ended', {message = 'the deal has ended', price = l.unit})
         end
-        return failj('conflict', {message = 'the price changed', price = l.unit})
+        return fail('conflict', {message = 'the price changed', price = l.unit})
       end
       local stock = tonumber(l.p.stock)
-      if stock == 0 then return failj('sold_out', {message = 'sold out', product = l.product}) end
+      if stock == 0 then return fail('sold_out', {message = 'sold out', product = l.product}) end
       if stock < l.qty then
-        return failj('out_of_stock', {message = 'not enough stock', product = l.product, available = stock})
+        return fail('out_of_stock', {message = 'not enough stock', product = l.product, available = stock})
       end
     end
   end
@@ -119,7 +118,7 @@ for _, l in ipairs(lines) do
   total = total + l.amount
 end
 if req.total ~= nil and req.total ~= cjson.null and tonumber(req.total) ~= total then
-  return failj('conflict', {message = 'the total changed', total = total})
+  return fail('conflict', {message = 'the total changed', total = total})
 end
 
 -- 4. writes ----------------------------------------------------------------------

@@ -12,9 +12,8 @@
 --!include lib/keys.lua
 --!include lib/room.lua
 
-local function failj(code, t) return fail(code, cjson.encode(t)) end
 local raw = redis.call('HGET', KEYS[1], 'json')
-if not raw then return failj('not_found', {message = 'order does not exist'}) end
+if not raw then return fail('not_found', {message = 'order does not exist'}) end
 local done = redis.call('HGET', KEYS[2], 'r:' .. ARGV[5])
 if done then return {'replayed', done} end
 local order = cjson.decode(raw)
@@ -35,23 +34,23 @@ if ARGV[6] == '' then
     if line.seller == ARGV[7] then owns = true end
   end
   if not owns then
-    return failj('forbidden', {message = 'only the sellers of an order\'s lines (or an admin) can refund it'})
+    return fail('forbidden', {message = 'only the sellers of an order\'s lines (or an admin) can refund it'})
   end
   for i, line in ipairs(order.lines) do
     if (admin or line.seller == ARGV[7]) and remaining(i) > 0 then
       table.insert(wanted, {i = i, qty = remaining(i)})
     end
   end
-  if #wanted == 0 then return failj('conflict', {message = 'nothing left to refund'}) end
+  if #wanted == 0 then return fail('conflict', {message = 'nothing left to refund'}) end
 else
   for _, req in ipairs(cjson.decode(ARGV[6])) do
     local i = index[req.product]
-    if not i then return failj('bad_request', {message = 'product is not in this order', product = req.product}) end
+    if not i then return fail('bad_request', {message = 'product is not in this order', product = req.product}) end
     if not admin and order.lines[i].seller ~= ARGV[7] then
-      return failj('forbidden', {message = 'only the seller of a line (or an admin) can refund it'})
+      return fail('forbidden', {message = 'only the seller of a line (or an admin) can refund it'})
     end
     if req.qty > remaining(i) then
-      return failj('conflict', {message = 'more than remains unrefunded', product = req.product,
+      return fail('conflict', {message = 'more than remains unrefunded', product = req.product,
         refundable = remaining(i)})
     end
     table.insert(wanted, {i = i, qty = req.qty})

@@ -3,11 +3,10 @@
 -- ARGV[1] node id   ARGV[2] local viewer count   ARGV[3] presence ttl (ms)
 -- ARGV[4] likes to add since the last tick
 -- Returns: {viewers, likes, orders, units, peak} summed over live nodes
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+--!include lib/util.lua
 local count = tonumber(ARGV[2])
 if count > 0 then
-  redis.call('HSET', KEYS[1], ARGV[1], count .. ':' .. (now + tonumber(ARGV[3])))
+  redis.call('HSET', KEYS[1], ARGV[1], count .. ':' .. int(NOW + tonumber(ARGV[3])))
 else
   redis.call('HDEL', KEYS[1], ARGV[1])
 end
@@ -15,7 +14,7 @@ local viewers = 0
 local flat = redis.call('HGETALL', KEYS[1])
 for i = 1, #flat, 2 do
   local n, exp = string.match(flat[i + 1], '^(%d+):(%d+)$')
-  if n and tonumber(exp) > now then
+  if n and tonumber(exp) > NOW then
     viewers = viewers + tonumber(n)
   else
     redis.call('HDEL', KEYS[1], flat[i])

@@ -2,9 +2,8 @@
 -- KEYS[1] touches hash of the buyer (product -> "<session>|<ms>")   KEYS[2] session counters
 -- ARGV[1] product   ARGV[2] session id
 -- Returns: the touch time (ms)
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. '|' .. string.format('%d', now))
+--!include lib/util.lua
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. '|' .. int(NOW))
 redis.call('HINCRBY', KEYS[2], 'clicks', 1)
 redis.call('HINCRBY', KEYS[2], 'clicks:' .. ARGV[1], 1)
-return now
+return NOW

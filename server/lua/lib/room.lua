@@ -1,35 +1,10 @@
--- Shared helpers, pasted into scripts by `--!include lib/room.lua` (after lib/keys.lua).
+-- Room helpers, pasted into scripts by `--!include lib/room.lua` (after lib/keys.lua).
 -- The including script defines, before the includes:
 --   PREFIX (key prefix), HMAX (history max events), HAGE (history max age, ms),
 --   FRESH_EPOCH (an epoch id used only if a session has none or lost its history).
 -- A domain failure is an error reply "LC <code> <message>".
 
-local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-local NOW = now_ms()
-
-local function fail(code, message)
-  return redis.error_reply('LC ' .. code .. ' ' .. message)
-end
-
-local function int(n) return string.format('%d', n) end
-
--- floor(a * b / d) for non-negative integers, exact while a, b * d and (a / d) * b stay
--- below 2^53 (doubles are exact there; a * b alone may not be).
-local function muldiv(a, b, d)
-  local r = a % d
-  return ((a - r) / d) * b + (r * b - (r * b) % d) / d
-end
-
-local function load_hash(key)
-  local flat = redis.call('HGETALL', key)
-  if #flat == 0 then return nil end
-  local h = {}
-  for i = 1, #flat, 2 do h[flat[i]] = flat[i + 1] end
-  return h
-end
+--!include lib/util.lua
 
 -- Append one room event (type t, data d as JSON text) to session sid's history and publish it.
 -- Returns its seq: gap-free per session because only this function increments it.
