@@ -29,12 +29,28 @@ def _banner(message: str) -> None:
     print(message, flush=True)
 
 
+def uvicorn_config(app: Any, settings: Settings, **overrides: Any) -> Any:
+    """How a node runs under uvicorn: livecart's Wire protocol, no compression, the frame
+    limit, the drain deadline. `overrides` are uvicorn.Config arguments (tests: port 0)."""
+    import uvicorn
+
+    from server.wire import Wire
+
+    options: dict[str, Any] = {
+        "host": settings.host, "port": settings.port, "ws": Wire,
+        "ws_max_size": settings.max_frame_bytes, "ws_per_message_deflate": False,
+        "lifespan": "on", "log_level": settings.log_level, "access_log": False,
+        "log_config": None, "timeout_graceful_shutdown": int(max(1, settings.drain_timeout_s)),
+    }
+    options.update(overrides)
+    return uvicorn.Config(app, **options)
+
+
 def serve(settings: Settings) -> int:
     import uvicorn
 
     from server.app import create_app
     from server.embedded import EmbeddedError, EmbeddedValkey
-    from server.wire import Wire
 
     try:
         settings.signing_secret  # noqa: B018 - fail fast without a secret
@@ -82,14 +98,8 @@ def serve(settings: Settings) -> int:
                 await asyncio.to_thread(embedded.stop)
 
     app = create_app(settings, url)
-    config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, ws=Wire, ws_max_size=settings.max_frame_bytes,
-        ws_per_message_deflate=False, lifespan="on", log_level=settings.log_level,
-        timeout_graceful_shutdown=int(max(1, settings.drain_timeout_s)), access_log=False,
-        log_config=None,
-    )
     try:
-        server = Server(config)
+        server = Server(uvicorn_config(app, settings))
         server.run()
         return 0 if server.started else 1
     finally:

@@ -17,8 +17,8 @@ import websockets
 
 from server.app import create_app
 from server.auth import issue_token
+from server.cli import uvicorn_config
 from server.settings import Settings
-from server.wire import Wire
 
 SECRET = "test-secret-0123456789abcdef-0123456789"
 _prefixes = itertools.count(1)
@@ -34,12 +34,9 @@ class ServerThread:
     def __init__(self, settings: Settings, store_url: str) -> None:
         self.settings = settings
         self.app = create_app(settings, store_url)
-        config = uvicorn.Config(
-            self.app, host="127.0.0.1", port=0, ws=Wire, ws_max_size=settings.max_frame_bytes,
-            ws_per_message_deflate=False, lifespan="on", log_level="warning",
-            timeout_graceful_shutdown=2,
-        )
-        self.server = uvicorn.Server(config)
+        self.server = uvicorn.Server(uvicorn_config(
+            self.app, settings, host="127.0.0.1", port=0, log_level="warning",
+            timeout_graceful_shutdown=2))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.port = 0
 

@@ -9,10 +9,9 @@ tick. Rooms receive `counters` at most once per tick, and only when a number cha
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from server.keys import Keys
-from server.store import Store, as_dict
+from server.store import Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +66,3 @@ class RoomCounters:
         """A click is a touch: it can win the attribution of a later purchase."""
         await self.store.run("touch.lua", [self.keys.touches(buyer), self.keys.counters(sid)],
                              [product, sid])
-
-    async def read(self, sid: str) -> dict[str, Any]:
-        return as_dict(await self.store.call("HGETALL", self.keys.counters(sid)))
