@@ -142,7 +142,7 @@ class RoomOps:
                 snap["recovered"] = recovered
                 if not recovered:
                     replay = []
-            await self._caught_up(sid, session.seq)
+            await self.hub.caught_up(sid, session.seq, self.subscribe_timeout_s)
         except BaseException:
             self.hub.remove(client)
             raise
@@ -159,17 +159,6 @@ class RoomOps:
                                  "d": dict(zip(COUNTER_KEYS, latest, strict=True))})
 
         return Then(snap, go_live)
-
-    async def _caught_up(self, sid: str, seq: int) -> None:
-        """Wait (briefly) until this node has received every event up to the snapshot's seq,
-        so none published before the snapshot can reach the joiner after it goes live."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.subscribe_timeout_s
-        while loop.time() < deadline:
-            room = self.hub.rooms.get(sid)
-            if room is None or room.last_seq is None or room.last_seq >= seq:
-                return
-            await asyncio.sleep(0.002)
 
     async def leave(self, client: Client, args: Mapping[str, Any]) -> Any:
         left = client.session
