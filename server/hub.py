@@ -164,6 +164,8 @@ class Hub:
         self.delivered = 0
         self.observe_fanout: Callable[[float], None] = lambda seconds: None
         self.evictions = 0
+        # told (session, status) for every `session` event of a room served here
+        self.on_status: Callable[[str, str], None] = lambda sid, status: None
         self._tasks: set[asyncio.Task[None]] = set()
 
     # membership -------------------------------------------------------------
@@ -250,6 +252,8 @@ class Hub:
             return
         self.received += 1
         obj = orjson.loads(data)
+        if obj["t"] == "session":
+            self.on_status(sid, obj["d"]["status"])
         seq = int(obj["seq"])
         entry: HeldEvent = (seq, bytes(data), obj)
         if room.repairing:

@@ -57,6 +57,7 @@ class Node:
         self.rooms = RoomOps(self.sessions, self.products, self.counters, self.hub, self.broker,
                              subscribe_timeout_s=settings.store_timeout_s)
         self.sessions.on_stock_moved = self.social.stock_changed
+        self.hub.on_status = self.rooms.on_session_event  # keeps the node's session facts
         self.cart_ops = CartOps(self.carts, self.orders, self.rooms.room_facts,
                                 self.publish_private, self._placed)
         self.clients: dict[int, Client] = {}
@@ -189,8 +190,6 @@ class Node:
             return
         kind, ident = parsed
         if kind == "s":
-            if data.startswith(b'{"t":"session"'):  # keep this node's copy of the status
-                self.rooms.on_session_event(ident, JSON.decode(data)["d"]["status"])
             self.hub.on_event(ident, data)
             return
         mine = self.users.get(ident)
