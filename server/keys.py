@@ -1,14 +1,36 @@
 """Every Valkey key and channel name, in one place.
 
-Each key carries one hash tag: `{s:<session>}` for everything about a session,
-`{p:<product>}` for a product, `{u:<user>}` for a buyer or creator. Redis Cluster
-would place all of a session's keys in one slot, so each room script stays
-single-slot (see docs/architecture.md for the cross-slot purchase sketch).
+Each key carries exactly one hash tag, and every script call passes only keys of one tag,
+so each script runs in one hash slot (on a Redis/Valkey Cluster: on one shard):
+
+- `{s:<session>}`  a session: state, history, room channel, counters, presence, effects
+- `{p:<product>}`  a product: stock, its deals (per session), its per-session rates,
+                   reservations held by orders in flight
+- `{u:<user>}`     a buyer or creator: cart, touches, orders, ledger, private channel
+- `{o:<bucket>}`   an order bucket (the first hex digit of the order id): orders, refunds,
+                   the bucket's saga index (orders whose cross-slot steps are not done) and
+                   the bucket's orders stream for downstream consumers
+Two index keys live in slots of their own and are only ever written outside scripts:
+the session index and the open-deals index (see docs/architecture.md).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+# Orders are spread over this many buckets (each its own hash tag, so its own slot): one
+# saga index and one orders stream per bucket. Fixed for a deployment: an order's bucket
+# is part of where it is stored.
+ORDER_BUCKETS = 16
+
+
+ORDER_ID_RE = re.compile(r"^ord_[0-9a-f]{20}\Z")
+
+
+def order_bucket(oid: str) -> int:
+    """The bucket of an order id `ord_<20 hex digits>`: its first hex digit."""
+    return int(oid[4], 16) % ORDER_BUCKETS
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,11 +59,13 @@ class Keys:
     def pin_log(self, sid: str) -> str:
         return f"{self.prefix}:{{s:{sid}}}:pins"
 
-    def deal(self, sid: str) -> str:
-        return f"{self.prefix}:{{s:{sid}}}:deal"
+    def session_applied(self, sid: str) -> str:
+        """Set of order/refund effects already applied to this session's counters."""
+        return f"{self.prefix}:{{s:{sid}}}:applied"
 
-    def rates(self, sid: str) -> str:
-        return f"{self.prefix}:{{s:{sid}}}:rates"
+    def room(self, sid: str) -> list[str]:
+        """The KEYS head of every script that emits room events (lib/room.lua)."""
+        return [self.session(sid), self.history(sid), self.channel(sid)]
 
     def session_index(self) -> str:
         return f"{self.prefix}:sessions"
@@ -61,15 +85,29 @@ class Keys:
     def product_sessions(self, pid: str) -> str:
         return f"{self.prefix}:{{p:{pid}}}:sessions"
 
+    def deals(self, pid: str) -> str:
+        """Hash: `<session>` -> that session's deal on this product (JSON, open or last);
+        `<deal id>:<buyer>` -> units that buyer holds in that deal."""
+        return f"{self.prefix}:{{p:{pid}}}:deals"
+
+    def rates(self, pid: str) -> str:
+        """Hash: session id -> live-exclusive commission rate (bps) of this product."""
+        return f"{self.prefix}:{{p:{pid}}}:rates"
+
+    def reservations(self, pid: str) -> str:
+        """Hash: `<order id>#<attempt>` -> the units an order holds, took or released."""
+        return f"{self.prefix}:{{p:{pid}}}:res"
+
+    def product_applied(self, pid: str) -> str:
+        """Set of refunds whose stock already returned to this product."""
+        return f"{self.prefix}:{{p:{pid}}}:applied"
+
     # users (buyers, creators, sellers)
     def cart(self, uid: str) -> str:
         return f"{self.prefix}:{{u:{uid}}}:cart"
 
     def touches(self, uid: str) -> str:
         return f"{self.prefix}:{{u:{uid}}}:touches"
-
-    def idempotency(self, uid: str, key: str) -> str:
-        return f"{self.prefix}:{{u:{uid}}}:idem:{key}"
 
     def user_orders(self, uid: str) -> str:
         return f"{self.prefix}:{{u:{uid}}}:orders"
@@ -80,19 +118,33 @@ class Keys:
     def balance(self, uid: str) -> str:
         return f"{self.prefix}:{{u:{uid}}}:balance"
 
+    def user_applied(self, uid: str) -> str:
+        """Set of order/refund effects already applied to this user (buyer or creator)."""
+        return f"{self.prefix}:{{u:{uid}}}:applied"
+
     def user_channel(self, uid: str) -> str:
         return f"{self.prefix}:{{u:{uid}}}:private"
 
     # orders
     def order(self, oid: str) -> str:
-        return f"{self.prefix}:{{o:{oid}}}:order"
+        return f"{self.prefix}:{{o:{order_bucket(oid)}}}:order:{oid}"
 
     def refunds(self, oid: str) -> str:
-        return f"{self.prefix}:{{o:{oid}}}:refunds"
+        return f"{self.prefix}:{{o:{order_bucket(oid)}}}:refunds:{oid}"
 
-    def orders_stream(self) -> str:
-        return f"{self.prefix}:orders"
+    def saga(self, bucket: int) -> str:
+        """Sorted set: `o:<order id>` / `r:<order id>:<refund id>` -> when a node should
+        next drive that order's (or refund's) remaining cross-slot steps (epoch ms)."""
+        return f"{self.prefix}:{{o:{bucket}}}:saga"
+
+    def orders_stream(self, bucket: int) -> str:
+        return f"{self.prefix}:{{o:{bucket}}}:orders"
+
+    def orders_streams(self) -> list[str]:
+        """Every bucket's orders stream: a consumer reads them all (docs/architecture.md)."""
+        return [self.orders_stream(b) for b in range(ORDER_BUCKETS)]
 
     def open_deals(self) -> str:
-        """Sorted set: session id -> its open deal's ends_at (any node closes due deals)."""
+        """Sorted set: `<session>|<product>|<deal id>` -> ends_at (ms): written before a
+        deal opens, removed once it is closed and announced; any node sweeps due ones."""
         return f"{self.prefix}:deals:open"

@@ -14,8 +14,9 @@ from server.auth import Identity, verify_token
 from server.broker import Broker
 from server.cart.carts import Carts
 from server.cart.ops import CartOps
-from server.cart.orders import Orders, Placed
+from server.cart.orders import Orders
 from server.cart.products import Products
+from server.cart.saga import Placed, Saga, Timing
 from server.cart.social import SocialProof
 from server.client import Client, Sink
 from server.codecs import JSON, Codec
@@ -29,6 +30,7 @@ from server.keys import Keys
 from server.metrics import Metrics
 from server.rooms.ops import RoomOps
 from server.rooms.sessions import Sessions
+from server.scripts import Scripts
 from server.settings import Settings
 from server.store import Store, as_dict
 from server.store import text as as_str
@@ -41,19 +43,27 @@ class Node:
         self.settings = settings
         self.secret = settings.signing_secret
         self.keys = Keys(settings.key_prefix)
-        self.store = Store(store_url, timeout_s=settings.store_timeout_s)
-        self.products = Products(self.store, self.keys, settings.currency)
-        self.sessions = Sessions(self.store, self.keys, settings)
-        self.counters = RoomCounters(self.store, self.keys, settings.node_id,
+        self.store = Store(store_url, timeout_s=settings.store_timeout_s,
+                           cluster=settings.redis_cluster)
+        self.scripts = Scripts(self.store, self.keys, settings.history_max_events,
+                               settings.history_max_age_s * 1000)
+        self.saga = Saga(self.store, self.keys, self.scripts,
+                         Timing(settings.saga_takeover_ms, settings.saga_redo_ms))
+        self.products = Products(self.store, self.keys, self.scripts, settings.currency)
+        self.sessions = Sessions(self.store, self.keys, self.scripts, self.products)
+        self.counters = RoomCounters(self.store, self.keys, self.scripts, settings.node_id,
                                      settings.presence_ttl_s)
-        self.carts = Carts(self.store, self.keys, self.products)
-        self.orders = Orders(self.store, self.keys, self.sessions, settings)
+        self.carts = Carts(self.store, self.keys, self.scripts, self.products)
+        self.orders = Orders(self.store, self.keys, self.saga, settings)
         self.social = SocialProof(self.sessions, self.products)
-        self.ledger = Ledger(self.store, self.keys, self.sessions, settings)
+        self.ledger = Ledger(self.store, self.keys, self.saga, settings)
+        self.products.on_deal_closed = self.sessions.announce_closed
+        self.saga.on_deal_closed = self._deal_closed_lazily
+        self._background: set[asyncio.Task[None]] = set()
         self.last_stats: dict[str, dict[str, int]] = {}
         self.hub = Hub(self._fetch_history)
         self.hub.coalesce_s = settings.coalesce_ms / 1000
-        self.broker = Broker(self.store.redis, self._on_message, self._on_resubscribed)
+        self.broker = Broker(self.store, self._on_message, self._on_resubscribed)
         self.rooms = RoomOps(self.sessions, self.products, self.counters, self.hub, self.broker,
                              subscribe_timeout_s=settings.store_timeout_s)
         self.sessions.on_stock_moved = self.social.stock_changed
@@ -75,6 +85,7 @@ class Node:
         self.draining = False
 
     async def start(self) -> None:
+        await self.store.open()
         await self.store.load_all()
         await self.broker.start()
         self._ticker = asyncio.create_task(self._tick_loop(), name="counters-tick")
@@ -169,7 +180,13 @@ class Node:
 
     async def publish_private(self, uid: str, data: Any, event: str = "cart") -> None:
         doc = {"t": event, "ts": int(time.time() * 1000), "d": data}
-        await self.store.call("PUBLISH", self.keys.user_channel(uid), JSON.encode(doc))
+        await self.store.call("SPUBLISH", self.keys.user_channel(uid), JSON.encode(doc))
+
+    def _deal_closed_lazily(self, sid: str, deal: bytes) -> None:
+        """A purchase closed a deal at its ends_at (in the product's slot): announce it."""
+        task = asyncio.ensure_future(self.sessions.announce_closed(sid, deal))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _placed(self, client: Client, placed: Placed) -> None:
         """After a new order (its private events went out from purchase.lua): stock notices
@@ -240,8 +257,8 @@ class Node:
         now = int(time.time() * 1000)
         due = await self.store.call("ZRANGEBYSCORE", self.keys.open_deals(), 0, now,
                                     "LIMIT", 0, 100)
-        for sid in due:
-            await self.sessions.close_deal_if_due(as_str(sid))
+        for member in due:
+            await self.sessions.close_due(as_str(member))
 
     async def _fetch_history(self, sid: str, since: int) -> list[tuple[int, bytes]] | None:
         return await self.sessions.history_since(sid, since)
@@ -259,6 +276,7 @@ class Node:
 
     async def tick(self) -> None:
         await self._close_due_deals()
+        await self.saga.sweep()
         rooms = list(self.hub.rooms.values())
         if not rooms:
             return

@@ -21,6 +21,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     redis_url: str | None = None
+    redis_cluster: bool | None = None  # None: ask the server (`INFO cluster`)
     data_dir: Path = Path(".livecart")
     ephemeral: bool = False
     fsync: str = "everysec"
@@ -45,7 +46,8 @@ class Settings:
     store_timeout_s: float = 2.0
     drain_timeout_s: float = 10.0
     token_ttl_s: int = 24 * 3600
-    idempotency_ttl_s: int = 48 * 3600
+    saga_takeover_ms: int = 5000  # a purchase attempt pending this long is undone by a sweep
+    saga_redo_ms: int = 2000  # a committed order's effects not done by then are redone
     attribution_window_s: int = 14 * 24 * 3600
     log_level: str = "info"
     log_format: str = "json"
@@ -66,8 +68,19 @@ class Settings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
-_ENV: dict[str, tuple[str, type]] = {
+def flag(raw: str) -> bool:
+    """A boolean environment value: 1/true/yes/on or 0/false/no/off."""
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)
+
+
+_ENV: dict[str, tuple[str, Any]] = {
     "LIVECART_REDIS_URL": ("redis_url", str),
+    "LIVECART_REDIS_CLUSTER": ("redis_cluster", flag),
     "LIVECART_DATA_DIR": ("data_dir", Path),
     "LIVECART_FSYNC": ("fsync", str),
     "LIVECART_SECRET": ("secret", str),
@@ -90,6 +103,8 @@ _ENV: dict[str, tuple[str, type]] = {
     "LIVECART_DRAIN_TIMEOUT_S": ("drain_timeout_s", float),
     "LIVECART_TOKEN_TTL_S": ("token_ttl_s", int),
     "LIVECART_ATTRIBUTION_WINDOW_S": ("attribution_window_s", int),
+    "LIVECART_SAGA_TAKEOVER_MS": ("saga_takeover_ms", int),
+    "LIVECART_SAGA_REDO_MS": ("saga_redo_ms", int),
     "LIVECART_LOG_LEVEL": ("log_level", str),
     "LIVECART_LOG_FORMAT": ("log_format", str),
 }
@@ -129,7 +144,7 @@ def validate(settings: Settings) -> None:
     if not settings.key_prefix or any(c in settings.key_prefix for c in "{} "):
         raise SettingsError("LIVECART_KEY_PREFIX must be non-empty without braces or spaces")
     for name in ("max_frame_bytes", "rate_burst", "abuse_errors", "send_buffer_bytes",
-                 "history_max_events", "history_max_age_s"):
+                 "history_max_events", "history_max_age_s", "saga_takeover_ms", "saga_redo_ms"):
         if getattr(settings, name) <= 0:
             raise SettingsError(f"{name} must be positive")
     for name in ("rate_per_s", "abuse_window_s", "counters_interval_s", "social_interval_s",

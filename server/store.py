@@ -1,5 +1,8 @@
-"""The Valkey/Redis connection and the Lua script registry.
+"""The Valkey/Redis connection (one server or a Redis/Valkey Cluster) and the Lua scripts.
 
+On a cluster (`LIVECART_REDIS_CLUSTER=1`, or detected from `INFO cluster`) the client is
+redis-py's `RedisCluster`: each command and each script call goes to the shard owning its
+keys' slot, which is why every script call passes keys of one hash tag only (keys.py).
 Scripts live in `server/lua/*.lua`, each with a `-- KEYS[n]` / `-- ARGV[n]` header. A
 line `--!include lib/name.lua` pastes a shared library file in place (at load time, so
 each script is still one atomic EVALSHA). Scripts are loaded once and run by SHA; a
@@ -22,8 +25,15 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import (
+    ClusterDownError,
+    NoScriptError,
+    ResponseError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from server.errors import ApiError, ErrorCode, unavailable
@@ -33,7 +43,10 @@ log = logging.getLogger("livecart.store")
 LUA_DIR = Path(__file__).parent / "lua"
 _INCLUDE = re.compile(r"^--!include (\S+)\s*$", re.MULTILINE)
 
-StoreDown = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+# What "the store is unreachable" looks like: a connection or timeout error, or a cluster
+# whose slot has no reachable master right now.
+StoreDown = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError,
+             ClusterDownError, TryAgainError, SlotNotCoveredError)
 PIPELINE_MAX = 256
 
 
@@ -60,24 +73,60 @@ class Script:
 class Store:
     """Commands, scripts and error mapping over one redis-py asyncio client."""
 
-    def __init__(self, url: str, timeout_s: float = 2.0) -> None:
+    def __init__(self, url: str, timeout_s: float = 2.0, cluster: bool | None = False) -> None:
+        """`cluster`: True for a Redis/Valkey Cluster, False for one server, None to ask
+        the server (`INFO cluster`) in `open()`."""
         self.url = url
-        # A blocking pool: a burst of commands waits (up to the timeout) for one of a
-        # bounded set of connections instead of failing or opening thousands.
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url,
-            max_connections=128,
-            timeout=max(5.0, 5 * timeout_s),  # waiting for a free connection is not an outage
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            health_check_interval=0,
-            decode_responses=False,
-        )
-        self.redis: aioredis.Redis = aioredis.Redis(connection_pool=pool)
+        self.timeout_s = timeout_s
+        self.cluster = bool(cluster)
+        self._detect = cluster is None
+        self.redis: aioredis.Redis = self._standalone() if not cluster else self._cluster()
         self._scripts: dict[str, Script] = {}
         self.errors = 0
         self._queued: list[tuple[Script, Sequence[str], Sequence[Any], asyncio.Future[Any]]] = []
         self._flushing: set[asyncio.Task[None]] = set()
+
+    def _standalone(self) -> aioredis.Redis:
+        # A blocking pool: a burst of commands waits (up to the timeout) for one of a
+        # bounded set of connections instead of failing or opening thousands.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            self.url,
+            max_connections=128,
+            timeout=max(5.0, 5 * self.timeout_s),  # waiting for a connection is not an outage
+            socket_timeout=self.timeout_s,
+            socket_connect_timeout=self.timeout_s,
+            health_check_interval=0,
+            decode_responses=False,
+        )
+        return aioredis.Redis(connection_pool=pool)
+
+    def _cluster(self) -> aioredis.Redis:
+        client = RedisCluster.from_url(
+            self.url, socket_timeout=self.timeout_s, socket_connect_timeout=self.timeout_s,
+            max_connections=128, decode_responses=False)
+        return client  # type: ignore[return-value]  # the same command API
+
+    async def open(self) -> None:
+        """Connect; with `cluster=None`, switch to the cluster client if the server is a
+        cluster node."""
+        if self._detect and not self.url.startswith("unix://"):
+            self._detect = False
+            with self._mapped():
+                info = await self.redis.info("cluster")
+            if int(info.get("cluster_enabled", 0)):
+                await self.redis.aclose()
+                self.cluster = True
+                self.redis = self._cluster()
+        if self.cluster:
+            with self._mapped():
+                await self.redis.initialize()
+
+    def primaries(self) -> list[tuple[str, int]]:
+        """(host, port) of every master (one entry for a single server)."""
+        if not self.cluster:
+            return []
+        client: Any = self.redis
+        return [(n.host, n.port) for n in client.get_primaries()]
 
     def script(self, name: str) -> Script:
         found = self._scripts.get(name)
@@ -86,7 +135,8 @@ class Store:
         return found
 
     async def load_all(self) -> None:
-        """Load every script in LUA_DIR (SCRIPT LOAD is idempotent, so nodes may race)."""
+        """Load every script in LUA_DIR (SCRIPT LOAD is idempotent, so nodes may race; on
+        a cluster redis-py sends it to every master)."""
         for path in sorted(LUA_DIR.glob("*.lua")):
             script = self.script(path.name)
             await self.redis.script_load(script.source)
@@ -96,20 +146,22 @@ class Store:
         """Script failures become their ApiError; a store that cannot be reached, `unavailable`."""
         try:
             yield
-        except ResponseError as exc:
-            raise translate(exc) from exc
-        except StoreDown as exc:
+        except StoreDown as exc:  # before ResponseError: CLUSTERDOWN is a ResponseError too
             self.errors += 1
             raise unavailable() from exc
+        except ResponseError as exc:
+            raise translate(exc) from exc
 
     async def run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         script = self.script(name)
         with self._mapped():
             try:
-                return await self.redis.evalsha(script.sha, len(keys), *keys, *args)
+                return await self.redis.execute_command(  # type: ignore[no-untyped-call]
+                    "EVALSHA", script.sha, len(keys), *keys, *args)
             except NoScriptError:
                 await self.redis.script_load(script.source)
-                return await self.redis.evalsha(script.sha, len(keys), *keys, *args)
+                return await self.redis.execute_command(  # type: ignore[no-untyped-call]
+                    "EVALSHA", script.sha, len(keys), *keys, *args)
 
     async def run_pipelined(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """Like `run`, but calls made in the same loop tick share one pipeline (one round
@@ -137,7 +189,7 @@ class Store:
     ) -> None:
         pipe = self.redis.pipeline(transaction=False)
         for script, keys, args, _ in chunk:
-            pipe.evalsha(script.sha, len(keys), *keys, *args)
+            pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
         try:
             results = await pipe.execute(raise_on_error=False)
         except StoreDown:
@@ -159,6 +211,9 @@ class Store:
                     fut.set_result(await self.run(script.name, keys, args))
                 except BaseException as exc:
                     fut.set_exception(exc)
+            elif isinstance(result, StoreDown):
+                self.errors += 1
+                fut.set_exception(unavailable())
             elif isinstance(result, ResponseError):
                 fut.set_exception(translate(result))
             elif isinstance(result, Exception):

@@ -17,16 +17,13 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from server.cart.carts import Carts
-from server.cart.orders import Orders
-from server.cart.products import NewProduct, Products
+from server.cart.products import NewProduct
 from server.counters.attribution import SessionFacts
 from server.counters.commission import commission, effective_rate
-from server.counters.ledger import Ledger
 from server.errors import ApiError
-from server.keys import Keys
-from server.rooms.sessions import NewSession, Sessions
-from server.store import Store, as_dict, text
+from server.node import Node
+from server.rooms.sessions import NewSession
+from server.store import as_dict, text
 from tests.conftest import make_settings
 
 SELLERS = ("s0", "s1")
@@ -53,19 +50,17 @@ catalogue = st.lists(st.tuples(st.integers(1, 50_000), st.integers(0, 12),
 class World:
     def __init__(self, url: str) -> None:
         self.settings = make_settings()
-        self.keys = Keys(self.settings.key_prefix)
-        self.store = Store(url)
-        self.products = Products(self.store, self.keys, "USD")
-        self.sessions = Sessions(self.store, self.keys, self.settings)
-        self.orders = Orders(self.store, self.keys, self.sessions, self.settings)
-        self.carts = Carts(self.store, self.keys, self.products)
-        self.ledger = Ledger(self.store, self.keys, self.sessions, self.settings)
+        node = Node(self.settings, url)  # the node's own services, without serving
+        self.keys, self.store = node.keys, node.store
+        self.products, self.sessions, self.orders = node.products, node.sessions, node.orders
+        self.carts, self.ledger, self.counters = node.carts, node.ledger, node.counters
         self.sids: list[str] = []
         self.pids = [f"p{i}" for i in range(4)]
         self.seller_of: dict[str, str] = {}
         self.placed: list[dict[str, Any]] = []
 
     async def setup(self, cat: list[tuple[int, int, int]]) -> None:
+        await self.store.open()
         await self.store.load_all()
         for i, (price, stock, bps) in enumerate(cat):
             seller = SELLERS[i % 2]
@@ -75,7 +70,7 @@ class World:
             s, _ = await self.sessions.create(creator, NewSession("live", f"S{i}", self.pids))
             await self.sessions.set_status(s.id, creator, "start")
             self.sids.append(s.id)
-        await self.store.call("HSET", self.keys.rates(self.sids[0]), "p1", 9000)
+        await self.store.call("HSET", self.keys.rates("p1"), self.sids[0], 9000)
         p0 = await self.products.get("p0")
         if p0.stock >= 2 and p0.price > 1:
             await self.sessions.pin(self.sids[0], "c0", "p0", None, {
@@ -92,9 +87,7 @@ class World:
                 placed = await self.orders.buy_now(BUYERS[b], facts, f"p{p}", q, f"buy{k}", None)
             elif kind == "click":
                 _, b, s, p = o
-                await self.store.run("touch.lua", [self.keys.touches(BUYERS[b]),
-                                                   self.keys.counters(self.sids[s])],
-                                     [f"p{p}", self.sids[s]])
+                await self.counters.click(self.sids[s], f"p{p}", BUYERS[b])
                 return
             elif kind == "cart":
                 _, b, s, p, q = o
@@ -125,10 +118,11 @@ class World:
 
     async def check(self) -> None:
         k = self.keys
-        stream = await self.store.call("XRANGE", k.orders_stream(), "-", "+")
+        entries = [e for key in k.orders_streams()
+                   for e in await self.store.call("XRANGE", key, "-", "+")]
         orders: dict[str, dict[str, Any]] = {}
         refunds = []
-        for _, fields in stream:
+        for _, fields in entries:
             f = {text(a): b for a, b in fields.items()}
             doc = orjson.loads(f["json"])
             if text(f["type"]) == "order":
@@ -143,7 +137,9 @@ class World:
         com: dict[str, int] = defaultdict(int)
         units: dict[str, int] = defaultdict(int)
         norders: dict[str, set[str]] = defaultdict(set)
-        rates = {sid: as_dict(await self.store.call("HGETALL", k.rates(sid)))
+        by_product = {pid: as_dict(await self.store.call("HGETALL", k.rates(pid)))
+                      for pid in self.pids}
+        rates = {sid: {pid: r[sid] for pid, r in by_product.items() if sid in r}
                  for sid in self.sids}
         products = {pid: as_dict(await self.store.call("HGETALL", k.product(pid)))
                     for pid in self.pids}
@@ -190,6 +186,7 @@ class World:
             assert int(p["sold"]) == sold[pid], "units in orders differ from units sold"
             stock, held = int(p["stock"]), int(p.get("held", 0))
             assert stock >= 0 and held >= 0
+            assert int(p.get("reserved", 0)) == 0, "a reservation outlived its order"
             assert stock + held == int(p["initial_stock"]) + int(p["restocked"]) - int(
                 p["sold"]) + int(p["refunded"]), f"stock conservation broken for {pid}"
         for oid in orders:

@@ -1,39 +1,44 @@
-"""lua/lib/keys.lua and server/keys.py must name every key the same way."""
+"""Every script is slot-local: it names every key it touches in KEYS, builds none itself."""
 
 from __future__ import annotations
 
-import asyncio
+import re
 
-from server.keys import Keys
-from server.store import Store, load_source, text
-
-PAIRS = {  # Lua function -> (Python method, argument)
-    "k_session": ("session", "S1"), "k_history": ("history", "S1"),
-    "k_channel": ("channel", "S1"), "k_counters": ("counters", "S1"),
-    "k_presence": ("presence", "S1"), "k_pin_log": ("pin_log", "S1"),
-    "k_deal": ("deal", "S1"), "k_rates": ("rates", "S1"), "k_product": ("product", "P1"),
-    "k_cart": ("cart", "U1"), "k_touches": ("touches", "U1"),
-    "k_user_orders": ("user_orders", "U1"), "k_ledger": ("ledger", "U1"),
-    "k_balance": ("balance", "U1"), "k_user_channel": ("user_channel", "U1"),
-    "k_order": ("order", "O1"), "k_refunds": ("refunds", "O1"),
-}
+from server.store import LUA_DIR, load_source
 
 
-def test_lua_and_python_key_names_agree(valkey_url: str) -> None:
-    keys = Keys("pfx")
-    names = list(PAIRS)
-    calls = ", ".join(f"{fn}('{PAIRS[fn][1]}')" for fn in names)
-    script = "local PREFIX = ARGV[1]\n" + load_source("lib/keys.lua") + \
-        f"\nreturn {{{calls}, k_idem('U1', 'k'), k_orders_stream(), k_open_deals()}}"
+def test_every_script_declares_its_keys_and_builds_none() -> None:
+    scripts = sorted(LUA_DIR.glob("*.lua"))
+    assert len(scripts) >= 15
+    for path in scripts:
+        header = path.read_text()
+        assert re.search(r"^-- KEYS\[1", header, re.MULTILINE), f"{path.name}: no KEYS header"
+        source = load_source(path.name)
+        # a key built inside Lua would spell one of our hash tags or the prefix
+        assert not re.search(r"\{[spuo]:", source), f"{path.name} builds a key"
+        assert "PREFIX" not in source, f"{path.name} builds a key from a prefix"
+        # events are published on shard channels (declared in KEYS), never globally
+        assert "'PUBLISH'" not in source, f"{path.name} uses non-sharded PUBLISH"
 
-    async def run() -> list[str]:
-        store = Store(valkey_url)
-        try:
-            return [text(x) for x in await store.redis.eval(script, 0, "pfx")]
-        finally:
-            await store.close()
 
-    got = asyncio.run(run())
-    expected = [getattr(keys, PAIRS[fn][0])(PAIRS[fn][1]) for fn in names]
-    expected += [keys.idempotency("U1", "k"), keys.orders_stream(), keys.open_deals()]
-    assert got == expected
+def test_keys_of_one_call_share_one_hash_tag() -> None:
+    from server.keys import Keys, order_bucket
+
+    k = Keys("lc")
+
+    def tag(key: str) -> str:
+        return key[key.index("{"):key.index("}") + 1]
+
+    oid = "ord_" + "a" * 20
+    groups = [
+        [*k.room("s1"), k.pin_log("s1"), k.counters("s1"), k.presence("s1"),
+         k.session_applied("s1")],
+        [k.product("p1"), k.deals("p1"), k.rates("p1"), k.reservations("p1"),
+         k.product_applied("p1"), k.product_sessions("p1")],
+        [k.user_applied("u1"), k.user_orders("u1"), k.cart("u1"), k.touches("u1"),
+         k.user_channel("u1"), k.ledger("u1"), k.balance("u1")],
+        [k.order(oid), k.refunds(oid), k.saga(order_bucket(oid)),
+         k.orders_stream(order_bucket(oid))],
+    ]
+    for group in groups:
+        assert len({tag(key) for key in group}) == 1, group

@@ -13,14 +13,15 @@ import orjson
 
 from server.cart.products import Products
 from server.keys import Keys
+from server.scripts import Scripts
 from server.store import Store, as_dict
 
 MAX_QTY = 99
 
 
 class Carts:
-    def __init__(self, store: Store, keys: Keys, products: Products) -> None:
-        self.store, self.keys, self.products = store, keys, products
+    def __init__(self, store: Store, keys: Keys, scripts: Scripts, products: Products) -> None:
+        self.store, self.keys, self.scripts, self.products = store, keys, scripts, products
 
     async def view(self, flat: Any) -> dict[str, Any]:
         """`{lines: [{product, qty, unit_price, session, title, image_url}], total}`."""
@@ -47,8 +48,14 @@ class Carts:
 
     async def update(self, buyer: str, op: str, product: str, qty: int,
                      session: str | None) -> dict[str, Any]:
-        flat = await self.store.run(
-            "cart_update.lua", [self.keys.cart(buyer)],
-            [self.keys.prefix, buyer, op, product, qty, session or "", MAX_QTY],
-        )
+        stock = None
+        if op != "remove":
+            raw = await self.store.call("HGET", self.keys.product(product), "stock")
+            stock = int(raw) if raw is not None else None
+        flat, grew = await self.scripts.update_cart(
+            buyer, op, product, qty, session or "", MAX_QTY, stock)
+        if grew and session:  # an add to the session's funnel: the quantity grew
+            await self.store.batch([
+                ("HINCRBY", self.keys.counters(session), "adds", 1),
+                ("HINCRBY", self.keys.counters(session), f"adds:{product}", 1)])
         return await self.view(flat)

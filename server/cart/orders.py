@@ -1,44 +1,49 @@
 """Orders: buy-now from the stream, cart checkout, and external (webhook) orders.
 
 Python decides each line's attribution (pure rules in counters/attribution.py, from the
-buyer's touches and the sessions' state); one Lua script (purchase.lua) then does every
-money change at once: idempotency, price/stock/deal checks, stock, the order, session
-counters, ledger credits, the cart, `sold_out` events and the `orders` stream entry.
+buyer's touches and the sessions' state) and writes the plan; `cart/saga.py` places it in
+single-slot Lua steps (reserve per product, commit in the order's bucket, then the
+effects), each idempotent by the order id. The order id is derived from the buyer and
+the idempotency key, so a retry — even after a node or shard crash — finds the same order.
 """
 
 from __future__ import annotations
 
 import hashlib
-import secrets
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from server import validate as v
+from server.cart.saga import Placed, Saga
 from server.counters.attribution import Attribution, SessionFacts, Touch, attribute
 from server.errors import ApiError, ErrorCode, bad_request, forbidden, not_found
-from server.keys import Keys
-from server.rooms.sessions import Sessions
+from server.keys import ORDER_ID_RE, Keys
 from server.settings import Settings
 from server.store import Store, as_dict, text
 
-
-@dataclass(frozen=True, slots=True)
-class Placed:
-    order: dict[str, Any]
-    new: bool  # False when an idempotent retry returned the original order
+__all__ = ["Orders", "Placed", "check_external_lines", "fingerprint", "order_id"]
 
 
 def fingerprint(request: dict[str, Any]) -> str:
     return hashlib.sha256(orjson.dumps(request, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
 
 
+def order_id(owner: str, key: str) -> str:
+    """The order a (buyer, idempotency key) — or (seller, `ext:` external id) — names."""
+    return "ord_" + hashlib.sha256(f"{owner}\0{key}".encode()).hexdigest()[:20]
+
+
+def _line(product: str, qty: int, seen: int | None, a: Attribution) -> dict[str, Any]:
+    return {"product": product, "qty": qty, "seen": seen, "session": a.session,
+            "attribution": a.kind, "creator": a.creator}
+
+
 class Orders:
-    def __init__(self, store: Store, keys: Keys, sessions: Sessions, settings: Settings) -> None:
-        self.store, self.keys, self.sessions, self.settings = store, keys, sessions, settings
+    def __init__(self, store: Store, keys: Keys, saga: Saga, settings: Settings) -> None:
+        self.store, self.keys, self.saga, self.settings = store, keys, saga, settings
 
     # attribution inputs ---------------------------------------------------------
 
@@ -55,15 +60,11 @@ class Orders:
                 facts[sid] = SessionFacts(sid, creator, kind, status)
         return facts
 
-    async def attribution_for(self, buyer: str, products: list[str], *,
-                              joined: str | None) -> dict[str, Attribution]:
-        """Each product's attribution from the buyer's stored touches."""
+    async def _attribute(self, buyer: str, raw_touches: dict[str, Any], *,
+                         joined: str | None) -> dict[str, Attribution]:
         now = int(time.time() * 1000)
-        raw = (await self.store.call("HMGET", self.keys.touches(buyer), *products)
-               if products else [])
-        touches: dict[str, Touch | None] = {}
-        for pid, value in zip(products, raw, strict=True):
-            touches[pid] = Touch.parse(text(value)) if value is not None else None
+        touches = {pid: Touch.parse(text(value)) if value is not None else None
+                   for pid, value in raw_touches.items()}
         facts = await self._facts(t.session for t in touches.values() if t is not None)
         window = self.settings.attribution_window_s * 1000
         return {
@@ -72,61 +73,79 @@ class Orders:
             for pid, t in touches.items()
         }
 
+    async def attribution_for(self, buyer: str, products: list[str], *,
+                              joined: str | None) -> dict[str, Attribution]:
+        """Each product's attribution from the buyer's stored touches."""
+        raw = (await self.store.call("HMGET", self.keys.touches(buyer), *products)
+               if products else [])
+        return await self._attribute(buyer, dict(zip(products, raw, strict=True)),
+                                     joined=joined)
+
     # placing orders ---------------------------------------------------------------
 
-    async def _place(self, idem_key: str, request: dict[str, Any]) -> Placed:
-        request = {
-            **request, "order_id": f"ord_{secrets.token_hex(8)}",
-            "currency": self.settings.currency, "idem_ttl_s": self.settings.idempotency_ttl_s,
-        }
-        _, args = self.sessions.context()
-        status, order_json = await self.store.run_pipelined(
-            "purchase.lua", [idem_key], [*args, orjson.dumps(request)])
-        return Placed(orjson.loads(order_json), text(status) == "new")
+    def _plan(self, op: str, buyer: str, lines: list[dict[str, Any]],
+              **extra: Any) -> dict[str, Any]:
+        return {"op": op, "buyer": buyer, "currency": self.settings.currency,
+                "lines": lines, **extra}
 
     async def buy_now(self, buyer: str, room: SessionFacts, product: str, qty: int, key: str,
                       price: int | None) -> Placed:
         """Buy from the stream: the buy itself is the last touch, so the attribution needs
-        no store read (one round trip in all: purchase.lua)."""
+        no store read."""
+        if room.status == "scheduled":
+            raise ApiError(ErrorCode.NOT_LIVE, "session has not started")
         now = int(time.time() * 1000)
-        attribution = {product: attribute(
-            buyer, Touch(room.id, now), room, now_ms=now,
-            window_ms=self.settings.attribution_window_s * 1000, joined=room.id)}
+        a = attribute(buyer, Touch(room.id, now), room, now_ms=now,
+                      window_ms=self.settings.attribution_window_s * 1000, joined=room.id)
         fp = fingerprint({"op": "buy_now", "product": product, "qty": qty, "price": price})
-        return await self._place(self.keys.idempotency(buyer, key), {
-            "op": "buy_now", "buyer": buyer, "room": room.id, "req_hash": fp, "total": None,
-            "lines": [{"product": product, "qty": qty, "price": price}],
-            "attribution": {p: a.to_wire() for p, a in attribution.items()}, "touch": product,
-        })
+        return await self.saga.place(order_id(buyer, key), fp, self._plan(
+            "buy_now", buyer, [_line(product, qty, price, a)], room=room.id, total=None,
+            touch=[product, f"{room.id}|{now}"], sold_out_rooms={product: room.id}))
 
     async def checkout(self, buyer: str, room: str | None, key: str, total: int | None) -> Placed:
-        cart = as_dict(await self.store.call("HGETALL", self.keys.cart(buyer)))
+        cart_row, touches_row = await self.store.batch([
+            ("HGETALL", self.keys.cart(buyer)), ("HGETALL", self.keys.touches(buyer))])
+        cart = as_dict(cart_row)
         fp = fingerprint({"op": "checkout", "total": total})
-        attribution = await self.attribution_for(buyer, sorted(cart), joined=room)
-        return await self._place(self.keys.idempotency(buyer, key), {
-            "op": "checkout", "buyer": buyer, "room": "", "req_hash": fp, "total": total,
-            "lines": None, "attribution": {p: a.to_wire() for p, a in attribution.items()},
-            "touch": None,
-        })
+        oid = order_id(buyer, key)
+        if not cart:  # a retry after the order emptied the cart finds the order
+            row = await self.store.call("HMGET", self.keys.order(oid), "status", "req_hash",
+                                        "json")
+            if row[0] is not None and text(row[0]) == "committed":
+                if text(row[1]) != fp:
+                    raise ApiError(ErrorCode.CONFLICT,
+                                   "idempotency key reused with a different request")
+                return Placed(orjson.loads(row[2]), False)
+            raise bad_request("the cart is empty")
+        touches = as_dict(touches_row)
+        attribution = await self._attribute(
+            buyer, {pid: touches.get(pid) for pid in sorted(cart)}, joined=room)
+        lines, rooms = [], {}
+        for pid in sorted(cart):
+            line = orjson.loads(cart[pid])
+            lines.append(_line(pid, int(line["qty"]), None, attribution[pid]))
+            rooms[pid] = line.get("session") or ""
+        return await self.saga.place(oid, fp, self._plan(
+            "checkout", buyer, lines, room="", total=total, cart=cart, sold_out_rooms=rooms))
 
     async def external(self, seller: str, external_id: str, buyer: str,
                        lines: list[dict[str, int | str]]) -> Placed:
         fp = fingerprint({"op": "external", "buyer": buyer, "lines": lines})
         products = sorted({str(line["product"]) for line in lines})
         attribution = await self.attribution_for(buyer, products, joined=None)
-        return await self._place(self.keys.idempotency(seller, f"ext:{external_id}"), {
-            "op": "external", "buyer": buyer, "room": "", "req_hash": fp, "total": None,
-            "external_id": external_id,
-            "lines": [{"product": line["product"], "qty": line["qty"], "price": line["unit_price"]}
-                      for line in lines],
-            "attribution": {p: a.to_wire() for p, a in attribution.items()}, "touch": None,
-        })
+        return await self.saga.place(order_id(seller, f"ext:{external_id}"), fp, self._plan(
+            "external", buyer,
+            [_line(str(line["product"]), int(line["qty"]), int(line["unit_price"]),
+                   attribution[str(line["product"])]) for line in lines],
+            room="", total=None, external_id=external_id))
 
     # reading ------------------------------------------------------------------------
 
     async def find(self, oid: str) -> tuple[dict[str, Any], list[str]] | None:
+        if not ORDER_ID_RE.match(oid):
+            return None
         row = as_dict(await self.store.call("HGETALL", self.keys.order(oid)))
-        if not row:
+        if row.get("status") != "committed":
             return None
         return orjson.loads(row["json"]), list(orjson.loads(row.get("sellers", "[]")))
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from server import validate as v
 from server.errors import ApiError, ErrorCode, bad_request, forbidden, not_found
 from server.keys import Keys
+from server.scripts import Scripts
 from server.store import Store, as_dict
 
 MAX_PRICE = 100_000_000  # minor units
@@ -89,16 +92,15 @@ def parse_patch(body: Any) -> ProductPatch:
 
 
 class Products:
-    def __init__(self, store: Store, keys: Keys, currency: str) -> None:
-        self.store, self.keys, self.currency = store, keys, currency
+    def __init__(self, store: Store, keys: Keys, scripts: Scripts, currency: str) -> None:
+        self.store, self.keys, self.scripts, self.currency = store, keys, scripts, currency
+        # told (session, deal JSON) for each deal a price cut closed
+        self.on_deal_closed: Callable[[str, bytes], Awaitable[None]] | None = None
 
     async def _create(self, seller: str, new: NewProduct) -> bool:
-        created = await self.store.run(
-            "product_create.lua", [self.keys.product(new.id)],
+        return await self.scripts.create_product(
             [new.id, seller, new.title, new.price, self.currency, new.stock,
-             new.commission_bps, new.image_url, int(time.time() * 1000)],
-        )
-        return bool(created)
+             new.commission_bps, new.image_url, int(time.time() * 1000)], new.id)
 
     async def create(self, seller: str, new: NewProduct) -> Product:
         if not await self._create(seller, new):
@@ -145,13 +147,10 @@ class Products:
         current = await self.get(pid)
         if role != "admin" and current.seller != caller:
             raise forbidden("only the product's seller can change it")
-        changed, _, _ = await self.store.run(
-            "product_patch.lua", [self.keys.product(pid)],
-            [_opt(patch.price), _opt(patch.stock), _opt(patch.commission_bps)],
-        )
-        return await self.get(pid), bool(changed)
-
-
-def _opt(value: int | None) -> str:
-    return "" if value is None else str(value)
+        changed, _, _, closed = await self.scripts.patch_product(
+            pid, patch.price, patch.stock, patch.commission_bps)
+        for deal in closed:  # a deal is never dearer than the list price
+            if self.on_deal_closed is not None:
+                await self.on_deal_closed(orjson.loads(deal)["session"], deal)
+        return await self.get(pid), changed
 

@@ -8,18 +8,18 @@ from typing import Any
 
 import orjson
 
-from server.errors import ApiError, ErrorCode, bad_request, forbidden
-from server.keys import Keys
-from server.rooms.sessions import Sessions
+from server.cart.saga import Saga
+from server.errors import ApiError, ErrorCode, bad_request, forbidden, not_found
+from server.keys import ORDER_ID_RE, Keys
 from server.settings import Settings
-from server.store import Store, as_dict, text
+from server.store import Store, text
 
 LEDGER_FIELDS = ("order", "product", "session", "qty", "amount", "kind", "status", "at")
 
 
 class Ledger:
-    def __init__(self, store: Store, keys: Keys, sessions: Sessions, settings: Settings) -> None:
-        self.store, self.keys, self.sessions, self.settings = store, keys, sessions, settings
+    def __init__(self, store: Store, keys: Keys, saga: Saga, settings: Settings) -> None:
+        self.store, self.keys, self.saga, self.settings = store, keys, saga, settings
 
     async def read(self, creator: str) -> dict[str, Any]:
         entries, balance = await self.store.batch([
@@ -43,13 +43,10 @@ class Ledger:
 
     async def refund(self, oid: str, refund_id: str, lines: list[dict[str, Any]] | None,
                      caller: str, admin: bool) -> tuple[dict[str, Any], bool]:
-        _, args = self.sessions.context()
-        status, result = await self.store.run(
-            "refund.lua", [self.keys.order(oid), self.keys.refunds(oid)],
-            [*args, refund_id, orjson.dumps(lines) if lines is not None else "", caller,
-             "1" if admin else "0"],
-        )
-        return orjson.loads(result), text(status) == "new"
+        if not ORDER_ID_RE.match(oid):
+            raise not_found("order", oid)
+        return await self.saga.refund(
+            oid, refund_id, orjson.dumps(lines) if lines is not None else b"", caller, admin)
 
     async def set_rates(self, sid: str, caller: str, admin: bool, rates: dict[str, Any],
                         product_rates: dict[str, tuple[str, int]]) -> dict[str, int]:
@@ -68,8 +65,9 @@ class Ledger:
                 raise bad_request(f"a session rate must be above the product's own rate ({own})",
                                   product=pid)
             clean[pid] = bps
-        if clean:
-            await self.store.call("HSET", self.keys.rates(sid),
-                                  *[x for kv in clean.items() for x in kv])
-        return {k: int(v) for k, v in as_dict(
-            await self.store.call("HGETALL", self.keys.rates(sid))).items()}
+        if clean:  # each rate lives with its product (reserve.lua reads it there)
+            await self.store.batch([("HSET", self.keys.rates(pid), sid, bps)
+                                    for pid, bps in clean.items()])
+        pids = sorted(product_rates)
+        rows = await self.store.batch([("HGET", self.keys.rates(pid), sid) for pid in pids])
+        return {pid: int(row) for pid, row in zip(pids, rows, strict=True) if row is not None}

@@ -8,9 +8,11 @@ tick. Rooms receive `counters` at most once per tick, and only when a number cha
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from server.keys import Keys
+from server.scripts import Scripts
 from server.store import Store
 
 
@@ -47,22 +49,25 @@ def counters_view(counters: dict[str, str], presence: dict[str, str],
 
 
 class RoomCounters:
-    def __init__(self, store: Store, keys: Keys, node_id: str, presence_ttl_s: float) -> None:
-        self.store, self.keys, self.node_id = store, keys, node_id
+    def __init__(self, store: Store, keys: Keys, scripts: Scripts, node_id: str,
+                 presence_ttl_s: float) -> None:
+        self.store, self.keys, self.scripts, self.node_id = store, keys, scripts, node_id
         self.ttl_ms = int(presence_ttl_s * 1000)
 
     async def tick(self, rooms: list[tuple[str, int, int]]) -> list[TickReport]:
         """Report (session, local viewers, new likes) for each room in one round trip."""
-        calls = [
-            ([self.keys.presence(sid), self.keys.counters(sid)],
-             [self.node_id, viewers, self.ttl_ms, likes])
-            for sid, viewers, likes in rooms
-        ]
-        rows = await self.store.run_many("room_tick.lua", calls)
+        rows = await self.scripts.room_tick(
+            [(sid, self.node_id, viewers, self.ttl_ms, likes) for sid, viewers, likes in rooms])
         return [TickReport(sid, *(int(x) for x in row))
                 for (sid, _, _), row in zip(rooms, rows, strict=True)]
 
     async def click(self, sid: str, product: str, buyer: str) -> None:
-        """A click is a touch: it can win the attribution of a later purchase."""
-        await self.store.run("touch.lua", [self.keys.touches(buyer), self.keys.counters(sid)],
-                             [product, sid])
+        """A click is a touch: it can win the attribution of a later purchase. The touch
+        (buyer's slot) and the counts (session's slot) need not change together."""
+        now = int(time.time() * 1000)
+        await self.store.batch([
+            ("HSET", self.keys.touches(buyer), product, f"{sid}|{now}"),
+            ("HINCRBY", self.keys.counters(sid), "clicks", 1),
+            ("HINCRBY", self.keys.counters(sid), f"clicks:{product}", 1)])
+
+

@@ -1,12 +1,17 @@
--- Close a session's open deal once it has reached ends_at.
--- Idempotent: any node may call it; only the first call closes and emits `deal closed`.
--- KEYS[1] deal hash
--- ARGV[1..4] context (lib/context.lua)   ARGV[5] session id
--- Returns: the deal's product id when this call closed it, '' otherwise.
---!include lib/context.lua
---!include lib/keys.lua
---!include lib/room.lua
-
-local d = load_hash(KEYS[1])
-if not d or d.status ~= 'open' or tonumber(d.ends_at) > NOW then return '' end
-return close_deal(ARGV[5])
+-- Close a session's deal on a product (its remaining units return to the stock).
+-- Idempotent: any node may call it; a deal closed before is reported again, so the caller
+-- can announce it (pin.lua / deal_announce.lua announce each deal once).
+-- KEYS[1] product hash   KEYS[2] the product's deals hash
+-- ARGV[1] session id   ARGV[2] deal id, or '' for whatever deal is open
+-- ARGV[3] '1': only when its ends_at has passed
+-- Returns: {'closed', deal JSON} | {'open', ''} (not due yet) | {'unknown', ''}
+--!include lib/util.lua
+local K_PRODUCT, K_DEALS = KEYS[1], KEYS[2]
+--!include lib/deal.lua
+local d = get_deal(ARGV[1])
+if not d or (ARGV[2] ~= '' and d.id ~= ARGV[2]) then return {'unknown', ''} end
+if d.status == 'open' then
+  if ARGV[3] == '1' and tonumber(d.ends_at) > NOW then return {'open', ''} end
+  d = close_deal(ARGV[1])
+end
+return {'closed', cjson.encode(d)}

@@ -6,5 +6,6 @@
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'id', ARGV[1], 'creator', ARGV[2], 'kind', ARGV[3],
   'title', ARGV[4], 'showcase', ARGV[5], 'status', 'scheduled', 'created_at', ARGV[6],
-  'started_at', '', 'ended_at', '', 'pin', '', 'pin_deal', '', 'seq', 0, 'epoch', ARGV[7])
+  'started_at', '', 'ended_at', '', 'pin', '', 'pin_deal', '', 'pin_deal_product', '',
+  'seq', 0, 'epoch', ARGV[7])
 return 1

@@ -1,33 +1,32 @@
 -- Start or end a session (its creator only), and tell the room.
--- Ending closes the open deal (its stock returns), unpins, and logs the unpin position.
--- KEYS[1] session hash
--- ARGV[1..4] context (lib/context.lua)   ARGV[5] session id
--- ARGV[6] 'start' | 'end'   ARGV[7] caller id
--- Returns: {status, seq of the session event, product of the deal this closed or ''}
+-- Ending unpins and logs the unpin position; the session's open deal was closed in its
+-- product's slot by the node just before, and is announced here (once).
+-- KEYS[1..3] room (lib/context.lua)   KEYS[4] pin log
+-- ARGV[1..3] context   ARGV[4] 'start' | 'end'   ARGV[5] caller id
+-- ARGV[6] the closed deal's JSON or ''
+-- Returns: {status, seq of the session event}
+-- Fails: LC not_found | forbidden | conflict | not_live
 --!include lib/context.lua
---!include lib/keys.lua
 --!include lib/room.lua
-
-local sid, action, caller = ARGV[5], ARGV[6], ARGV[7]
-local s = load_hash(KEYS[1])
-if not s then return fail('not_found', 'session does not exist') end
-if s.creator ~= caller then return fail('forbidden', 'only the session creator can do this') end
+local action, caller = ARGV[4], ARGV[5]
+local s = redis.call('HMGET', K_SESSION, 'creator', 'status', 'started_at', 'pin')
+if not s[1] then return fail('not_found', 'session does not exist') end
+if s[1] ~= caller then return fail('forbidden', 'only the session creator can do this') end
 if action == 'start' then
-  if s.status == 'live' then return fail('conflict', 'session is already live') end
-  if s.status == 'ended' then return fail('conflict', 'session has ended') end
-  redis.call('HSET', KEYS[1], 'status', 'live', 'started_at', int(NOW))
-  return {'live', emit_to(sid, 'session', '{"status":"live"}'), ''}
+  if s[2] == 'live' then return fail('conflict', 'session is already live') end
+  if s[2] == 'ended' then return fail('conflict', 'session has ended') end
+  redis.call('HSET', K_SESSION, 'status', 'live', 'started_at', int(NOW))
+  return {'live', emit('session', '{"status":"live"}')}
 end
-if s.status == 'scheduled' then return fail('not_live', 'session has not started') end
-if s.status == 'ended' then return fail('conflict', 'session has already ended') end
-local closed = close_deal(sid)
-if s.pin ~= '' then
-  local pin = cjson.decode(s.pin)
-  redis.call('HSET', KEYS[1], 'pin', '', 'pin_deal', '')
-  local at = int(NOW - tonumber(s.started_at))
-  redis.call('RPUSH', k_pin_log(sid), '{"op":"unpin","at":' .. at .. '}')
-  emit_to(sid, 'unpinned', '{"product":' .. cjson.encode(pin.product.id) .. ',"stream_ts_ms":' ..
-    at .. '}')
+if s[2] == 'scheduled' then return fail('not_live', 'session has not started') end
+if s[2] == 'ended' then return fail('conflict', 'session has already ended') end
+announce_closed_deal(ARGV[6])
+if (s[4] or '') ~= '' then
+  local pin = cjson.decode(s[4])
+  redis.call('HSET', K_SESSION, 'pin', '', 'pin_deal', '', 'pin_deal_product', '')
+  local at = int(NOW - tonumber(s[3]))
+  redis.call('RPUSH', KEYS[4], '{"op":"unpin","at":' .. at .. '}')
+  emit('unpinned', '{"product":' .. cjson.encode(pin.product.id) .. ',"stream_ts_ms":' .. at .. '}')
 end
-redis.call('HSET', KEYS[1], 'status', 'ended', 'ended_at', int(NOW))
-return {'ended', emit_to(sid, 'session', '{"status":"ended"}'), closed}
+redis.call('HSET', K_SESSION, 'status', 'ended', 'ended_at', int(NOW))
+return {'ended', emit('session', '{"status":"ended"}')}

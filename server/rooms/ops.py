@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+import orjson
+
 from server import validate as v
 from server.auth import require_user
 from server.broker import Broker
@@ -88,7 +90,7 @@ class RoomOps:
         k = self.sessions.keys
         commands: list[tuple[Any, ...]] = [
             ("HGETALL", k.session(sid)), ("HGETALL", k.presence(sid)),
-            ("HGETALL", k.counters(sid)), ("HGETALL", k.deal(sid))]
+            ("HGETALL", k.counters(sid))]
         if since is not None:
             commands.append(self.sessions.history_command(sid, since))
         rows = await self.sessions.store.batch(commands)
@@ -97,12 +99,16 @@ class RoomOps:
             raise not_found("session", sid)
         session = Session.from_hash(state)
         counters = counters_view(as_dict(rows[2]), as_dict(rows[1]), int(time.time() * 1000))
-        deal = as_dict(rows[3]) if session.pin_deal else None
-        # second round trip: the showcase, and this viewer in the unique-viewer count
-        # (only now that the session is known to exist)
+        # second round trip: the showcase, the pinned deal (it lives with its product), and
+        # this viewer in the unique-viewer count (only now that the session is known)
+        deal_read: list[tuple[Any, ...]] = (
+            [("HGET", k.deals(session.pin_deal_product), sid)] if session.pin_deal else [])
         product_rows = await self.sessions.store.batch(
-            [*self.products.read_commands(session.showcase), ("PFADD", k.uniques(sid), viewer)])
-        products = self.products.parse_rows(product_rows[:-1])
+            [*self.products.read_commands(session.showcase), *deal_read,
+             ("PFADD", k.uniques(sid), viewer)])
+        products = self.products.parse_rows(product_rows[:len(session.showcase)])
+        raw_deal = product_rows[len(session.showcase)] if session.pin_deal else None
+        deal = orjson.loads(raw_deal) if raw_deal else None
         return session, {
             "session": session.id, "status": session.status, "kind": session.kind,
             "title": session.title, "creator": session.creator,
@@ -110,7 +116,7 @@ class RoomOps:
             "showcase": [products[p].to_wire() for p in session.showcase if p in products],
             "pinned": session.pinned(deal), "counters": counters, "seq": session.seq,
             "epoch": session.epoch,
-        }, rows[4] if since is not None else None
+        }, rows[3] if since is not None else None
 
     async def join(self, client: Client, args: Mapping[str, Any]) -> Any:
         sid = v.req_ident(args, "session")
@@ -236,7 +242,7 @@ class RoomOps:
 
     async def _close_due(self, sid: str) -> None:
         with contextlib.suppress(ApiError):
-            await self.sessions.close_deal_if_due(sid)
+            await self.sessions.close_pinned_if_due(sid)
 
     async def unpin(self, client: Client, args: Mapping[str, Any]) -> Any:
         caller, sid = await self._own_session(client, args)

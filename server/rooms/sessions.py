@@ -16,10 +16,11 @@ from typing import Any
 import orjson
 
 from server import validate as v
+from server.cart.products import Products
 from server.counters.attribution import SessionFacts
-from server.errors import bad_request, not_found
+from server.errors import ApiError, ErrorCode, bad_request, forbidden, not_found
 from server.keys import Keys
-from server.settings import Settings
+from server.scripts import Scripts
 from server.store import Store, as_dict, text
 
 KINDS = ("live", "video")
@@ -38,7 +39,8 @@ class Session:
     started_at: int | None
     ended_at: int | None
     pin: bytes | None  # the pin as JSON without its deal
-    pin_deal: str  # id of the deal opened with the current pin, or ""
+    pin_deal: str  # id of the deal opened with the current pin (open or closed), or ""
+    pin_deal_product: str  # the product of that deal (its slot holds the deal)
     seq: int
     epoch: str
     timeline: list[dict[str, Any]]  # video sessions: [{at_ms, product, until_ms?}]
@@ -52,11 +54,12 @@ class Session:
             started_at=int(h["started_at"]) if h.get("started_at") else None,
             ended_at=int(h["ended_at"]) if h.get("ended_at") else None,
             pin=h["pin"].encode() if h.get("pin") else None, pin_deal=h.get("pin_deal", ""),
+            pin_deal_product=h.get("pin_deal_product", ""),
             seq=int(h.get("seq") or 0), epoch=h.get("epoch", ""),
             timeline=list(orjson.loads(h.get("timeline") or "[]")),
         )
 
-    def pinned(self, deal: dict[str, str] | None = None) -> Any:
+    def pinned(self, deal: dict[str, Any] | None = None) -> Any:
         """The pin as clients see it; `deal` is the session's deal hash, if any."""
         if not self.pin:
             return None
@@ -82,7 +85,7 @@ class NewSession:
     showcase: list[str]
 
 
-def deal_view(d: dict[str, str]) -> dict[str, Any]:
+def deal_view(d: dict[str, Any]) -> dict[str, Any]:
     return {"price": int(d["price"]), "stock_left": int(d["stock_left"]),
             "per_buyer_limit": int(d["per_buyer_limit"]), "ends_at": int(d["ends_at"]),
             "status": d["status"]}
@@ -108,38 +111,35 @@ def parse_new(body: Any) -> NewSession:
     return NewSession(kind=kind, title=v.req_str(args, "title"), showcase=ids)
 
 
-def new_epoch() -> str:
-    return secrets.token_hex(4)
+def deal_member(sid: str, pid: str, deal_id: str) -> str:
+    """A deal's entry in the open-deals index (keys.open_deals)."""
+    return f"{sid}|{pid}|{deal_id}"
 
 
 class Sessions:
-    def __init__(self, store: Store, keys: Keys, settings: Settings) -> None:
-        self.store, self.keys, self.settings = store, keys, settings
+    """Sessions, pins and deals. A pin with a deal spans two slots (the deal and its stock
+    live with the product, the pin with the session): the deal's index entry is written
+    first, the deal opens in the product's slot, then pin.lua checks the session and
+    announces it; a refused pin closes the deal again, and a crash in between leaves an
+    index entry that any node's sweep closes at `ends_at` (docs/architecture.md)."""
+
+    def __init__(self, store: Store, keys: Keys, scripts: Scripts,
+                 products: Products) -> None:
+        self.store, self.keys, self.scripts, self.products = store, keys, scripts, products
         self.published = 0  # room events this node's commands published (for /metrics)
         # told the product whose available stock a deal moved (opened or closed)
         self.on_stock_moved: Callable[[str], None] = lambda product: None
-
-    def context(self) -> tuple[list[str], list[Any]]:
-        """The ARGV head every event-emitting script takes (lib/context.lua)."""
-        return [], [self.keys.prefix, self.settings.history_max_events,
-                    self.settings.history_max_age_s * 1000, new_epoch()]
-
-    def _room(self, sid: str) -> tuple[list[str], list[Any]]:
-        _, args = self.context()
-        return [self.keys.session(sid)], [*args, sid]
 
     async def create(self, creator: str, new: NewSession,
                      sid: str | None = None) -> tuple[Session, bool]:
         """Create a session (or find the one with this fixed id); True when it was created."""
         sid = sid or f"sess_{secrets.token_hex(6)}"
-        created = await self.store.run(
-            "session_create.lua", [self.keys.session(sid)],
-            [sid, creator, new.kind, new.title, orjson.dumps(new.showcase),
-             int(time.time() * 1000), new_epoch()],
-        )
+        now = int(time.time() * 1000)
+        created = await self.scripts.create_session(
+            sid, creator, new.kind, new.title, new.showcase, now)
         if created:
             await self.store.batch(
-                [("ZADD", self.keys.session_index(), int(time.time() * 1000), sid)]
+                [("ZADD", self.keys.session_index(), now, sid)]
                 + [("SADD", self.keys.product_sessions(pid), sid) for pid in new.showcase]
             )
         return await self.get(sid), bool(created)
@@ -158,40 +158,106 @@ class Sessions:
         rows = await self.store.call("ZREVRANGE", self.keys.session_index(), 0, limit - 1)
         return [text(r) for r in rows]
 
+    async def _own(self, sid: str, caller: str) -> Session:
+        session = await self.get(sid)
+        if session.creator != caller:
+            raise forbidden("only the session creator can do this")
+        return session
+
+    async def _close_current(self, session: Session) -> bytes:
+        """Close the session's open deal in its product's slot; its JSON, or b""."""
+        if not session.pin_deal or not session.pin_deal_product:
+            return b""
+        state, deal = await self.scripts.close_deal(
+            session.pin_deal_product, session.id, session.pin_deal)
+        if state == "closed":
+            self.on_stock_moved(session.pin_deal_product)
+        return deal
+
+    async def _forget(self, deal: bytes) -> None:
+        if deal:
+            d = orjson.loads(deal)
+            await self.store.call("ZREM", self.keys.open_deals(),
+                                  deal_member(d["session"], d["product"], d["id"]))
+
     async def set_status(self, sid: str, caller: str, action: str) -> Session:
-        keys, args = self._room(sid)
-        _, _, closed = await self.store.run("session_status.lua", keys, [*args, action, caller])
+        closed = b""
+        if action == "end":
+            closed = await self._close_current(await self._own(sid, caller))
+        await self.scripts.set_status(sid, action, caller, closed)
+        await self._forget(closed)
         self.published += 1
-        self._moved(closed)
         return await self.get(sid)
 
     async def pin(self, sid: str, caller: str, product_id: str, stream_ts_ms: int | None,
                   deal: dict[str, int] | None = None) -> tuple[Any, int]:
-        keys, args = self._room(sid)
-        pin, seq, closed = await self.store.run(
-            "pin.lua", keys,
-            [*args, "pin", caller, "" if stream_ts_ms is None else stream_ts_ms, product_id,
-             orjson.dumps(deal) if deal else "", f"deal_{secrets.token_hex(6)}"],
-        )
+        session = await self._own(sid, caller)
+        if session.status != "live":
+            raise ApiError(ErrorCode.NOT_LIVE, "session is not live")
+        if await self.products.find(product_id) is None:
+            raise not_found("product", product_id)
+        if product_id not in session.showcase:
+            raise bad_request("product is not in this session's showcase")
+        closed = await self._close_current(session)
+        opened = b""
+        if deal is not None:
+            deal_id = f"deal_{secrets.token_hex(6)}"
+            member = deal_member(sid, product_id, deal_id)
+            await self.store.call("ZADD", self.keys.open_deals(), deal["ends_at"], member)
+            try:
+                opened, replaced = await self.scripts.open_deal(product_id, sid, deal_id, deal)
+            except ApiError:
+                await self.store.call("ZREM", self.keys.open_deals(), member)
+                raise
+            closed = closed or replaced
+            self.on_stock_moved(product_id)
+        product = await self.products.get(product_id)  # after the deal moved its stock
+        try:
+            pin, seq = await self.scripts.pin(
+                sid, caller, stream_ts_ms, orjson.dumps(product.to_wire()), product_id,
+                opened, closed)
+        except ApiError:
+            if opened:
+                await self.scripts.close_deal(product_id, sid, orjson.loads(opened)["id"])
+                await self._forget(opened)
+                self.on_stock_moved(product_id)
+            if closed:
+                await self.announce_closed(sid, closed)
+            raise
+        await self._forget(closed)
         self.published += 1
-        self._moved(closed)
-        if deal is not None and text(closed) != product_id:
-            self._moved(product_id)
-        return orjson.loads(pin), int(seq)
+        return pin, seq
 
     async def unpin(self, sid: str, caller: str, stream_ts_ms: int | None) -> int:
-        keys, args = self._room(sid)
-        _, seq, closed = await self.store.run(
-            "pin.lua", keys,
-            [*args, "unpin", caller, "" if stream_ts_ms is None else stream_ts_ms, "", "", ""],
-        )
+        closed = await self._close_current(await self._own(sid, caller))
+        seq = await self.scripts.unpin(sid, caller, stream_ts_ms, closed)
+        await self._forget(closed)
         self.published += 1 if seq else 0
-        self._moved(closed)
-        return int(seq)
+        return seq
 
-    def _moved(self, product: Any) -> None:
-        if product:
-            self.on_stock_moved(text(product))
+    async def announce_closed(self, sid: str, deal: bytes) -> None:
+        """Tell the room a deal closed in its product's slot (once per deal), then drop
+        the deal from the open-deals index."""
+        if sid and await self.scripts.announce_closed_deal(sid, deal):
+            self.published += 1
+        await self._forget(deal)
+        self.on_stock_moved(orjson.loads(deal)["product"])
+
+    async def close_due(self, member: str) -> None:
+        """Close one open-deals index entry whose ends_at has passed (idempotent)."""
+        sid, pid, deal_id = member.split("|", 2)
+        state, deal = await self.scripts.close_deal(pid, sid, deal_id, only_due=True)
+        if state == "closed":
+            await self.announce_closed(sid, deal)
+        elif state == "unknown":  # opened by a node that then failed: nothing to close
+            await self.store.call("ZREM", self.keys.open_deals(), member)
+
+    async def close_pinned_if_due(self, sid: str) -> None:
+        """Close the session's pinned deal if its ends_at has passed (a node's own timer)."""
+        row = await self.store.call("HMGET", self.keys.session(sid), "pin_deal",
+                                    "pin_deal_product")
+        if row and row[0] and row[1]:
+            await self.close_due(deal_member(sid, text(row[1]), text(row[0])))
 
     async def set_timeline(self, sid: str, entries: list[Any]) -> None:
         await self.store.call("HSET", self.keys.session(sid), "timeline", orjson.dumps(entries))
@@ -200,17 +266,16 @@ class Sessions:
         return [orjson.loads(x) for x in
                 await self.store.call("LRANGE", self.keys.pin_log(sid), 0, -1)]
 
-    async def close_deal_if_due(self, sid: str) -> None:
-        _, args = self._room(sid)
-        self._moved(await self.store.run("deal_close.lua", [self.keys.deal(sid)], args))
-
-    async def deal(self, sid: str) -> dict[str, str]:
-        return as_dict(await self.store.call("HGETALL", self.keys.deal(sid)))
+    async def deal(self, sid: str) -> dict[str, Any]:
+        """The session's pinned deal (open or closed), as the deals hash holds it; {} if none."""
+        pid = await self.store.call("HGET", self.keys.session(sid), "pin_deal_product")
+        if not pid:
+            return {}
+        raw = await self.store.call("HGET", self.keys.deals(text(pid)), sid)
+        return dict(orjson.loads(raw)) if raw else {}
 
     async def emit(self, sid: str, event_type: str, data: Any) -> int:
-        keys, args = self._room(sid)
-        seq = int(await self.store.run("room_event.lua", keys,
-                                       [*args, event_type, orjson.dumps(data)]))
+        seq = await self.scripts.emit(sid, event_type, data)
         self.published += 1
         return seq
 

@@ -1,0 +1,268 @@
+"""Purchases and refunds across hash slots: a saga of idempotent single-slot steps.
+
+A purchase touches its order's bucket, each product's slot, the buyer's, each attributed
+session's and each credited creator's. No script can span them on a cluster, so an order
+is placed in steps, each one Lua script in one slot and each idempotent by an id fixed
+before the first step (docs/architecture.md has the whole design and its failure cases):
+
+  0. begin     (order bucket)  the order record, `pending` attempt n, with its plan;
+                               the saga index gets the order, due at the takeover time
+  1. reserve   (each product)  price/deal/stock checks, units held by `<oid>#<n>`
+  2. commit    (order bucket)  all lines reserved: `committed`, the order JSON, the
+                               bucket's orders stream entry — or `abort` -> `failed`
+  3. effects   (everywhere)    reservations taken, buyer (orders list, cart, private
+                               events), session counters and sold_out, creator ledger —
+                               or, for a failed attempt, reservations released
+  4. settle    (order bucket)  the saga index forgets the order
+
+Commit and abort are both transitions of the one order record, so exactly one of them
+decides an attempt; everything after is idempotent and can be redone by any node.
+`Saga.sweep()` (every node, every tick) drives orders whose driver died: a pending
+attempt past its takeover time is aborted and released, a failed one released, a
+committed one's effects applied. Refunds are the same shape: `refund.lua` decides in the
+order's bucket, then stock, session and ledger effects are applied once each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from server.errors import ApiError, ErrorCode
+from server.keys import ORDER_BUCKETS, Keys, order_bucket
+from server.scripts import Scripts
+from server.store import Store, as_dict, text
+
+log = logging.getLogger("livecart.saga")
+
+SWEEP_BATCH = 50
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class Placed:
+    order: dict[str, Any]
+    new: bool  # False when an idempotent retry returned the original order
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    takeover_ms: int  # a pending attempt older than this is presumed abandoned
+    redo_ms: int  # a committed order not settled after this has its effects redone
+
+
+def reserve_mode(op: str) -> str:
+    return {"buy_now": "deal", "checkout": "list", "external": "external"}[op]
+
+
+class Saga:
+    def __init__(self, store: Store, keys: Keys, scripts: Scripts, timing: Timing) -> None:
+        self.store, self.keys, self.scripts, self.timing = store, keys, scripts, timing
+        # told each deal a reservation closed at its ends_at: (session, deal JSON)
+        self.on_deal_closed: Any = lambda sid, deal: None
+        self.applied = 0  # effects steps this node applied (for tests and /metrics)
+
+    # placing ------------------------------------------------------------------------
+
+    async def place(self, oid: str, fingerprint: str, plan: dict[str, Any]) -> Placed:
+        """Run steps 0-4 for one request (or join a concurrent duplicate of it)."""
+        for _ in range(3):
+            begun = await self.scripts.begin_order(
+                oid, fingerprint, orjson.dumps(plan), now_ms() + self.timing.takeover_ms)
+            if begun.status == "committed":
+                return Placed(orjson.loads(begun.body), False)
+            if begun.status == "failed":  # a previous attempt is being undone: finish it
+                await self._release(oid, begun.attempt, orjson.loads(begun.body))
+                continue
+            stored = orjson.loads(begun.body)
+            try:
+                return await self._attempt(oid, begun.attempt, stored)
+            except _Abandoned:
+                continue
+        raise ApiError(ErrorCode.CONFLICT, "the order is being changed by another request; retry")
+
+    async def _attempt(self, oid: str, attempt: int, plan: dict[str, Any]) -> Placed:
+        rid = f"{oid}#{attempt}"
+        mode = reserve_mode(plan["op"])
+        results = await asyncio.gather(*(
+            self.scripts.reserve(
+                line["product"], rid, plan["buyer"], line["qty"], line.get("seen"), mode,
+                plan.get("room") or "",
+                line["session"] if line["attribution"] != "none" else "")
+            for line in plan["lines"]), return_exceptions=True)
+        for res in results:
+            if not isinstance(res, BaseException) and res.closed_deal:
+                self.on_deal_closed(plan.get("room") or "", res.closed_deal)
+        failure = next((r for r in results if isinstance(r, BaseException)), None)
+        if failure is not None:
+            await self._abort(oid, attempt, plan)
+            if isinstance(failure, ApiError) and failure.details.get("aborted"):
+                raise _Abandoned()
+            raise failure
+        lines = []
+        sold_out: list[list[str]] = []
+        for line, res in zip(plan["lines"], results, strict=True):
+            assert not isinstance(res, BaseException)
+            got = res.line
+            lines.append({
+                "product": got["product"], "qty": got["qty"], "unit_price": got["unit_price"],
+                "amount": got["amount"], "commission": got["commission"],
+                "seller": got["seller"], "session": line["session"],
+                "attribution": line["attribution"], "creator": line.get("creator") or "",
+            })
+            room = plan.get("sold_out_rooms", {}).get(got["product"])
+            if got["sold_out"] and room:
+                sold_out.append([room, got["product"]])
+        head = {"buyer": plan["buyer"], "currency": plan["currency"], "source": plan["op"],
+                "total": plan.get("total")}
+        if plan.get("external_id") is not None:
+            head["external_id"] = plan["external_id"]
+        try:
+            new, order_json = await self.scripts.commit_order(
+                oid, attempt, head, lines, now_ms() + self.timing.redo_ms, sold_out)
+        except ApiError:
+            await self._abort(oid, attempt, plan)
+            raise
+        if new:
+            await self.apply_order(oid, attempt, plan, order_json, sold_out)
+        return Placed(orjson.loads(order_json), new)
+
+    async def _abort(self, oid: str, attempt: int, plan: dict[str, Any]) -> None:
+        status = await self.scripts.order_step(oid, "abort", attempt)
+        if status == "failed":
+            await self._release(oid, attempt, plan)
+
+    async def _release(self, oid: str, attempt: int, plan: dict[str, Any]) -> None:
+        rid = f"{oid}#{attempt}"
+        await asyncio.gather(*(self.scripts.settle_reservation(line["product"], rid, "release")
+                               for line in plan["lines"]))
+        await self.scripts.order_step(oid, "released", attempt)
+
+    # effects of a committed order ---------------------------------------------------
+
+    async def apply_order(self, oid: str, attempt: int, plan: dict[str, Any],
+                          order_json: bytes, sold_out: list[list[str]]) -> None:
+        """Step 3 and 4: every effect once (each step is idempotent), then settle."""
+        order = orjson.loads(order_json)
+        rid = f"{oid}#{attempt}"
+        steps: list[Any] = [self.scripts.settle_reservation(line["product"], rid, "take")
+                            for line in plan["lines"]]
+        touch = plan.get("touch")
+        steps.append(self.scripts.buyer_effects(
+            plan["buyer"], oid, order_json, plan.get("cart"),
+            (touch[0], touch[1]) if touch else None))
+        by_session: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        by_creator: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        creators = [line.get("creator") or "" for line in plan["lines"]]
+        for i, line in enumerate(order["lines"]):
+            if line["attribution"] == "none" or line["session"] is None:
+                continue
+            by_session[line["session"]].append(
+                {k: line[k] for k in ("product", "qty", "amount", "commission", "attribution")})
+            if line["commission"] > 0 and creators[i]:
+                by_creator[creators[i]].append({
+                    "order": oid, "line": i, "product": line["product"],
+                    "session": line["session"], "qty": line["qty"],
+                    "amount": line["commission"], "kind": "credit"})
+        sold_by_room: dict[str, list[str]] = defaultdict(list)
+        for room, product in sold_out:
+            sold_by_room[room].append(product)
+        for sid in sorted(set(by_session) | set(sold_by_room)):
+            steps.append(self.scripts.session_effects(
+                sid, f"o:{oid}", "order", by_session.get(sid, []), sold_by_room.get(sid, [])))
+        for creator, entries in sorted(by_creator.items()):
+            steps.append(self.scripts.ledger_apply(creator, f"o:{oid}", entries))
+        await asyncio.gather(*steps)
+        self.applied += 1
+        await self.scripts.order_step(oid, "settled", attempt)
+
+    # refunds -------------------------------------------------------------------------
+
+    async def refund(self, oid: str, refund_id: str, lines: bytes, caller: str,
+                     admin: bool) -> tuple[dict[str, Any], bool]:
+        new, result, effects = await self.scripts.refund(
+            oid, refund_id, lines, caller, admin, now_ms() + self.timing.redo_ms)
+        if new:
+            await self.apply_refund(oid, refund_id, orjson.loads(effects))
+        return orjson.loads(result), new
+
+    async def apply_refund(self, oid: str, refund_id: str, effects: dict[str, Any]) -> None:
+        effect = f"r:{oid}:{refund_id}"
+        steps: list[Any] = []
+        by_session: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        by_creator: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for line in effects["lines"]:
+            if effects["in_stream"]:
+                steps.append(self.scripts.refund_stock(line["product"], effect, line["qty"]))
+            if line["session"] is None:
+                continue
+            by_session[line["session"]].append(
+                {k: line[k] for k in ("product", "amount", "clawback")})
+            if line["clawback"] > 0 and line["creator"]:
+                by_creator[line["creator"]].append({
+                    "order": oid, "line": line["line"], "product": line["product"],
+                    "session": line["session"], "qty": line["qty"],
+                    "amount": -line["clawback"], "kind": "clawback"})
+        for sid, session_lines in sorted(by_session.items()):
+            steps.append(self.scripts.session_effects(sid, effect, "refund", session_lines, []))
+        for creator, entries in sorted(by_creator.items()):
+            steps.append(self.scripts.ledger_apply(creator, effect, entries))
+        await asyncio.gather(*steps)
+        self.applied += 1
+        await self.store.call("ZREM", self.keys.saga(order_bucket(oid)), f"r:{oid}:{refund_id}")
+
+    # the sweeper ---------------------------------------------------------------------
+
+    async def sweep(self) -> int:
+        """Drive every saga entry that is due, in every bucket. Returns how many."""
+        now = now_ms()
+        rows = await self.store.batch([
+            ("ZRANGEBYSCORE", self.keys.saga(b), "-inf", now, "LIMIT", 0, SWEEP_BATCH)
+            for b in range(ORDER_BUCKETS)])
+        members = [text(m) for row in rows for m in row]
+        for member in members:
+            try:
+                await self._drive(member)
+            except ApiError as exc:
+                if exc.code is ErrorCode.UNAVAILABLE:
+                    raise
+                log.warning("saga step for %s failed: %s", member, exc.message)
+        return len(members)
+
+    async def _drive(self, member: str) -> None:
+        if member.startswith("r:"):
+            _, oid, refund_id = member.split(":", 2)
+            raw = await self.store.call("HGET", self.keys.refunds(oid), f"e:{refund_id}")
+            if raw is None:
+                await self.store.call("ZREM", self.keys.saga(order_bucket(oid)), member)
+                return
+            await self.apply_refund(oid, refund_id, orjson.loads(raw))
+            return
+        oid = member[2:]
+        row = as_dict(await self.store.call("HGETALL", self.keys.order(oid)))
+        status = row.get("status", "")
+        attempt = int(row.get("attempt", "0") or 0)
+        plan = orjson.loads(row["plan"]) if row.get("plan") else None
+        if status == "pending":
+            status = await self.scripts.order_step(oid, "abort", attempt)
+        if status == "failed" and plan is not None:
+            await self._release(oid, attempt, plan)
+        elif status == "committed" and plan is not None:
+            sold_out = orjson.loads(row.get("sold_out") or "[]")
+            await self.apply_order(oid, attempt, plan, row["json"].encode(), sold_out)
+        elif status in ("", "released"):
+            await self.scripts.order_step(oid, "settled", attempt)
+
+
+class _Abandoned(Exception):
+    """This attempt's reservations were released by a sweeper: start a new attempt."""
+

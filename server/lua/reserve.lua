@@ -1,0 +1,105 @@
+-- Hold one order line's units in its product's slot (step 1 of a purchase, see
+-- docs/architecture.md): price confirmation, the session's open deal (price, deal stock,
+-- per-buyer limit) or list price and stock, and the line's commission. Idempotent by
+-- reservation id; a reservation released before it was made stays refused.
+-- KEYS[1] product hash   KEYS[2] deals hash   KEYS[3] rates hash   KEYS[4] reservations
+-- ARGV[1] reservation id `<order id>#<attempt>`   ARGV[2] buyer   ARGV[3] qty
+-- ARGV[4] the unit price the buyer saw, or ''   ARGV[5] mode: 'deal' (buy_now: the room's
+-- open deal applies) | 'list' (checkout) | 'external' (ARGV[4] is the unit price; no stock)
+-- ARGV[6] the room (session) whose deal applies, or ''
+-- ARGV[7] the attributed session (its live-exclusive rate applies), or '' (no commission)
+-- ARGV[8] product id (for error details)
+-- Returns: {line JSON {product, qty, unit_price, amount, commission, seller, deal,
+--           sold_out}, JSON of a deal this call closed at its ends_at or ''}
+-- Fails: LC not_found | conflict | deal_ended | sold_out | out_of_stock | limit_exceeded
+--        | conflict with `aborted` (released before: its order attempt was abandoned)
+--!include lib/util.lua
+local K_PRODUCT, K_DEALS, K_RATES, K_RES = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+--!include lib/deal.lua
+local rid, buyer, qty, seen, mode, room, attributed =
+  ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], ARGV[6], ARGV[7]
+
+local prior = redis.call('HGET', K_RES, rid)
+if prior then
+  local r = cjson.decode(prior)
+  if r.state == 'released' then
+    return fail('conflict', {message = 'this order attempt was abandoned; retry', aborted = true})
+  end
+  return {r.line, ''}  -- held or taken: the same line (a concurrent duplicate request)
+end
+
+local p = redis.call('HMGET', K_PRODUCT, 'id', 'price', 'stock', 'commission_bps', 'seller')
+if not p[1] then return fail('not_found', {message = 'product does not exist', product = ARGV[8]}) end
+local pid, list_price, stock = p[1], tonumber(p[2]), tonumber(p[3])
+
+local unit, kind, deal, closed, sold_out = list_price, 'stock', nil, nil, false
+if mode == 'external' then
+  unit, kind = seen, 'external'
+elseif mode == 'list' then
+  if stock < qty then
+    return fail('out_of_stock', {message = 'not enough stock for ' .. pid, product = pid,
+      available = stock})
+  end
+else
+  local d = room ~= '' and get_deal(room) or nil
+  if d and d.status == 'open' and (tonumber(d.ends_at) <= NOW or tonumber(d.price) >= list_price) then
+    closed = close_deal(room)
+    d = closed
+    stock = tonumber(redis.call('HGET', K_PRODUCT, 'stock'))
+  end
+  if d and d.status == 'open' then
+    deal, kind, unit = d, 'deal', tonumber(d.price)
+    if seen and seen ~= unit then
+      return fail('conflict', {message = 'the price changed', price = unit})
+    end
+    local left = tonumber(d.stock_left)
+    if left == 0 then return fail('sold_out', {message = 'the deal is sold out', product = pid}) end
+    if left < qty then
+      return fail('out_of_stock', {message = 'not enough deal stock', product = pid, available = left})
+    end
+    local bought = tonumber(redis.call('HGET', K_DEALS, d.id .. ':' .. buyer) or '0')
+    if bought + qty > tonumber(d.per_buyer_limit) then
+      return fail('limit_exceeded', {message = 'over the per-buyer limit of this deal',
+        limit = tonumber(d.per_buyer_limit), bought = bought})
+    end
+  else
+    if seen and seen ~= unit then
+      if d and tonumber(d.price) == seen then
+        return fail('deal_ended', {message = 'the deal has ended', price = unit})
+      end
+      return fail('conflict', {message = 'the price changed', price = unit})
+    end
+    if stock == 0 then return fail('sold_out', {message = 'sold out', product = pid}) end
+    if stock < qty then
+      return fail('out_of_stock', {message = 'not enough stock', product = pid, available = stock})
+    end
+  end
+end
+
+-- writes: the units move from the stock (or the deal) into this reservation
+if kind == 'deal' then
+  deal.stock_left = tonumber(deal.stock_left) - qty
+  put_deal(deal)
+  redis.call('HINCRBY', K_DEALS, deal.id .. ':' .. buyer, qty)
+  redis.call('HINCRBY', K_PRODUCT, 'held', -qty)
+  redis.call('HINCRBY', K_PRODUCT, 'reserved', qty)
+  sold_out = deal.stock_left == 0
+elseif kind == 'stock' then
+  sold_out = redis.call('HINCRBY', K_PRODUCT, 'stock', -qty) == 0
+  redis.call('HINCRBY', K_PRODUCT, 'reserved', qty)
+end
+local amount = unit * qty
+local commission = 0
+if attributed ~= '' then
+  local rate = tonumber(p[4])
+  local override = tonumber(redis.call('HGET', K_RATES, attributed) or '0')
+  if override > rate then rate = override end
+  commission = muldiv(amount, rate, 10000)
+end
+local line = '{"product":' .. cjson.encode(pid) .. ',"qty":' .. int(qty) .. ',"unit_price":' ..
+  int(unit) .. ',"amount":' .. int(amount) .. ',"commission":' .. int(commission) ..
+  ',"seller":' .. cjson.encode(p[5]) .. ',"deal":' .. (deal and cjson.encode(deal.id) or 'null') ..
+  ',"sold_out":' .. tostring(sold_out) .. '}'
+redis.call('HSET', K_RES, rid, cjson.encode({state = 'held', qty = qty, kind = kind,
+  deal = deal and deal.id or '', session = room, buyer = buyer, at = NOW, line = line}))
+return {line, closed and cjson.encode(closed) or ''}

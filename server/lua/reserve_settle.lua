@@ -1,0 +1,46 @@
+-- Finish one reservation (reserve.lua) once its order attempt is decided: 'take' when the
+-- order committed (the units are sold), 'release' when it failed (the units go back to
+-- the deal while it is open, else to the stock). Idempotent; releasing a reservation that
+-- was never made leaves a tombstone so a late reserve.lua of that attempt is refused.
+-- KEYS[1] product hash   KEYS[2] deals hash   KEYS[3] reservations
+-- ARGV[1] reservation id   ARGV[2] 'take' | 'release'
+-- Returns: the reservation's state after the call ('taken' | 'released' | 'missing')
+--!include lib/util.lua
+local K_PRODUCT, K_DEALS, K_RES = KEYS[1], KEYS[2], KEYS[3]
+--!include lib/deal.lua
+local rid, op = ARGV[1], ARGV[2]
+local raw = redis.call('HGET', K_RES, rid)
+if not raw then
+  if op == 'take' then return 'missing' end
+  redis.call('HSET', K_RES, rid, cjson.encode({state = 'released', qty = 0, at = NOW}))
+  return 'released'
+end
+local r = cjson.decode(raw)
+if r.state ~= 'held' then return r.state end
+local qty = tonumber(r.qty)
+if op == 'take' then
+  if r.kind ~= 'external' then
+    redis.call('HINCRBY', K_PRODUCT, 'reserved', -qty)
+    redis.call('HINCRBY', K_PRODUCT, 'sold', qty)
+  end
+  r.state = 'taken'
+else
+  if r.kind == 'deal' then
+    redis.call('HINCRBY', K_PRODUCT, 'reserved', -qty)
+    redis.call('HINCRBY', K_DEALS, r.deal .. ':' .. r.buyer, -qty)
+    local d = get_deal(r.session)
+    if d and d.id == r.deal and d.status == 'open' then
+      d.stock_left = tonumber(d.stock_left) + qty
+      put_deal(d)
+      redis.call('HINCRBY', K_PRODUCT, 'held', qty)
+    else
+      redis.call('HINCRBY', K_PRODUCT, 'stock', qty)
+    end
+  elseif r.kind == 'stock' then
+    redis.call('HINCRBY', K_PRODUCT, 'reserved', -qty)
+    redis.call('HINCRBY', K_PRODUCT, 'stock', qty)
+  end
+  r.state = 'released'
+end
+redis.call('HSET', K_RES, rid, cjson.encode(r))
+return r.state

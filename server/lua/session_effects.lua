@@ -1,0 +1,44 @@
+-- An order's (or a refund's) effects on one session, once per effect id: the attributed
+-- lines' counters and `sold_out` room events for products this order sold out.
+-- Order lines: orders (once per order), units, gmv, commission, per product, and the
+-- replay split. Refund lines: gmv_refunded, commission_clawed_back, per product.
+-- KEYS[1..3] room (lib/context.lua)   KEYS[4] counters   KEYS[5] applied-effects set
+-- ARGV[1..3] context   ARGV[4] effect id   ARGV[5] 'order' | 'refund'
+-- ARGV[6] lines JSON: order [{product, qty, amount, commission, attribution}] |
+--         refund [{product, amount, clawback}]
+-- ARGV[7] JSON array of products sold out in this room by the order
+-- Returns: 1 when applied now, 0 when applied before
+--!include lib/context.lua
+--!include lib/room.lua
+local K_COUNTERS = KEYS[4]
+if redis.call('SADD', KEYS[5], ARGV[4]) == 0 then return 0 end
+local lines = cjson.decode(ARGV[6])
+local function add(field, n)
+  if n ~= 0 then redis.call('HINCRBY', K_COUNTERS, field, n) end
+end
+if ARGV[5] == 'order' then
+  if #lines > 0 then add('orders', 1) end
+  local replay = false
+  for _, l in ipairs(lines) do
+    local qty, amount, commission = tonumber(l.qty), tonumber(l.amount), tonumber(l.commission)
+    add('units', qty); add('gmv', amount); add('commission', commission)
+    add('orders:' .. l.product, 1); add('units:' .. l.product, qty)
+    add('gmv:' .. l.product, amount); add('commission:' .. l.product, commission)
+    if l.attribution == 'replay' then
+      if not replay then replay = true; add('replay_orders', 1) end
+      add('replay_units', qty); add('replay_gmv', amount); add('replay_commission', commission)
+    end
+  end
+else
+  for _, l in ipairs(lines) do
+    local amount, claw = tonumber(l.amount), tonumber(l.clawback)
+    add('gmv_refunded', amount); add('commission_clawed_back', claw)
+    add('gmv_refunded:' .. l.product, amount); add('commission_clawed_back:' .. l.product, claw)
+  end
+end
+if redis.call('EXISTS', K_SESSION) == 1 then
+  for _, product in ipairs(cjson.decode(ARGV[7])) do
+    emit('sold_out', '{"product":' .. cjson.encode(product) .. '}')
+  end
+end
+return 1
