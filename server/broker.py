@@ -11,7 +11,9 @@ Subscriptions asked for in the same loop tick go out together, one `SSUBSCRIBE` 
 Every message is handed to `on_message(channel, payload)` in arrival order, which for a
 session channel is `seq` order because one Lua script both sequences and publishes.
 
-A wanted channel stays wanted until `unsubscribe`: a subscribe that fails (store down) is
+A lost connection is replaced by a fresh one that subscribes this shard's channels again,
+one SSUBSCRIBE per slot (redis-py's own resubscribe sends them all in one command, which
+a cluster refuses). A wanted channel stays wanted until `unsubscribe`: a subscribe that
 retried until it is confirmed. After a lost connection, a server-side `SUNSUBSCRIBE`
 (its slot moved) or a failover, the channel is subscribed again — on whichever master
 owns its slot now — and `on_resubscribed(channel)` tells the node to repair what it may
@@ -30,6 +32,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 from redis.crc import key_slot
+from redis.exceptions import ResponseError
 
 from server.store import Store, StoreDown, text
 
@@ -47,6 +50,7 @@ class Shard:
         self.channels: set[str] = set()  # routed here and wanted
         self.reader: asyncio.Task[None] | None = None
         self.connected = False
+        self.stale = False  # the connection was lost: resubscribe on a fresh one
         self.lock = asyncio.Lock()  # one SSUBSCRIBE/SUNSUBSCRIBE exchange at a time
 
     async def start(self) -> None:
@@ -60,22 +64,28 @@ class Shard:
         """SSUBSCRIBE / SUNSUBSCRIBE, one command per slot (a command's channels must
         share a slot on a cluster). Raises StoreDown."""
         async with self.lock:
+            await self._send(subs, unsubs)
+
+    async def _send(self, subs: list[str], unsubs: list[str]) -> None:
+        try:
             for group in _by_slot(unsubs):
                 await self.pubsub.sunsubscribe(*group)
             for group in _by_slot(subs):
                 await self.pubsub.ssubscribe(*group)
+        except (AttributeError, RuntimeError) as exc:  # a connection closed under us
+            self.stale = True
+            raise ConnectionError(str(exc)) from exc
 
     async def _read_loop(self) -> None:
         backoff = 0.05
         while not self.broker.closing:
             try:
+                if self.stale:
+                    await self._resubscribe()
                 if not self.pubsub.subscribed:
                     await asyncio.sleep(0.05)
                     continue
                 msg = await self.pubsub.get_message(timeout=1.0)
-                if not self.connected:
-                    self.connected = True
-                    await self.broker.reconnected(self)
                 backoff = 0.05
                 if msg is None:
                     continue
@@ -89,18 +99,31 @@ class Shard:
                     self.broker.dropped(self, channel)
             except asyncio.CancelledError:
                 raise
-            except StoreDown as exc:
+            except (*StoreDown, ResponseError) as exc:
+                # ResponseError: redis-py's own reconnect resubscribed every channel in one
+                # SSUBSCRIBE, which a cluster refuses (CROSSSLOT): start over, per slot
                 if self.connected:
                     log.warning("pub/sub connection to %s lost: %s", self.name, exc)
                 self.connected = False
+                self.stale = True
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 1.0)
-                with contextlib.suppress(*StoreDown):
-                    # redis-py resubscribes every shard channel on connect
-                    await self.pubsub.connect()  # type: ignore[no-untyped-call]
             except Exception:
                 log.exception("pub/sub reader error on %s", self.name)
                 await asyncio.sleep(backoff)
+
+    async def _resubscribe(self) -> None:
+        """A fresh connection with every channel of this shard subscribed again, one
+        SSUBSCRIBE per slot (the confirmations make the node repair what it missed)."""
+        async with self.lock:
+            old, self.pubsub = self.pubsub, self.client.pubsub()
+            with contextlib.suppress(Exception):
+                await old.aclose()  # type: ignore[no-untyped-call]
+            await self.pubsub.connect()  # type: ignore[no-untyped-call]
+            await self._send(sorted(self.channels), [])
+            self.stale = False
+        self.connected = True
+        await self.broker.reconnected(self)
 
     async def close(self) -> None:
         if self.reader is not None:
@@ -236,7 +259,7 @@ class Broker:
                 channels = by_shard_subs.get(shard, [])
                 try:
                     await shard.send(channels, by_shard_unsubs.get(shard, []))
-                except StoreDown as exc:
+                except (*StoreDown, ResponseError) as exc:
                     log.warning("subscribe on %s failed: %s", shard.name, exc)
                     failed.extend(channels)
                     continue

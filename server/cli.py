@@ -107,6 +107,41 @@ def serve(settings: Settings) -> int:
             embedded.stop()
 
 
+def valkey_cluster(data_dir: Path, masters: int, port: int) -> int:
+    """`livecart valkey --cluster N`: N masters on loopback ports port..port+N-1."""
+    from server.cluster import EmbeddedCluster
+    from server.embedded import EmbeddedError
+
+    cluster = EmbeddedCluster(masters, data_dir=data_dir, base_port=port)
+    try:
+        cluster.start()
+    except EmbeddedError as exc:
+        print(f"livecart: {exc}", file=sys.stderr)
+        return 1
+    _banner(f"valkey cluster ready ({masters} masters on ports {cluster.ports}; data in "
+            f"{cluster.data_dir}): LIVECART_REDIS_URL={cluster.url} LIVECART_REDIS_CLUSTER=1;"
+            " Ctrl-C stops it")
+    return _wait_for_signal(lambda: any(p is not None and p.poll() is None
+                                        for p in cluster.processes), cluster.stop)
+
+
+def _wait_for_signal(alive: Any, stop_server: Any) -> int:
+    stop = False
+
+    def _stop(*_: Any) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        while not stop and alive():
+            time.sleep(0.2)
+    finally:
+        stop_server()
+    return 0
+
+
 def valkey(data_dir: Path, port: int, host: str) -> int:
     from server.embedded import EmbeddedError, EmbeddedValkey
 
@@ -118,20 +153,8 @@ def valkey(data_dir: Path, port: int, host: str) -> int:
         return 1
     _banner(f"valkey ready: LIVECART_REDIS_URL=redis://{host}:{port}  (unix socket: "
             f"{server.url}; data in {server.data_dir}); Ctrl-C stops it")
-    stop = False
-
-    def _stop(*_: Any) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    try:
-        while not stop and server.process is not None and server.process.poll() is None:
-            time.sleep(0.2)
-    finally:
-        server.stop()
-    return 0
+    return _wait_for_signal(lambda: server.process is not None and server.process.poll() is None,
+                            server.stop)
 
 
 def token(settings: Settings, sub: str, role: str, name: str | None, ttl: int) -> int:
@@ -154,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     p_valkey.add_argument("--port", type=int, default=6379)
     p_valkey.add_argument("--host", default="127.0.0.1")
     p_valkey.add_argument("--data-dir", type=Path, default=Path(".livecart-valkey"))
+    p_valkey.add_argument("--cluster", type=int, default=0, metavar="N",
+                          help="start a local cluster of N masters (ports --port .. --port+N-1;"
+                               " default port 7000) instead of one server")
     p_token = sub.add_parser("token", help="print a signed token (uses LIVECART_SECRET)")
     p_token.add_argument("--sub", required=True)
     p_token.add_argument("--role", required=True, choices=["viewer", "creator", "seller", "admin"])
@@ -176,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
             settings = settings.with_overrides(node_id=f"{socket.gethostname()}:{settings.port}")
         return serve(settings)
     if args.command == "valkey":
+        if args.cluster:
+            port = 7000 if args.port == 6379 else args.port
+            return valkey_cluster(args.data_dir, args.cluster, port)
         return valkey(args.data_dir, args.port, args.host)
     return token(settings, args.sub, args.role, args.name, args.ttl)
 

@@ -48,6 +48,23 @@ _INCLUDE = re.compile(r"^--!include (\S+)\s*$", re.MULTILINE)
 StoreDown = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError,
              ClusterDownError, TryAgainError, SlotNotCoveredError)
 PIPELINE_MAX = 256
+# redis-py's cluster client fails (and drops in-use connections) when a node runs out of
+# connections instead of waiting for one, so on a cluster at most this many commands or
+# pipelines are in flight at once (each takes one connection per node it touches).
+CLUSTER_IN_FLIGHT = 96
+CLUSTER_MAX_CONNECTIONS = 128
+
+
+def _broken_connection(exc: BaseException) -> bool:
+    """redis-py's asyncio cluster client, while a master is down, can fail a command with
+    AttributeError/RuntimeError from a connection that another task's error handling just
+    closed. Raised from inside redis-py's connection code, those mean "unreachable"."""
+    if not isinstance(exc, AttributeError | RuntimeError):
+        return False
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and "/redis/" in tb.tb_frame.f_code.co_filename
 
 
 def load_source(name: str, included: frozenset[str] = frozenset()) -> str:
@@ -85,6 +102,16 @@ class Store:
         self.errors = 0
         self._queued: list[tuple[Script, Sequence[str], Sequence[Any], asyncio.Future[Any]]] = []
         self._flushing: set[asyncio.Task[None]] = set()
+        self._in_flight: asyncio.Semaphore | None = None
+
+    def _slot(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        """A place among the commands in flight (a cluster only; a single server's blocking
+        pool already waits for a free connection)."""
+        if not self.cluster:
+            return contextlib.nullcontext()
+        if self._in_flight is None:
+            self._in_flight = asyncio.Semaphore(CLUSTER_IN_FLIGHT)
+        return self._in_flight
 
     def _standalone(self) -> aioredis.Redis:
         # A blocking pool: a burst of commands waits (up to the timeout) for one of a
@@ -103,7 +130,7 @@ class Store:
     def _cluster(self) -> aioredis.Redis:
         client = RedisCluster.from_url(
             self.url, socket_timeout=self.timeout_s, socket_connect_timeout=self.timeout_s,
-            max_connections=128, decode_responses=False)
+            max_connections=CLUSTER_MAX_CONNECTIONS, decode_responses=False)
         return client  # type: ignore[return-value]  # the same command API
 
     async def open(self) -> None:
@@ -151,17 +178,23 @@ class Store:
             raise unavailable() from exc
         except ResponseError as exc:
             raise translate(exc) from exc
+        except (AttributeError, RuntimeError) as exc:
+            if not self.cluster or not _broken_connection(exc):
+                raise
+            self.errors += 1
+            raise unavailable() from exc
 
     async def run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         script = self.script(name)
         with self._mapped():
-            try:
-                return await self.redis.execute_command(  # type: ignore[no-untyped-call]
-                    "EVALSHA", script.sha, len(keys), *keys, *args)
-            except NoScriptError:
-                await self.redis.script_load(script.source)
-                return await self.redis.execute_command(  # type: ignore[no-untyped-call]
-                    "EVALSHA", script.sha, len(keys), *keys, *args)
+            async with self._slot():
+                try:
+                    return await self.redis.execute_command(  # type: ignore[no-untyped-call]
+                        "EVALSHA", script.sha, len(keys), *keys, *args)
+                except NoScriptError:
+                    await self.redis.script_load(script.source)
+                    return await self.redis.execute_command(  # type: ignore[no-untyped-call]
+                        "EVALSHA", script.sha, len(keys), *keys, *args)
 
     async def run_pipelined(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """Like `run`, but calls made in the same loop tick share one pipeline (one round
@@ -191,8 +224,17 @@ class Store:
         for script, keys, args, _ in chunk:
             pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
         try:
-            results = await pipe.execute(raise_on_error=False)
+            async with self._slot():
+                results = await pipe.execute(raise_on_error=False)
         except StoreDown:
+            self.errors += 1
+            for *_, fut in chunk:
+                if not fut.done():
+                    fut.set_exception(unavailable())
+            return
+        except (AttributeError, RuntimeError) as exc:
+            if not self.cluster or not _broken_connection(exc):
+                raise
             self.errors += 1
             for *_, fut in chunk:
                 if not fut.done():
@@ -230,7 +272,8 @@ class Store:
     async def call(self, *args: Any) -> Any:
         """One plain command with the same error mapping as `run`."""
         with self._mapped():
-            return await self.redis.execute_command(*args)  # type: ignore[no-untyped-call]
+            async with self._slot():
+                return await self.redis.execute_command(*args)  # type: ignore[no-untyped-call]
 
     async def batch(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
         """Several plain commands in one round trip (not a transaction)."""
@@ -238,7 +281,8 @@ class Store:
         for command in commands:
             pipe.execute_command(*command)
         with self._mapped():
-            return list(await pipe.execute())
+            async with self._slot():
+                return list(await pipe.execute())
 
     async def ping(self) -> bool:
         try:

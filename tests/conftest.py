@@ -1,4 +1,6 @@
-"""Fixtures: one embedded Valkey per test session; tests isolate by key prefix."""
+"""Fixtures: one embedded Valkey and one local 3-master Valkey Cluster per test session;
+tests isolate by key prefix. Every test that takes `valkey_url` (directly or through
+`make_server` / `server`) runs twice: on the standalone server and on the cluster."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from typing import Any
 import pytest
 from hypothesis import settings as hypothesis_settings
 
+from server.cluster import EmbeddedCluster
 from server.embedded import EmbeddedValkey
 from server.settings import Settings
 from tests.helpers import SECRET, ServerThread, unique_prefix
@@ -27,8 +30,18 @@ def valkey() -> Iterator[EmbeddedValkey]:
 
 
 @pytest.fixture(scope="session")
-def valkey_url(valkey: EmbeddedValkey) -> str:
-    return valkey.url
+def valkey_cluster() -> Iterator[EmbeddedCluster]:
+    cluster = EmbeddedCluster(3)
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session", params=["standalone", "cluster"])
+def valkey_url(request: pytest.FixtureRequest) -> str:
+    if request.param == "cluster":
+        return str(request.getfixturevalue("valkey_cluster").url)
+    return str(request.getfixturevalue("valkey").url)
 
 
 @pytest.fixture

@@ -254,6 +254,8 @@ class Saga:
         plan = orjson.loads(row["plan"]) if row.get("plan") else None
         if status == "pending":
             status = await self.scripts.order_step(oid, "abort", attempt)
+            if status == "committed":  # its driver committed it just now
+                row = as_dict(await self.store.call("HGETALL", self.keys.order(oid)))
         if status == "failed" and plan is not None:
             await self._release(oid, attempt, plan)
         elif status == "committed" and plan is not None:
