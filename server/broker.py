@@ -51,6 +51,9 @@ class Shard:
         self.reader: asyncio.Task[None] | None = None
         self.connected = False
         self.stale = False  # the connection was lost: resubscribe on a fresh one
+        self.heard_at = 0.0  # loop time of the last message of any kind
+        self.probe: str | None = None  # this node's probe channel on this shard
+        self.probe_echo: asyncio.Future[None] | None = None
         self.lock = asyncio.Lock()  # one SSUBSCRIBE/SUNSUBSCRIBE exchange at a time
 
     async def start(self) -> None:
@@ -89,9 +92,14 @@ class Shard:
                 backoff = 0.05
                 if msg is None:
                     continue
+                self.heard_at = asyncio.get_running_loop().time()
                 kind = msg["type"]
                 channel = text(msg["channel"])
                 if kind == "smessage":
+                    if channel == self.probe:
+                        if self.probe_echo is not None and not self.probe_echo.done():
+                            self.probe_echo.set_result(None)
+                        continue
                     self.broker.on_message(channel, msg["data"])
                 elif kind == "ssubscribe":
                     self.broker.confirm(self, channel)
@@ -147,8 +155,16 @@ def _by_slot(channels: list[str]) -> list[list[str]]:
 class Broker:
     def __init__(self, store: Store,
                  on_message: Callable[[str, bytes], None],
-                 on_resubscribed: Callable[[str], None]) -> None:
+                 on_resubscribed: Callable[[str], None],
+                 probe_channel: Callable[[int], str] | None = None,
+                 probe_interval_s: float = 5.0, probe_timeout_s: float = 2.0) -> None:
+        """`probe_channel(k)`: the k-th candidate name of this node's own probe channel;
+        the first whose slot a shard owns is that shard's (see `probe`)."""
         self.store = store
+        self.probe_channel = probe_channel
+        self.probe_interval_s, self.probe_timeout_s = probe_interval_s, probe_timeout_s
+        self.probes_failed = 0
+        self._prober: asyncio.Task[None] | None = None
         self.on_message = on_message
         self.on_resubscribed = on_resubscribed
         self.shards: dict[str, Shard] = {}
@@ -161,6 +177,7 @@ class Broker:
         self._flush_lock = asyncio.Lock()
         self._retry: asyncio.TimerHandle | None = None
         self._retry_s = RETRY_S
+        self._missed: set[str] = set()  # wanted channels whose subscribe failed once
         self._tasks: set[asyncio.Task[Any]] = set()
         self.closing = False
         self.reconnects = 0
@@ -174,9 +191,15 @@ class Broker:
             shard = Shard(self, "valkey", self.store.redis)
             self.shards[shard.name] = shard
             await shard.start()
+        if self.probe_channel is not None:
+            self._prober = asyncio.create_task(self._probe_loop(), name="broker-probe")
 
     async def close(self) -> None:
         self.closing = True
+        if self._prober is not None:
+            self._prober.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._prober
         if self._retry is not None:
             self._retry.cancel()
         for shard in list(self.shards.values()):
@@ -195,6 +218,57 @@ class Broker:
             shard = self.shards[node.name] = Shard(self, node.name, client)
             await shard.start()
         return shard
+
+    # liveness ---------------------------------------------------------------------
+
+    async def _probe_loop(self) -> None:
+        while not self.closing:
+            await asyncio.sleep(self.probe_interval_s)
+            for shard in list(self.shards.values()):
+                if self.closing:
+                    return
+                try:
+                    await self.probe(shard)
+                except Exception:
+                    log.exception("pub/sub probe of %s failed to run", shard.name)
+
+    async def probe(self, shard: Shard) -> bool:
+        """A subscriber connection can stay open yet deliver nothing (seen after
+        failovers): when a shard has been quiet for a probe interval, publish on this
+        node's own probe channel there and expect it back within the timeout; if it does
+        not come, rebuild the connection (resubscribe and repair, as after a loss).
+        Returns False when the probe failed."""
+        loop = asyncio.get_running_loop()
+        if (not shard.connected or shard.stale or not shard.channels
+                or loop.time() - shard.heard_at < self.probe_interval_s):
+            return True
+        if shard.probe is None:
+            shard.probe = await self._probe_channel_for(shard)
+            if shard.probe is None:
+                return True
+            self.subscribe(shard.probe)
+            return True
+        shard.probe_echo = loop.create_future()
+        try:
+            await self.store.call("SPUBLISH", shard.probe, b"probe")
+            await asyncio.wait_for(asyncio.shield(shard.probe_echo), self.probe_timeout_s)
+            return True
+        except TimeoutError:
+            self.probes_failed += 1
+            log.warning("pub/sub connection to %s delivers nothing: rebuilding it", shard.name)
+            shard.stale = True
+            shard.connected = False
+            return False
+        except Exception:  # the store is unreachable: the reader notices that by itself
+            return True
+
+    async def _probe_channel_for(self, shard: Shard) -> str | None:
+        assert self.probe_channel is not None
+        for k in range(4096):
+            channel = self.probe_channel(k)
+            if not self.store.cluster or (await self._shard_for(channel)) is shard:
+                return channel
+        return None
 
     # what the node asks for -----------------------------------------------------------
 
@@ -216,6 +290,7 @@ class Broker:
         if channel not in self.wanted:
             return
         self.wanted.discard(channel)
+        self._missed.discard(channel)
         fut = self.confirmed.pop(channel, None)
         if fut is not None and not fut.done():
             fut.cancel()
@@ -280,6 +355,7 @@ class Broker:
                 fut.set_exception(ConnectionError("store unreachable"))
                 fut.add_done_callback(lambda f: f.exception())
         self._to_subscribe.update(c for c in channels if c in self.wanted)
+        self._missed.update(c for c in channels if c in self.wanted)
         if self._retry is None and not self.closing:
             delay, self._retry_s = self._retry_s, min(self._retry_s * 2, 2.0)
 
@@ -301,8 +377,11 @@ class Broker:
             return
         if fut.done():
             self.on_resubscribed(channel)  # a confirmation after a reconnect: fill the gap
-        else:
-            fut.set_result(None)
+            return
+        fut.set_result(None)
+        if channel in self._missed:  # subscribed only after a failure: events may be missed
+            self._missed.discard(channel)
+            self.on_resubscribed(channel)
 
     def dropped(self, shard: Shard, channel: str) -> None:
         """A SUNSUBSCRIBE we did not ask for (its slot moved): subscribe it again, on the

@@ -67,6 +67,10 @@ class Keys:
         """The KEYS head of every script that emits room events (lib/room.lua)."""
         return [self.session(sid), self.history(sid), self.channel(sid)]
 
+    def probe_channel(self, node_id: str, k: int = 0) -> str:
+        """A node's own pub/sub liveness probe channel (k picks one per shard)."""
+        return f"{self.prefix}:{{n:{node_id}:{k}}}:probe"
+
     def session_index(self) -> str:
         return f"{self.prefix}:sessions"
 
@@ -105,6 +109,10 @@ class Keys:
     # users (buyers, creators, sellers)
     def cart(self, uid: str) -> str:
         return f"{self.prefix}:{{u:{uid}}}:cart"
+
+    def cart_version(self, uid: str) -> str:
+        """Counter: the cart's version, raised by every change (`v` in `cart` events)."""
+        return f"{self.prefix}:{{u:{uid}}}:cart_v"
 
     def touches(self, uid: str) -> str:
         return f"{self.prefix}:{{u:{uid}}}:touches"

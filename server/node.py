@@ -9,6 +9,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 from server import validate as v
 from server.auth import Identity, verify_token
 from server.broker import Broker
@@ -59,11 +61,18 @@ class Node:
         self.ledger = Ledger(self.store, self.keys, self.saga, settings)
         self.products.on_deal_closed = self.sessions.announce_closed
         self.saga.on_deal_closed = self._deal_closed_lazily
+        self.saga.on_cart_left = self._cart_left
         self._background: set[asyncio.Task[None]] = set()
+        self._attached_at: dict[str, int] = {}  # user -> when this node subscribed for them
+        self._orders_seen: dict[str, set[str]] = {}  # user -> orders delivered here
         self.last_stats: dict[str, dict[str, int]] = {}
         self.hub = Hub(self._fetch_history)
         self.hub.coalesce_s = settings.coalesce_ms / 1000
-        self.broker = Broker(self.store, self._on_message, self._on_resubscribed)
+        self.broker = Broker(
+            self.store, self._on_message, self._on_resubscribed,
+            probe_channel=lambda k: self.keys.probe_channel(settings.node_id, k),
+            probe_interval_s=settings.pubsub_probe_interval_s,
+            probe_timeout_s=settings.pubsub_probe_timeout_s)
         self.rooms = RoomOps(self.sessions, self.products, self.counters, self.hub, self.broker,
                              subscribe_timeout_s=settings.store_timeout_s)
         self.sessions.on_stock_moved = self.social.stock_changed
@@ -132,6 +141,7 @@ class Node:
             return
         mine = self.users.setdefault(uid, {})
         if not mine:
+            self._attached_at[uid] = int(time.time() * 1000)
             self.broker.subscribe(self.keys.user_channel(uid))
         mine[client.id] = client
 
@@ -143,6 +153,8 @@ class Node:
         mine.pop(client.id, None)
         if not mine:
             del self.users[uid]
+            self._attached_at.pop(uid, None)
+            self._orders_seen.pop(uid, None)
             self.broker.unsubscribe(self.keys.user_channel(uid))
 
     def _evicted(self, client: Client, code: int) -> None:
@@ -184,9 +196,7 @@ class Node:
 
     def _deal_closed_lazily(self, sid: str, deal: bytes) -> None:
         """A purchase closed a deal at its ends_at (in the product's slot): announce it."""
-        task = asyncio.ensure_future(self.sessions.announce_closed(sid, deal))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._spawn(self.sessions.announce_closed(sid, deal))
 
     async def _placed(self, client: Client, placed: Placed) -> None:
         """After a new order (its private events went out from purchase.lua): stock notices
@@ -211,12 +221,55 @@ class Node:
             return
         mine = self.users.get(ident)
         if mine:
+            if data.startswith(b'{"t":"order"'):
+                self._orders_seen.setdefault(ident, set()).add(
+                    str(orjson.loads(data)["d"]["id"]))
             deliver(list(mine.values()), bytes(data))
 
     def _on_resubscribed(self, channel: str) -> None:
         parsed = self.keys.parse_channel(channel)
-        if parsed is not None and parsed[0] == "s":
+        if parsed is None:
+            return
+        if parsed[0] == "s":
             self.hub.resync(parsed[1])
+        else:
+            self._spawn(self._resync_user(parsed[1]))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _resync_user(self, uid: str) -> None:
+        """A user's private channel was (re)subscribed after events may have been missed:
+        send each of the user's connections here the current cart (its version lets a
+        client drop an older one) and every recent order it was not sent yet."""
+        if uid not in self.users:
+            return
+        try:
+            cart = await self.carts.get(uid)
+            recent = [as_str(o) for o in
+                      await self.store.call("LRANGE", self.keys.user_orders(uid), 0, 9)]
+            seen = self._orders_seen.setdefault(uid, set())
+            missed = [oid for oid in reversed(recent) if oid not in seen]
+            found = [await self.orders.find(oid) for oid in missed]
+        except ApiError:
+            return  # still unreachable: the next resubscribe tries again
+        mine = list(self.users.get(uid, {}).values())
+        now = int(time.time() * 1000)
+        deliver(mine, JSON.encode({"t": "cart", "ts": now, "d": cart}))
+        for oid, row in zip(missed, found, strict=True):
+            if row is not None and row[0]["created_at"] >= self._attached_at.get(uid, now):
+                seen.add(oid)
+                deliver(mine, JSON.encode({"t": "order", "ts": now, "d": row[0]}))
+
+    def _cart_left(self, buyer: str) -> None:
+        """A checkout left lines in the buyer's cart: every device gets that cart."""
+        async def publish() -> None:
+            with contextlib.suppress(ApiError):
+                await self.publish_private(buyer, await self.carts.get(buyer))
+
+        self._spawn(publish())
 
     # background -----------------------------------------------------------------
 

@@ -160,22 +160,26 @@ class Scripts:
     # users (slot {u:<user>}) ------------------------------------------------------------
 
     async def update_cart(self, buyer: str, op: str, product: str, qty: int, session: str,
-                          max_qty: int, stock: int | None) -> tuple[Any, bool]:
-        flat, grew = await self.store.run(
-            "cart_update.lua", [self.keys.cart(buyer), self.keys.touches(buyer)],
+                          max_qty: int, stock: int | None) -> tuple[Any, bool, int]:
+        """(the cart as a flat list, whether the line grew, the cart's new version)."""
+        k = self.keys
+        flat, grew, version = await self.store.run(
+            "cart_update.lua", [k.cart(buyer), k.touches(buyer), k.cart_version(buyer)],
             [op, product, qty, session, max_qty, _opt(stock)])
-        return flat, bool(grew)
+        return flat, bool(grew), int(version)
 
     async def buyer_effects(self, buyer: str, oid: str, order_json: bytes,
                             cart_lines: dict[str, str] | None,
-                            touch: tuple[str, str] | None) -> bool:
+                            touch: tuple[str, str] | None) -> int:
+        """The cart's version when this left a changed, non-empty cart (else 0)."""
         k = self.keys
-        return bool(await self.store.run_pipelined(
+        _, version = await self.store.run_pipelined(
             "buyer_effects.lua",
             [k.user_applied(buyer), k.user_orders(buyer), k.cart(buyer), k.touches(buyer),
-             k.user_channel(buyer)],
+             k.user_channel(buyer), k.cart_version(buyer)],
             [f"o:{oid}", oid, order_json, "" if cart_lines is None else _json(cart_lines),
-             touch[0] if touch else "", touch[1] if touch else ""]))
+             touch[0] if touch else "", touch[1] if touch else ""])
+        return int(version)
 
     async def ledger_apply(self, creator: str, effect: str,
                            entries: list[dict[str, Any]]) -> bool:

@@ -44,6 +44,8 @@ class Settings:
     coalesce_ms: float = 10.0
     presence_ttl_s: float = 8.0  # + one counters tick: a dead node's viewers go within 10 s
     store_timeout_s: float = 2.0
+    pubsub_probe_interval_s: float = 5.0  # a quiet subscriber connection is probed this often
+    pubsub_probe_timeout_s: float = 2.0  # a probe not back by then rebuilds the connection
     drain_timeout_s: float = 10.0
     token_ttl_s: int = 24 * 3600
     saga_takeover_ms: int = 5000  # a purchase attempt pending this long is undone by a sweep
@@ -100,6 +102,8 @@ _ENV: dict[str, tuple[str, Any]] = {
     "LIVECART_COALESCE_MS": ("coalesce_ms", float),
     "LIVECART_PRESENCE_TTL_S": ("presence_ttl_s", float),
     "LIVECART_STORE_TIMEOUT_S": ("store_timeout_s", float),
+    "LIVECART_PUBSUB_PROBE_INTERVAL_S": ("pubsub_probe_interval_s", float),
+    "LIVECART_PUBSUB_PROBE_TIMEOUT_S": ("pubsub_probe_timeout_s", float),
     "LIVECART_DRAIN_TIMEOUT_S": ("drain_timeout_s", float),
     "LIVECART_TOKEN_TTL_S": ("token_ttl_s", int),
     "LIVECART_ATTRIBUTION_WINDOW_S": ("attribution_window_s", int),
@@ -148,6 +152,7 @@ def validate(settings: Settings) -> None:
         if getattr(settings, name) <= 0:
             raise SettingsError(f"{name} must be positive")
     for name in ("rate_per_s", "abuse_window_s", "counters_interval_s", "social_interval_s",
-                 "presence_ttl_s", "store_timeout_s", "drain_timeout_s"):
+                 "presence_ttl_s", "store_timeout_s", "drain_timeout_s",
+                 "pubsub_probe_interval_s", "pubsub_probe_timeout_s"):
         if getattr(settings, name) <= 0:
             raise SettingsError(f"{name} must be positive")

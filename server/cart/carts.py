@@ -23,8 +23,9 @@ class Carts:
     def __init__(self, store: Store, keys: Keys, scripts: Scripts, products: Products) -> None:
         self.store, self.keys, self.scripts, self.products = store, keys, scripts, products
 
-    async def view(self, flat: Any) -> dict[str, Any]:
-        """`{lines: [{product, qty, unit_price, session, title, image_url}], total}`."""
+    async def view(self, flat: Any, version: int) -> dict[str, Any]:
+        """`{lines: [{product, qty, unit_price, session, title, image_url}], total, v}`:
+        `v` is the cart's version (a client keeps the cart with the highest)."""
         raw = as_dict(flat)
         products = await self.products.get_many(sorted(raw))
         lines = []
@@ -41,10 +42,12 @@ class Carts:
                 "image_url": product.image_url,
             })
             total += qty * product.price
-        return {"lines": lines, "total": total}
+        return {"lines": lines, "total": total, "v": version}
 
     async def get(self, buyer: str) -> dict[str, Any]:
-        return await self.view(await self.store.call("HGETALL", self.keys.cart(buyer)))
+        flat, version = await self.store.batch([
+            ("HGETALL", self.keys.cart(buyer)), ("GET", self.keys.cart_version(buyer))])
+        return await self.view(flat, int(version or 0))
 
     async def update(self, buyer: str, op: str, product: str, qty: int,
                      session: str | None) -> dict[str, Any]:
@@ -52,10 +55,10 @@ class Carts:
         if op != "remove":
             raw = await self.store.call("HGET", self.keys.product(product), "stock")
             stock = int(raw) if raw is not None else None
-        flat, grew = await self.scripts.update_cart(
+        flat, grew, version = await self.scripts.update_cart(
             buyer, op, product, qty, session or "", MAX_QTY, stock)
         if grew and session:  # an add to the session's funnel: the quantity grew
             await self.store.batch([
                 ("HINCRBY", self.keys.counters(session), "adds", 1),
                 ("HINCRBY", self.keys.counters(session), f"adds:{product}", 1)])
-        return await self.view(flat)
+        return await self.view(flat, version)

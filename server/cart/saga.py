@@ -70,6 +70,8 @@ class Saga:
         # told each deal a reservation closed at its ends_at: (session, deal JSON)
         self.on_deal_closed: Any = lambda sid, deal: None
         self.applied = 0  # effects steps this node applied (for tests and /metrics)
+        # told a buyer whose checkout removed lines but left others (publish that cart)
+        self.on_cart_left: Any = lambda buyer: None
 
     # placing ------------------------------------------------------------------------
 
@@ -157,9 +159,9 @@ class Saga:
         steps: list[Any] = [self.scripts.settle_reservation(line["product"], rid, "take")
                             for line in plan["lines"]]
         touch = plan.get("touch")
-        steps.append(self.scripts.buyer_effects(
+        buyer_step = self.scripts.buyer_effects(
             plan["buyer"], oid, order_json, plan.get("cart"),
-            (touch[0], touch[1]) if touch else None))
+            (touch[0], touch[1]) if touch else None)
         by_session: dict[str, list[dict[str, Any]]] = defaultdict(list)
         by_creator: dict[str, list[dict[str, Any]]] = defaultdict(list)
         creators = [line.get("creator") or "" for line in plan["lines"]]
@@ -181,7 +183,9 @@ class Saga:
                 sid, f"o:{oid}", "order", by_session.get(sid, []), sold_by_room.get(sid, [])))
         for creator, entries in sorted(by_creator.items()):
             steps.append(self.scripts.ledger_apply(creator, f"o:{oid}", entries))
-        await asyncio.gather(*steps)
+        left_version, *_ = await asyncio.gather(buyer_step, *steps)
+        if left_version:
+            self.on_cart_left(plan["buyer"])
         self.applied += 1
         await self.scripts.order_step(oid, "settled", attempt)
 
