@@ -37,6 +37,8 @@ from server.rooms.sessions import parse_new as parse_new_session
 log = logging.getLogger("livecart.http")
 
 MAX_BODY = 64 * 1024
+MAX_LINES = 100  # per refund
+MAX_LINE_QTY = 10_000
 
 
 class JSON(Response):
@@ -194,8 +196,8 @@ async def put_timeline(request: Request) -> Response:
     if session.creator != caller:
         raise forbidden("only the session creator can set its timeline")
     if session.kind != "video":
-        raise bad_request("only video sessions have a timeline; a live one gets its replay "
-                          "timeline from its pins when it ends")
+        raise ApiError(ErrorCode.CONFLICT, "only video sessions have a timeline; a live one "
+                       "gets its replay timeline from its pins when it ends")
     entries = [e.to_wire() for e in parse_timeline(await body_of(request), session.showcase)]
     await node.sessions.set_timeline(session.id, entries)
     return JSON({"session": session.id, "timeline": entries})
@@ -222,9 +224,10 @@ async def set_rates(request: Request) -> Response:
     caller = require_role(identity, "seller")
     session = await node.sessions.get(path_id(request))
     body = v.obj(await body_of(request))
+    asked = {pid: v.req_int(body, pid, lo=1, hi=10_000) for pid in body}
     products = await node.products.get_many(session.showcase)
     rates = await node.ledger.set_rates(
-        session.id, caller, identity.role == "admin", dict(body),
+        session.id, caller, identity.role == "admin", asked,
         {pid: (p.seller, p.commission_bps) for pid, p in products.items()})
     return JSON({"session": session.id, "rates": rates})
 
@@ -284,18 +287,25 @@ async def refund_order(request: Request) -> Response:
     lines = None
     if body.get("lines") is not None:
         raw_lines = body["lines"]
-        if not isinstance(raw_lines, list) or not raw_lines:
-            raise bad_request("`lines` must be a non-empty list of {product, qty}")
-        lines = []
+        if not isinstance(raw_lines, list) or not raw_lines or len(raw_lines) > MAX_LINES:
+            raise bad_request(f"`lines` must be a list of 1-{MAX_LINES} {{product, qty}}",
+                              field="lines")
+        units: dict[str, int] = {}  # a product named twice: its units add up
         for raw in raw_lines:
             line = v.obj(raw, "a line")
             v.only(line, {"product", "qty"}, "a line")
-            lines.append({"product": v.req_ident(line, "product"),
-                          "qty": v.req_int(line, "qty", lo=1, hi=10_000)})
-        if len({line["product"] for line in lines}) != len(lines):
-            raise bad_request("each product at most once per refund")
-    result, new = await node.ledger.refund(oid, refund_id, lines, caller,
-                                           identity.role == "admin")
+            product = v.req_ident(line, "product")
+            units[product] = units.get(product, 0) + v.req_int(line, "qty", lo=1, hi=MAX_LINE_QTY)
+        lines = [{"product": p, "qty": q} for p, q in units.items()]
+    try:
+        result, new = await node.ledger.refund(oid, refund_id, lines, caller,
+                                               identity.role == "admin")
+    except ApiError as exc:
+        if exc.code is ErrorCode.BAD_REQUEST and "product" in exc.details:
+            # refund.lua says bad_request for a product the order lacks: that conflicts
+            # with the order's state, the request's shape is fine
+            raise ApiError(ErrorCode.CONFLICT, exc.message, **exc.details) from exc
+        raise
     if new:
         for line in result["lines"]:
             node.social.stock_changed(str(line["product"]))

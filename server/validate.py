@@ -7,8 +7,9 @@ them:
   idempotency key...) is 1-64 characters of `A-Z a-z 0-9 _ - . : @ + |`, so an e-mail
   address such as `ana@example.com` or a provider id such as `auth0|5f1c` is an id, and
   every id can stand in a URL path (percent-encoded or not) and in a Valkey key;
-- an **integer** argument is a JSON/msgpack integer (never a boolean, float or string)
-  within ±(2^53 - 1): exact in JSON, JavaScript and Lua (whose numbers are doubles);
+- an **integer** argument is a number with no fractional part (`5` or `5.0`, as JSON
+  Schema counts integers; never a boolean, `5.5` or a string) within ±(2^53 - 1): exact
+  in JSON, JavaScript and Lua (whose numbers are doubles); it is passed on as an int;
 - a **text** argument is a string with at least one character other than ASCII
   whitespace.
 """
@@ -47,6 +48,8 @@ def integer(args: Mapping[str, Any], name: str, *, lo: int | None = None, hi: in
         if required and default is None:
             raise bad_request(f"`{name}` is required", field=name)
         return default
+    if isinstance(value, float) and value.is_integer() and abs(value) <= MAX_INT:
+        value = int(value)  # 5.0 is the integer 5 (as in JSON Schema); exact below 2^53
     if isinstance(value, bool) or not isinstance(value, int):
         raise bad_request(f"`{name}` must be an integer", field=name)
     lo = -MAX_INT if lo is None else max(lo, -MAX_INT)
