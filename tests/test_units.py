@@ -427,3 +427,10 @@ def test_integers_are_bounded_to_what_json_javascript_and_lua_hold_exactly() -> 
 
 def test_only_names_non_string_keys_without_failing() -> None:
     assert "1" in bad(v.only, {"a": 1, 1: 2, "z": 3}, {"a"})["message"]
+
+
+def test_an_integral_number_is_an_integer() -> None:
+    """As JSON Schema counts integers: 5.0 is 5 (passed on as an int), 5.5 is not."""
+    assert v.integer({"n": 5.0}, "n") == 5 and type(v.integer({"n": 5.0}, "n")) is int
+    for value in (5.5, float(2**53), "5", True, float("inf"), float("nan")):
+        bad(v.integer, {"n": value}, "n")
