@@ -348,13 +348,15 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 def route(path: str, **by_method: Endpoint) -> Route:
-    """One route per path, so a 405 lists every method of that path in `Allow`."""
-    if len(by_method) == 1:
-        [(method, endpoint)] = by_method.items()
-        return Route(path, endpoint, methods=[method])
+    """One route per path, so a 405 lists every method of that path in `Allow`; every
+    failure answered here as its error (a bug: 500 `internal`, logged once)."""
 
     async def dispatch(request: Request) -> Response:
-        return await by_method[request.method if request.method != "HEAD" else "GET"](request)
+        endpoint = by_method[request.method if request.method != "HEAD" else "GET"]
+        try:
+            return await endpoint(request)
+        except Exception as exc:
+            return as_json_response(request, exc)
 
     return Route(path, dispatch, methods=list(by_method))
 

@@ -312,8 +312,9 @@ def test_validate_integer() -> None:
     assert v.integer({}, "n", required=False) is None
     assert v.integer({}, "n", default=3) == 3
     assert v.integer({"n": None}, "n", required=False, default=7) == 7
-    for value in (True, 1.0, "1", [1], {"a": 1}):
+    for value in (True, 1.5, "1", [1], {"a": 1}):
         assert bad(v.integer, {"n": value}, "n")["field"] == "n"
+    assert v.integer({"n": 1.0}, "n") == 1  # an integral number is an integer
     bad(v.integer, {"n": -1}, "n", lo=0)
     bad(v.integer, {"n": 6}, "n", hi=5)
     bad(v.integer, {}, "n")
