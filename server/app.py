@@ -21,17 +21,20 @@ from server.transport import WebSocketFastPath
 
 log = logging.getLogger("livecart.app")
 
-_STATUS_CODES = {400: ErrorCode.BAD_REQUEST, 401: ErrorCode.UNAUTHORIZED,
-                 403: ErrorCode.FORBIDDEN, 404: ErrorCode.NOT_FOUND, 405: ErrorCode.BAD_REQUEST,
-                 413: ErrorCode.TOO_LARGE}
+_STATUS_CODES = {c.http_status: c for c in (
+    ErrorCode.BAD_REQUEST, ErrorCode.UNAUTHORIZED, ErrorCode.FORBIDDEN, ErrorCode.NOT_FOUND,
+    ErrorCode.METHOD_NOT_ALLOWED, ErrorCode.TOO_LARGE, ErrorCode.UNSUPPORTED_MEDIA_TYPE)}
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own refusals (no route, method not allowed) in our error shape."""
     assert isinstance(exc, HTTPException)
     code = _STATUS_CODES.get(exc.status_code, ErrorCode.BAD_REQUEST)
     message = "no such route" if exc.status_code == 404 else str(exc.detail)
     response = http_api.error_response(ApiError(code, message))
     response.status_code = exc.status_code
+    for name, value in (exc.headers or {}).items():  # `Allow` on 405
+        response.headers[name] = value
     return response
 
 

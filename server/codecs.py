@@ -21,7 +21,26 @@ OP_BINARY: Final = 0x2
 
 
 class DecodeError(ValueError):
-    """The frame is not a valid document in this codec."""
+    """The frame is not a valid document in this codec, or not one JSON could carry.
+
+    `document` is what could still be read of it (a msgpack document with a non-string
+    map key), so the reply can carry the command's `id`; None when nothing could."""
+
+    def __init__(self, message: str, document: Any = None) -> None:
+        super().__init__(message)
+        self.document = document
+
+
+class _NonStringKey(ValueError):
+    pass
+
+
+def _string_keys(pairs: list[tuple[Any, Any]]) -> dict[str, Any]:
+    """msgpack maps may have keys of any type; commands (like JSON) have string keys only."""
+    for key, _ in pairs:
+        if type(key) is not str:
+            raise _NonStringKey(f"map keys must be strings, not {type(key).__name__}")
+    return dict(pairs)
 
 
 class Codec:
@@ -59,7 +78,14 @@ class MsgpackCodec(Codec):
     def decode(self, data: str | bytes) -> Any:
         raw = data.encode() if isinstance(data, str) else data
         try:
-            return msgpack.unpackb(raw, raw=False, strict_map_key=False)
+            return msgpack.unpackb(raw, raw=False, strict_map_key=False,
+                                   object_pairs_hook=_string_keys)
+        except _NonStringKey as exc:
+            try:
+                readable = msgpack.unpackb(raw, raw=False, strict_map_key=False)
+            except Exception:  # e.g. a map used as a key: unhashable
+                readable = None
+            raise DecodeError(f"invalid command: {exc}", readable) from exc
         except Exception as exc:  # msgpack raises many unrelated types for garbage
             raise DecodeError(f"invalid msgpack: {type(exc).__name__}") from exc
 

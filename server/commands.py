@@ -2,9 +2,17 @@
 
 `{"id": <int>, "op": <string>, ...args}` → `{"id", "ok": true, "result"}` or
 `{"id", "ok": false, "error": {"code", "message", ...}}`. A frame that cannot be parsed
-(or has no integer id) gets `id: null` and `bad_request`. Every error reply but
-`unavailable` (the store's fault, not the client's) counts toward the connection's abuse
-window; crossing it closes the connection with 4029.
+(or has no integer id) gets `id: null` and `bad_request`; so does any malformed shape
+(a msgpack map with a non-string key, an integer out of range), before any rights check.
+Every error reply but the server's own faults (`internal`, `unavailable`) counts toward
+the connection's abuse window; crossing it closes the connection with 4029.
+
+An exception that is not an `ApiError` is a bug: it is logged with a fresh request id
+and answered `internal` carrying that `request_id`, never `unavailable`.
+
+`like` is merged at any rate: it neither draws from the connection's command budget nor
+ever counts toward abuse (a tap storm is normal use), and a valid like costs the server a
+counter increment, no store call.
 """
 
 from __future__ import annotations
@@ -17,7 +25,16 @@ from typing import Any
 
 from server.client import Client
 from server.codecs import DecodeError
-from server.errors import ApiError, CloseCode, ErrorCode, bad_request
+from server.errors import (
+    SERVER_FAULTS,
+    ApiError,
+    CloseCode,
+    ErrorCode,
+    bad_request,
+    internal,
+    new_request_id,
+)
+from server.validate import MAX_INT
 
 log = logging.getLogger("livecart.commands")
 
@@ -31,7 +48,16 @@ class Then:
 
 
 Handler = Callable[[Client, Mapping[str, Any]], Awaitable[Any]]
-MERGED_OPS = frozenset({"like"})  # over the rate limit these are merged, not refused
+MERGED_OPS = frozenset({"like"})  # merged at any rate: outside the rate limit and abuse window
+
+
+def command_id(doc: Any) -> int | None:
+    """The command's `id` when the document is an object with an integer id in range."""
+    raw_id = doc.get("id") if isinstance(doc, dict) else None
+    if isinstance(raw_id, bool) or not isinstance(raw_id, int) or not (
+            -MAX_INT <= raw_id <= MAX_INT):
+        return None
+    return raw_id
 
 
 class Dispatcher:
@@ -48,14 +74,13 @@ class Dispatcher:
             try:
                 msg = client.codec.decode(data)
             except DecodeError as exc:
+                msg_id = command_id(exc.document)
                 raise bad_request(str(exc)) from exc
+            msg_id = command_id(msg)
             if not isinstance(msg, dict):
                 raise bad_request("a command must be an object")
-            raw_id = msg.get("id")
-            if isinstance(raw_id, bool) or not isinstance(raw_id, int) or not (
-                    -(2**53) < raw_id < 2**53):
+            if msg_id is None:
                 raise bad_request("`id` must be an integer")
-            msg_id = raw_id
             raw_op = msg.get("op")
             if not isinstance(raw_op, str):
                 raise bad_request("`op` must be a string")
@@ -63,21 +88,20 @@ class Dispatcher:
             if handler is None:
                 raise ApiError(ErrorCode.UNKNOWN_OP, f"unknown op {raw_op[:40]!r}")
             op = raw_op
-            if not client.admit():
-                if op not in MERGED_OPS:
-                    raise ApiError(ErrorCode.RATE_LIMITED, "too many commands; slow down")
-                if client.note_error():
-                    client.evict(CloseCode.ABUSE, "sustained rate over the limit")
-                    return
+            if op not in MERGED_OPS and not client.admit():
+                raise ApiError(ErrorCode.RATE_LIMITED, "too many commands; slow down")
             result = await handler(client, msg)
         except ApiError as exc:
             self._error(client, msg_id, exc)
             self.observe(op, time.perf_counter() - started, exc.code.value)
             return
         except Exception:
-            log.exception("op %s failed", op)
-            self._error(client, msg_id, ApiError(ErrorCode.UNAVAILABLE, "internal error; retry"))
-            self.observe(op, time.perf_counter() - started, "internal")
+            request_id = new_request_id()
+            log.exception("op %s failed (request_id %s)", op, request_id,
+                          extra={"op": op, "request_id": request_id, "session": client.session,
+                                 "user": client.user})
+            self._error(client, msg_id, internal(request_id))
+            self.observe(op, time.perf_counter() - started, ErrorCode.INTERNAL.value)
             return
         after = None
         if isinstance(result, Then):
@@ -89,5 +113,5 @@ class Dispatcher:
 
     def _error(self, client: Client, msg_id: int | None, exc: ApiError) -> None:
         client.send_obj({"id": msg_id, "ok": False, "error": exc.to_wire()})
-        if exc.code is not ErrorCode.UNAVAILABLE and client.note_error():
+        if exc.code not in SERVER_FAULTS and client.note_error():
             client.evict(CloseCode.ABUSE, "too many errors")

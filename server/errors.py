@@ -4,10 +4,16 @@
 error reply (`{"id", "ok": false, "error": {...}}`) and the HTTP layer into
 `{"error": {...}}` with the matching status. Close codes are separate: they end a
 connection and are only ever the ones in `CloseCode`.
+
+Retrying: `unavailable` (503) means the store could not be reached and nothing else; the
+same request (same idempotency key) may be retried. `internal` (500) is a bug in the
+server: it carries a `request_id` that is also in the server's log, and is not retryable
+by default (the same request will most likely fail the same way).
 """
 
 from __future__ import annotations
 
+import secrets
 from enum import IntEnum, StrEnum
 from typing import Any
 
@@ -25,7 +31,10 @@ class ErrorCode(StrEnum):
     DEAL_ENDED = "deal_ended"
     CONFLICT = "conflict"
     TOO_LARGE = "too_large"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     RATE_LIMITED = "rate_limited"
+    INTERNAL = "internal"
     UNAVAILABLE = "unavailable"
 
     @property
@@ -46,9 +55,16 @@ _HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.DEAL_ENDED: 409,
     ErrorCode.CONFLICT: 409,
     ErrorCode.TOO_LARGE: 413,
+    ErrorCode.METHOD_NOT_ALLOWED: 405,
+    ErrorCode.UNSUPPORTED_MEDIA_TYPE: 415,
     ErrorCode.RATE_LIMITED: 429,
+    ErrorCode.INTERNAL: 500,
     ErrorCode.UNAVAILABLE: 503,
 }
+
+# Errors that are the server's fault, not the client's: they never count toward a
+# connection's abuse window.
+SERVER_FAULTS = frozenset({ErrorCode.INTERNAL, ErrorCode.UNAVAILABLE})
 
 
 class CloseCode(IntEnum):
@@ -92,3 +108,14 @@ def unauthorized(message: str = "a valid token is required") -> ApiError:
 
 def unavailable(message: str = "the store is unreachable; retry shortly") -> ApiError:
     return ApiError(ErrorCode.UNAVAILABLE, message)
+
+
+def new_request_id() -> str:
+    """A short random id naming one failure in the log and in the reply that reports it."""
+    return secrets.token_hex(8)
+
+
+def internal(request_id: str) -> ApiError:
+    """A bug in the server (logged with `request_id`); not the client's fault, not retryable."""
+    return ApiError(ErrorCode.INTERNAL, "internal server error (the server log names it by "
+                    "request_id)", request_id=request_id)

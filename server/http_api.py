@@ -1,11 +1,15 @@
 """The HTTP API: products, sessions, demo tokens, health. JSON in, JSON out.
 
-Errors are `{"error": {"code", "message"}}` with the status of their wire code.
+Errors are `{"error": {"code", "message"}}` with the status of their wire code. A body
+must be declared `Content-Type: application/json` (415 `unsupported_media_type`
+otherwise), at most MAX_BODY bytes (413 `too_large`). A bug answers 500 `internal` with a
+`request_id` that the log line of its traceback carries too.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -17,13 +21,24 @@ from server import validate as v
 from server.auth import ROLES, Identity, issue_token, require_role, require_user, verify_token
 from server.cart.products import parse_new as parse_new_product
 from server.cart.products import parse_patch
-from server.errors import ApiError, ErrorCode, bad_request, forbidden, not_found, unauthorized
+from server.errors import (
+    ApiError,
+    ErrorCode,
+    bad_request,
+    forbidden,
+    internal,
+    new_request_id,
+    not_found,
+    unauthorized,
+)
 from server.node import Node
 from server.rooms.sessions import parse_new as parse_new_session
 
 log = logging.getLogger("livecart.http")
 
 MAX_BODY = 64 * 1024
+MAX_LINES = 100  # per refund
+MAX_LINE_QTY = 10_000
 
 
 class JSON(Response):
@@ -50,7 +65,21 @@ def identity_of(request: Request) -> Identity:
     return verify_token(node_of(request).secret, token.strip())
 
 
+JSON_MEDIA_TYPE = "application/json"
+
+
+def check_json_content_type(request: Request) -> None:
+    """415 unless the body is declared `application/json` (parameters such as charset ok)."""
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type != JSON_MEDIA_TYPE:
+        raise ApiError(ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+                       f"send the body as `Content-Type: {JSON_MEDIA_TYPE}`",
+                       content_type=media_type or None)
+
+
 async def body_of(request: Request) -> Any:
+    """The JSON body: 413 over MAX_BODY, 400 when absent, 415 when not declared JSON, 400
+    when not valid JSON."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_BODY:
         raise ApiError(ErrorCode.TOO_LARGE, f"body over {MAX_BODY} bytes")
@@ -64,6 +93,7 @@ async def body_of(request: Request) -> Any:
     raw = b"".join(chunks)
     if not raw:
         raise bad_request("a JSON body is required")
+    check_json_content_type(request)
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -72,7 +102,7 @@ async def body_of(request: Request) -> Any:
 
 def path_id(request: Request, name: str = "id") -> str:
     value = request.path_params[name]
-    if not v.ID_RE.match(value):
+    if not v.is_id(value):
         raise not_found(name if name != "id" else "resource", value)
     return str(value)
 
@@ -166,8 +196,8 @@ async def put_timeline(request: Request) -> Response:
     if session.creator != caller:
         raise forbidden("only the session creator can set its timeline")
     if session.kind != "video":
-        raise bad_request("only video sessions have a timeline; a live one gets its replay "
-                          "timeline from its pins when it ends")
+        raise ApiError(ErrorCode.CONFLICT, "only video sessions have a timeline; a live one "
+                       "gets its replay timeline from its pins when it ends")
     entries = [e.to_wire() for e in parse_timeline(await body_of(request), session.showcase)]
     await node.sessions.set_timeline(session.id, entries)
     return JSON({"session": session.id, "timeline": entries})
@@ -194,9 +224,10 @@ async def set_rates(request: Request) -> Response:
     caller = require_role(identity, "seller")
     session = await node.sessions.get(path_id(request))
     body = v.obj(await body_of(request))
+    asked = {pid: v.req_int(body, pid, lo=1, hi=10_000) for pid in body}
     products = await node.products.get_many(session.showcase)
     rates = await node.ledger.set_rates(
-        session.id, caller, identity.role == "admin", dict(body),
+        session.id, caller, identity.role == "admin", asked,
         {pid: (p.seller, p.commission_bps) for pid, p in products.items()})
     return JSON({"session": session.id, "rates": rates})
 
@@ -256,16 +287,16 @@ async def refund_order(request: Request) -> Response:
     lines = None
     if body.get("lines") is not None:
         raw_lines = body["lines"]
-        if not isinstance(raw_lines, list) or not raw_lines:
-            raise bad_request("`lines` must be a non-empty list of {product, qty}")
-        lines = []
+        if not isinstance(raw_lines, list) or not raw_lines or len(raw_lines) > MAX_LINES:
+            raise bad_request(f"`lines` must be a list of 1-{MAX_LINES} {{product, qty}}",
+                              field="lines")
+        units: dict[str, int] = {}  # a product named twice: its units add up
         for raw in raw_lines:
             line = v.obj(raw, "a line")
             v.only(line, {"product", "qty"}, "a line")
-            lines.append({"product": v.req_ident(line, "product"),
-                          "qty": v.req_int(line, "qty", lo=1, hi=10_000)})
-        if len({line["product"] for line in lines}) != len(lines):
-            raise bad_request("each product at most once per refund")
+            product = v.req_ident(line, "product")
+            units[product] = units.get(product, 0) + v.req_int(line, "qty", lo=1, hi=MAX_LINE_QTY)
+        lines = [{"product": p, "qty": q} for p, q in units.items()]
     result, new = await node.ledger.refund(oid, refund_id, lines, caller,
                                            identity.role == "admin")
     if new:
@@ -306,32 +337,49 @@ async def metrics(request: Request) -> Response:
     return Response(node_of(request).metrics.render(), media_type=CONTENT_TYPE)
 
 
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def route(path: str, **by_method: Endpoint) -> Route:
+    """One route per path, so a 405 lists every method of that path in `Allow`; every
+    failure answered here as its error (a bug: 500 `internal`, logged once)."""
+
+    async def dispatch(request: Request) -> Response:
+        endpoint = by_method[request.method if request.method != "HEAD" else "GET"]
+        try:
+            return await endpoint(request)
+        except Exception as exc:
+            return as_json_response(request, exc)
+
+    return Route(path, dispatch, methods=list(by_method))
+
+
 ROUTES = [
-    Route("/metrics", metrics, methods=["GET"]),
-    Route("/api/tokens", create_token, methods=["POST"]),
-    Route("/api/products", create_product, methods=["POST"]),
-    Route("/api/products/{id}", get_product, methods=["GET"]),
-    Route("/api/products/{id}", patch_product, methods=["PATCH"]),
-    Route("/api/sessions", create_session, methods=["POST"]),
-    Route("/api/sessions", list_sessions, methods=["GET"]),
-    Route("/api/sessions/{id}", get_session, methods=["GET"]),
-    Route("/api/sessions/{id}/start", start_session, methods=["POST"]),
-    Route("/api/sessions/{id}/end", end_session, methods=["POST"]),
-    Route("/api/sessions/{id}/rates", set_rates, methods=["PUT"]),
-    Route("/api/sessions/{id}/timeline", put_timeline, methods=["PUT"]),
-    Route("/api/sessions/{id}/report", session_report, methods=["GET"]),
-    Route("/api/orders", create_external_order, methods=["POST"]),
-    Route("/api/orders/{id}", get_order, methods=["GET"]),
-    Route("/api/orders/{id}/refund", refund_order, methods=["POST"]),
-    Route("/api/creators/{id}/ledger", creator_ledger, methods=["GET"]),
-    Route("/healthz", healthz, methods=["GET"]),
-    Route("/readyz", readyz, methods=["GET"]),
+    route("/metrics", GET=metrics),
+    route("/api/tokens", POST=create_token),
+    route("/api/products", POST=create_product),
+    route("/api/products/{id}", GET=get_product, PATCH=patch_product),
+    route("/api/sessions", GET=list_sessions, POST=create_session),
+    route("/api/sessions/{id}", GET=get_session),
+    route("/api/sessions/{id}/start", POST=start_session),
+    route("/api/sessions/{id}/end", POST=end_session),
+    route("/api/sessions/{id}/rates", PUT=set_rates),
+    route("/api/sessions/{id}/timeline", PUT=put_timeline),
+    route("/api/sessions/{id}/report", GET=session_report),
+    route("/api/orders", POST=create_external_order),
+    route("/api/orders/{id}", GET=get_order),
+    route("/api/orders/{id}/refund", POST=refund_order),
+    route("/api/creators/{id}/ledger", GET=creator_ledger),
+    route("/healthz", GET=healthz),
+    route("/readyz", GET=readyz),
 ]
 
 
-def as_json_response(_: Request, exc: Exception) -> Response:
+def as_json_response(request: Request, exc: Exception) -> Response:
     if isinstance(exc, ApiError):
         return error_response(exc)
-    log.exception("unhandled error", exc_info=exc)
-    return error_response(ApiError(ErrorCode.UNAVAILABLE, "internal error; retry"))
+    request_id = new_request_id()
+    log.error("%s %s failed (request_id %s)", request.method, request.url.path, request_id,
+              exc_info=exc, extra={"request_id": request_id})
+    return error_response(internal(request_id))
 

@@ -90,8 +90,8 @@ class Keys:
         return f"{self.prefix}:{{p:{pid}}}:sessions"
 
     def deals(self, pid: str) -> str:
-        """Hash: `<session>` -> that session's deal on this product (JSON, open or last);
-        `<deal id>:<buyer>` -> units that buyer holds in that deal."""
+        """Hash: `s:<session>` -> that session's deal on this product (JSON, open or last);
+        `b:<deal id>:<buyer>` -> units that buyer holds in that deal."""
         return f"{self.prefix}:{{p:{pid}}}:deals"
 
     def rates(self, pid: str) -> str:
@@ -153,6 +153,6 @@ class Keys:
         return [self.orders_stream(b) for b in range(ORDER_BUCKETS)]
 
     def open_deals(self) -> str:
-        """Sorted set: `<session>|<product>|<deal id>` -> ends_at (ms): written before a
+        """Sorted set: `<session>/<product>/<deal id>` -> ends_at (ms): written before a
         deal opens, removed once it is closed and announced; any node sweeps due ones."""
         return f"{self.prefix}:deals:open"

@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-_EXTRA_FIELDS = ("session", "user", "op", "code", "order", "deal")
+_EXTRA_FIELDS = ("session", "user", "op", "code", "order", "deal", "request_id")
 _TOKEN = re.compile(r"(token=)[^&\s\"']+")
 
 

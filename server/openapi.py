@@ -1,164 +1,297 @@
-"""The OpenAPI 3.1 document served at /openapi.json (kept next to the routes it describes)."""
+"""The OpenAPI 3.1 document served at /openapi.json (kept next to the routes it describes).
+
+It says exactly what the server accepts and returns: the limits come from the constants
+the validators use (server/validate.py, the domain modules), every status a route can
+answer is listed with the error codes of that status, and request bodies forbid fields
+the server refuses. tests/test_openapi.py runs schemathesis with every check against a
+real server to keep it so. Rules between items that JSON Schema cannot state (timeline
+entries sorted and non-overlapping, a product at most once per order or refund) answer
+400 and are said in the operation's description.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from server import __version__
+from server.cart.products import MAX_PRICE, MAX_STOCK
 from server.errors import ErrorCode
+from server.http_api import MAX_LINES
+from server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from server.rooms.sessions import KINDS, MAX_SHOWCASE
+from server.rooms.timeline import MAX_ENTRIES, MAX_MS
+from server.validate import ID_MAX, ID_PATTERN, MAX_INT, NOT_BLANK
 
-_ERROR = {"$ref": "#/components/schemas/Error"}
+JSON = "application/json"
+ROLES = ["viewer", "creator", "seller", "admin"]
+MAX_EXTERNAL_LINES = 100  # server/cart/orders.py check_external_lines
+MAX_LINE_QTY = 10_000  # external order and refund lines
+MAX_UNIT_PRICE = 100_000_000
+
+# the statuses of the store and of bugs: any route that reads or writes the store
+STORE = (500, 503)
 
 
-def _op(summary: str, *, body: str | None = None, ok: str = "200", result: str | None = None,
-        auth: bool = True, errors: tuple[int, ...] = (400, 401, 403, 404)) -> dict[str, Any]:
-    op: dict[str, Any] = {"summary": summary, "responses": {
-        ok: {"description": "OK", "content": {"application/json": {"schema": (
-            {"$ref": f"#/components/schemas/{result}"} if result else {"type": "object"})}}},
-        **{str(s): {"description": "error", "content": {"application/json": {"schema": _ERROR}}}
-           for s in errors},
-    }}
-    if body:
-        op["requestBody"] = {"required": True, "content": {"application/json": {
-            "schema": {"$ref": f"#/components/schemas/{body}"}}}}
+def ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def ident() -> dict[str, Any]:
+    return {"type": "string", "minLength": 1, "maxLength": ID_MAX, "pattern": ID_PATTERN}
+
+
+def text(max_len: int = 200) -> dict[str, Any]:
+    return {"type": "string", "minLength": 1, "maxLength": max_len, "pattern": NOT_BLANK}
+
+
+def integer(lo: int = -MAX_INT, hi: int = MAX_INT) -> dict[str, Any]:
+    return {"type": "integer", "minimum": lo, "maximum": hi}
+
+
+def nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    """An optional argument: the server reads `null` as absent."""
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def closed(properties: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A request object: unknown fields are refused (validate.only)."""
+    return {"type": "object", "properties": properties, "required": list(required),
+            "additionalProperties": False}
+
+
+def shape(properties: dict[str, Any], required: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """A response object: these fields are always there (unless `required` says otherwise)."""
+    return {"type": "object", "properties": properties,
+            "required": list(properties if required is None else required)}
+
+
+def _codes(status: int) -> list[str]:
+    return [c.value for c in ErrorCode if c.http_status == status and c is not ErrorCode.UNKNOWN_OP]
+
+
+def _errors(statuses: tuple[int, ...]) -> dict[str, Any]:
+    return {str(s): {"description": ", ".join(_codes(s)), "content": {JSON: {"schema": {
+        "allOf": [ref("Error")], "properties": {"error": {"properties": {
+            "code": {"enum": _codes(s)}}}}}}}} for s in sorted(set(statuses))}
+
+
+def _op(summary: str, *, body: dict[str, Any] | None = None, ok: str = "200",
+        result: dict[str, Any] | None = None, auth: bool = True, errors: tuple[int, ...] = (),
+        description: str | None = None, content: dict[str, Any] | None = None,
+        store: bool = True, also_ok: str | None = None) -> dict[str, Any]:
+    statuses = (*errors, *(STORE if store else (500,)))
     if auth:
-        op["security"] = [{"bearer": []}]
+        statuses += (401,)
+    if body is not None:
+        statuses += (400, 413, 415)
+    op: dict[str, Any] = {"summary": summary, "responses": {
+        ok: {"description": "OK",
+             "content": content or {JSON: {"schema": result or {"type": "object"}}}},
+        **_errors(statuses),
+    }}
+    if also_ok:
+        op["responses"][also_ok] = {**op["responses"][ok], "description": "OK (again)"}
+    if description:
+        op["description"] = description
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": {JSON: {"schema": body}}}
+    op["security"] = [{"bearer": []}] if auth else []
     return op
 
 
 def _id_param() -> list[dict[str, Any]]:
-    return [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
+    return [{"name": "id", "in": "path", "required": True, "schema": ident(),
+             "description": "an id (1-64 of A-Z a-z 0-9 _ - . : @ + |); anything else: 404"}]
+
+
+def _schemas() -> dict[str, Any]:
+    string, int_ = {"type": "string"}, {"type": "integer"}
+    opt_int = {"type": ["integer", "null"]}
+    product = shape({"id": string, "seller": string, "title": string, "price": int_,
+                     "currency": string, "stock": int_, "commission_bps": int_,
+                     "image_url": string})
+    deal = shape({"price": int_, "stock_left": int_, "per_buyer_limit": int_, "ends_at": int_,
+                  "status": {"enum": ["open", "closed"]}})
+    pin = shape({"product": ref("Product"), "pinned_at": int_, "stream_ts_ms": opt_int,
+                 "deal": {"anyOf": [ref("Deal"), {"type": "null"}]}}, required=("product",))
+    session = shape({"id": string, "creator": string, "kind": {"enum": list(KINDS)},
+                     "title": string, "status": {"enum": ["scheduled", "live", "ended"]},
+                     "showcase": {"type": "array", "items": string},
+                     "started_at": opt_int, "ended_at": opt_int})
+    line = shape({"product": string, "qty": int_, "unit_price": int_, "amount": int_,
+                  "session": {"type": ["string", "null"]},
+                  "attribution": {"enum": ["direct", "replay", "indirect", "none"]},
+                  "commission": int_, "seller": string},
+                 required=("product", "qty", "unit_price", "amount"))
+    entry = closed({"at_ms": integer(0, MAX_MS), "product": ident(),
+                    "until_ms": nullable(integer(0, MAX_MS))}, ("at_ms", "product"))
+    return {
+        "Error": shape({"error": {"type": "object", "required": ["code", "message"],
+                                  "properties": {
+                                      "code": {"enum": [c.value for c in ErrorCode]},
+                                      "message": string, "field": string,
+                                      "request_id": string}}}),
+        "TokenRequest": closed({"sub": ident(), "role": {"enum": ROLES},
+                                "name": nullable(text(64))}, ("sub", "role")),
+        "Token": shape({"token": string, "sub": string, "role": {"enum": ROLES},
+                        "name": {"type": ["string", "null"]}}),
+        "NewProduct": closed({
+            "id": nullable(ident()), "title": text(), "price": integer(1, MAX_PRICE),
+            "stock": integer(0, MAX_STOCK), "commission_bps": integer(0, 10_000),
+            "image_url": nullable(text(500))}, ("title", "price", "stock", "commission_bps")),
+        "ProductPatch": {**closed({
+            "price": nullable(integer(1, MAX_PRICE)), "stock": nullable(integer(0, MAX_STOCK)),
+            "commission_bps": nullable(integer(0, 10_000))}),
+            "anyOf": [{"required": [name], "properties": {name: {"type": "integer"}}}
+                      for name in ("price", "stock", "commission_bps")]},
+        "Product": product,
+        "Deal": deal,
+        "Pin": pin,
+        "NewSession": closed({"kind": {"enum": list(KINDS)}, "title": text(),
+                              "showcase": {"type": "array", "items": ident(),
+                                           "maxItems": MAX_SHOWCASE, "uniqueItems": True}},
+                             ("kind", "title")),
+        "Session": session,
+        "SessionDetail": {"allOf": [ref("Session")], "properties": {
+            "pinned": {"anyOf": [ref("Pin"), {"type": "null"}]},
+            "timeline": {"type": "array", "items": ref("TimelineEntry")}},
+            "required": ["pinned"]},
+        "Sessions": shape({"sessions": {"type": "array", "items": ref("Session")}}),
+        "TimelineEntry": entry,
+        "Timeline": {"type": "array", "items": ref("TimelineEntry"), "maxItems": MAX_ENTRIES},
+        "TimelineSet": shape({"session": string,
+                              "timeline": {"type": "array", "items": ref("TimelineEntry")}}),
+        "Rates": {"type": "object", "additionalProperties": integer(1, 10_000)},
+        "RatesSet": shape({"session": string,
+                           "rates": {"type": "object", "additionalProperties": int_}}),
+        "Line": line,
+        "Order": shape({"id": string, "buyer": string, "currency": string, "total": int_,
+                        "lines": {"type": "array", "items": ref("Line")},
+                        "created_at": int_, "source": {"enum": ["buy_now", "checkout",
+                                                                "external"]},
+                        "external_id": string},
+                       required=("id", "buyer", "currency", "total", "lines", "source")),
+        "ExternalOrder": closed({
+            "external_id": ident(), "buyer": ident(),
+            "lines": {"type": "array", "minItems": 1, "maxItems": MAX_EXTERNAL_LINES,
+                      "items": closed({"product": ident(),
+                                       "qty": integer(1, MAX_LINE_QTY),
+                                       "unit_price": integer(0, MAX_UNIT_PRICE)},
+                                      ("product", "qty", "unit_price"))}},
+            ("external_id", "buyer", "lines")),
+        "Refund": closed({
+            "refund_id": ident(),
+            "lines": nullable({"type": "array", "minItems": 1, "maxItems": MAX_LINES,
+                               "items": closed(
+                {"product": ident(), "qty": integer(1, MAX_LINE_QTY)}, ("product", "qty"))})},
+            ("refund_id",)),
+        "RefundResult": shape({
+            "refund_id": string, "order": string, "amount": int_, "clawback": int_,
+            "lines": {"type": "array", "items": shape({
+                "product": string, "qty": int_, "amount": int_, "clawback": int_})}}),
+        "Ledger": shape({
+            "creator": string, "currency": string, "balance": int_,
+            "entries": {"type": "array", "items": {"type": "object", "properties": {
+                "order": string, "line": int_, "product": string,
+                "session": {"type": ["string", "null"]}, "qty": int_, "amount": int_,
+                "kind": {"enum": ["credit", "clawback"]}, "status": string,
+                "at": int_}}}}),
+        "Report": shape({
+            "session": string, "viewers": {"type": "object"}, "orders": int_,
+            "units": int_, "gmv": int_, "gmv_refunded": int_, "commission": int_,
+            "commission_clawed_back": int_, "replay": {"type": "object"},
+            "products": {"type": "array", "items": {"type": "object"}}},
+            required=("session", "orders", "units", "gmv", "commission")),
+        "Health": shape({"ok": {"const": True}, "node": string}),
+        "Ready": shape({"ready": {"type": "boolean"}, "node": string}),
+    }
 
 
 def openapi_document() -> dict[str, Any]:
-    integer = {"type": "integer"}
-    string = {"type": "string"}
+    ready = ref("Ready")
     return {
         "openapi": "3.1.0",
         "info": {"title": "livecart", "version": __version__,
-                 "description": "HTTP API of livecart (WebSocket protocol: docs/protocol.md)."},
+                 "description": "HTTP API of livecart (WebSocket protocol: docs/protocol.md). "
+                                "Errors are {error: {code, message, ...}}; `internal` (500) "
+                                "carries a request_id and is not retryable by default; "
+                                "`unavailable` (503) means the store is unreachable."},
         "paths": {
-            "/api/tokens": {"post": _op("Mint a token (demo mode only)", body="TokenRequest",
-                                        auth=False, errors=(400, 404))},
-            "/api/products": {"post": _op("Create a product (seller/admin)", body="NewProduct",
-                                          ok="201", result="Product", errors=(400, 401, 403, 409))},
+            "/api/tokens": {"post": _op(
+                "Mint a token (demo mode only; 404 otherwise)", body=ref("TokenRequest"),
+                result=ref("Token"), auth=False, errors=(404,))},
+            "/api/products": {"post": _op(
+                "Create a product (seller/admin)", body=ref("NewProduct"), ok="201",
+                result=ref("Product"), errors=(403, 409))},
             "/api/products/{id}": {
                 "parameters": _id_param(),
-                "get": _op("Get a product", result="Product", auth=False, errors=(404,)),
+                "get": _op("Get a product", result=ref("Product"), auth=False, errors=(404,)),
                 "patch": _op("Change price, stock or commission (its seller/admin)",
-                             body="ProductPatch", result="Product"),
+                             body=ref("ProductPatch"), result=ref("Product"),
+                             errors=(403, 404, 409)),
             },
             "/api/sessions": {
-                "post": _op("Create a session (creator)", body="NewSession", ok="201",
-                            result="Session"),
-                "get": _op("Recent sessions", auth=False, errors=()),
+                "post": _op("Create a session (creator/admin)", body=ref("NewSession"),
+                            ok="201", result=ref("Session"), errors=(403, 404)),
+                "get": _op("Recent sessions, newest first", result=ref("Sessions"),
+                           auth=False),
             },
-            "/api/sessions/{id}": {"parameters": _id_param(),
-                                   "get": _op("Get a session", result="Session", auth=False,
-                                              errors=(404,))},
+            "/api/sessions/{id}": {"parameters": _id_param(), "get": _op(
+                "A session with its pin (and timeline for videos and ended shows)",
+                result=ref("SessionDetail"), auth=False, errors=(404,))},
             "/api/sessions/{id}/start": {"parameters": _id_param(), "post": _op(
-                "Go live (its creator)", result="Session", errors=(401, 403, 404, 409))},
+                "Go live (its creator)", result=ref("Session"), errors=(403, 404, 409))},
             "/api/sessions/{id}/end": {"parameters": _id_param(), "post": _op(
-                "End the live session (its creator)", result="Session",
-                errors=(401, 403, 404, 409))},
+                "End the live session (its creator)", result=ref("Session"),
+                errors=(403, 404, 409))},
             "/api/sessions/{id}/timeline": {"parameters": _id_param(), "put": _op(
-                "Set a video session's timed pins (its creator)", body="Timeline")},
+                "Set a video session's timed pins (its creator)", body=ref("Timeline"),
+                result=ref("TimelineSet"), errors=(403, 404, 409),
+                description="Entries sorted by at_ms (strictly), until_ms after at_ms, not "
+                            "overlapping the next entry (else 400); products in the "
+                            "showcase and only video sessions (else 409).")},
             "/api/sessions/{id}/rates": {"parameters": _id_param(), "put": _op(
-                "Live-exclusive commission rates (each product's seller/admin)", body="Rates")},
+                "Live-exclusive commission rates (each product's seller/admin)",
+                body=ref("Rates"), result=ref("RatesSet"), errors=(403, 404, 409),
+                description="Each product in the session's showcase, each rate above the "
+                            "product's own rate (else 409).")},
             "/api/sessions/{id}/report": {"parameters": _id_param(), "get": _op(
                 "The session's funnel, GMV, commission, live vs replay (its creator/admin)",
-                result="Report")},
+                result=ref("Report"), errors=(403, 404))},
             "/api/orders": {"post": _op(
                 "External checkout webhook, idempotent by external_id (seller)",
-                body="ExternalOrder", ok="201", result="Order",
-                errors=(400, 401, 403, 404, 409))},
+                body=ref("ExternalOrder"), ok="201", result=ref("Order"),
+                errors=(403, 404, 409), also_ok="200",
+                description="A product at most once per order (else 400). The same "
+                            "external_id again answers 200 with the first order.")},
             "/api/orders/{id}": {"parameters": _id_param(), "get": _op(
-                "An order (its buyer, a seller in it, admin)", result="Order")},
+                "An order (its buyer, a seller in it, admin)", result=ref("Order"),
+                errors=(403, 404))},
             "/api/orders/{id}/refund": {"parameters": _id_param(), "post": _op(
                 "Refund lines/units or the rest of the order, once per refund_id",
-                body="Refund", result="RefundResult", errors=(400, 401, 403, 404, 409))},
+                body=ref("Refund"), result=ref("RefundResult"), errors=(403, 404, 409),
+                description="A product named in several lines refunds the sum of their "
+                            "units; a product not in the order, or more units than remain, "
+                            "409.")},
             "/api/creators/{id}/ledger": {"parameters": _id_param(), "get": _op(
                 "A creator's commission ledger (JSON, or CSV with Accept: text/csv)",
-                result="Ledger", errors=(401, 403))},
-            "/healthz": {"get": _op("Process up; node id", auth=False, errors=())},
-            "/readyz": {"get": _op("Store reachable and not draining", auth=False, errors=(503,))},
-            "/metrics": {"get": _op("Prometheus metrics (text)", auth=False, errors=())},
-            "/openapi.json": {"get": _op("This document", auth=False, errors=())},
+                errors=(403, 404), content={JSON: {"schema": ref("Ledger")},
+                                            "text/csv": {"schema": {"type": "string"}}})},
+            "/healthz": {"get": _op("Process up; node id", result=ref("Health"), auth=False,
+                                    store=False)},
+            "/readyz": {"get": {**_op("Store reachable and not draining", result=ready,
+                                      auth=False, errors=(500,)), "responses": {
+                "200": {"description": "ready", "content": {JSON: {"schema": ready}}},
+                "503": {"description": "not ready", "content": {JSON: {"schema": ready}}},
+                **_errors((500,))}}},
+            "/metrics": {"get": _op("Prometheus metrics (text exposition format)", auth=False,
+                                    store=False, content={METRICS_CONTENT_TYPE: {
+                                        "schema": {"type": "string"}}})},
+            "/openapi.json": {"get": _op("This document", auth=False, store=False)},
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
                                            "bearerFormat": "JWT (HS256)"}},
-            "schemas": {
-                "Error": {"type": "object", "required": ["error"], "properties": {"error": {
-                    "type": "object", "required": ["code", "message"], "properties": {
-                        "code": {"enum": [c.value for c in ErrorCode]}, "message": string}}}},
-                "TokenRequest": {"type": "object", "required": ["sub", "role"], "properties": {
-                    "sub": string, "role": {"enum": ["viewer", "creator", "seller", "admin"]},
-                    "name": string}},
-                "NewProduct": {"type": "object", "required": ["title", "price", "stock",
-                                                              "commission_bps"],
-                               "properties": {"id": string, "title": string,
-                                              "price": {"type": "integer", "minimum": 1},
-                                              "stock": {"type": "integer", "minimum": 0},
-                                              "commission_bps": {"type": "integer", "minimum": 0,
-                                                                 "maximum": 10000},
-                                              "image_url": string}},
-                "ProductPatch": {"type": "object", "properties": {
-                    "price": integer, "stock": integer, "commission_bps": integer}},
-                "Product": {"type": "object", "properties": {
-                    "id": string, "seller": string, "title": string, "price": integer,
-                    "currency": string, "stock": integer, "commission_bps": integer,
-                    "image_url": string}},
-                "NewSession": {"type": "object", "required": ["kind", "title"], "properties": {
-                    "kind": {"enum": ["live", "video"]}, "title": string,
-                    "showcase": {"type": "array", "items": string}}},
-                "Timeline": {"type": "array", "items": {
-                    "type": "object", "required": ["at_ms", "product"], "properties": {
-                        "at_ms": integer, "product": string, "until_ms": integer}}},
-                "Rates": {"type": "object", "additionalProperties": {
-                    "type": "integer", "minimum": 1, "maximum": 10000}},
-                "Line": {"type": "object", "properties": {
-                    "product": string, "qty": integer, "unit_price": integer, "amount": integer,
-                    "session": {"type": ["string", "null"]},
-                    "attribution": {"enum": ["direct", "replay", "indirect", "none"]},
-                    "commission": integer, "seller": string}},
-                "Order": {"type": "object", "properties": {
-                    "id": string, "buyer": string, "currency": string, "total": integer,
-                    "lines": {"type": "array", "items": {"$ref": "#/components/schemas/Line"}},
-                    "created_at": integer, "source": string, "external_id": string}},
-                "ExternalOrder": {"type": "object", "required": ["external_id", "buyer", "lines"],
-                                  "properties": {"external_id": string, "buyer": string,
-                                                 "lines": {"type": "array", "items": {
-                                                     "type": "object", "properties": {
-                                                         "product": string, "qty": integer,
-                                                         "unit_price": integer}}}}},
-                "Refund": {"type": "object", "required": ["refund_id"], "properties": {
-                    "refund_id": string, "lines": {"type": "array", "items": {
-                        "type": "object", "properties": {"product": string, "qty": integer}}}}},
-                "RefundResult": {"type": "object", "properties": {
-                    "refund_id": string, "order": string, "amount": integer,
-                    "clawback": integer, "lines": {"type": "array", "items": {
-                        "type": "object", "properties": {"product": string, "qty": integer,
-                                                         "amount": integer,
-                                                         "clawback": integer}}}}},
-                "Ledger": {"type": "object", "properties": {
-                    "creator": string, "currency": string, "balance": integer,
-                    "entries": {"type": "array", "items": {"type": "object", "properties": {
-                        "order": string, "line": integer, "product": string, "session": string,
-                        "qty": integer, "amount": integer,
-                        "kind": {"enum": ["credit", "clawback"]}, "status": string,
-                        "at": integer}}}}},
-                "Report": {"type": "object", "properties": {
-                    "session": string, "viewers": {"type": "object"}, "orders": integer,
-                    "units": integer, "gmv": integer, "gmv_refunded": integer,
-                    "commission": integer, "commission_clawed_back": integer,
-                    "replay": {"type": "object"}, "products": {"type": "array"}}},
-                "Session": {"type": "object", "properties": {
-                    "id": string, "creator": string, "kind": string, "title": string,
-                    "status": {"enum": ["scheduled", "live", "ended"]},
-                    "showcase": {"type": "array", "items": string},
-                    "started_at": {"type": ["integer", "null"]},
-                    "ended_at": {"type": ["integer", "null"]}}},
-            },
+            "schemas": _schemas(),
         },
     }

@@ -9,7 +9,8 @@ each script is still one atomic EVALSHA). Scripts are loaded once and run by SHA
 `NOSCRIPT` reply (the server restarted) reloads and retries once.
 
 A script reports a domain failure as an error reply `LC <code> <message>`; `run()`
-turns it into `ApiError`. Connection failures become `unavailable`.
+turns it into `ApiError`. Connection failures become `unavailable`; any other error reply
+(a command or script the store rejected) is a bug and becomes `internal`.
 """
 
 from __future__ import annotations
@@ -28,7 +29,10 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import (
     ClusterDownError,
+    MasterDownError,
     NoScriptError,
+    OutOfMemoryError,
+    ReadOnlyError,
     ResponseError,
     SlotNotCoveredError,
     TryAgainError,
@@ -36,7 +40,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from server.errors import ApiError, ErrorCode, unavailable
+from server.errors import ApiError, ErrorCode, internal, new_request_id, unavailable
 
 log = logging.getLogger("livecart.store")
 
@@ -65,6 +69,14 @@ def _broken_connection(exc: BaseException) -> bool:
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next
     return tb is not None and "/redis/" in tb.tb_frame.f_code.co_filename
+
+
+# Error replies that mean "the store cannot serve this now" (out of memory, a replica
+# after failover, a long script): an outage, retryable, not our bug. redis-py turns some
+# into their own classes (and drops the prefix), the others keep it in the text.
+STORE_BUSY_ERRORS = (OutOfMemoryError, ReadOnlyError, MasterDownError, TryAgainError,
+                     ClusterDownError)
+STORE_BUSY = frozenset({"BUSY", "NOREPLICAS", "MISCONF"})
 
 
 def load_source(name: str, included: frozenset[str] = frozenset()) -> str:
@@ -310,8 +322,13 @@ def translate(exc: ResponseError) -> ApiError:
             return ApiError(ErrorCode(code), message, **details)
         except ValueError:
             pass
-    log.error("store error: %s", text)
-    return ApiError(ErrorCode.UNAVAILABLE, "the store rejected the command")
+    if isinstance(exc, STORE_BUSY_ERRORS) or text.split(" ", 1)[0] in STORE_BUSY:
+        log.warning("store cannot serve now: %s", text)
+        return unavailable()
+    request_id = new_request_id()  # a reply we did not expect is our bug, not an outage
+    log.error("store error (request_id %s): %s", request_id, text,
+              extra={"request_id": request_id})
+    return internal(request_id)
 
 
 def text(value: Any) -> str:

@@ -1,4 +1,18 @@
-"""Argument checks shared by WebSocket commands and HTTP bodies; each raises `bad_request`."""
+"""Argument checks shared by WebSocket commands and HTTP bodies; each raises `bad_request`.
+
+The definitions here are the server's only ones, and the OpenAPI document is built from
+them:
+
+- an **id** (of a user, i.e. a token's `sub`, of a product, session, order, refund,
+  idempotency key...) is 1-64 characters of `A-Z a-z 0-9 _ - . : @ + |`, so an e-mail
+  address such as `ana@example.com` or a provider id such as `auth0|5f1c` is an id, and
+  every id can stand in a URL path (percent-encoded or not) and in a Valkey key;
+- an **integer** argument is a number with no fractional part (`5` or `5.0`, as JSON
+  Schema counts integers; never a boolean, `5.5` or a string) within ±(2^53 - 1): exact
+  in JSON, JavaScript and Lua (whose numbers are doubles); it is passed on as an int;
+- a **text** argument is a string with at least one character other than ASCII
+  whitespace.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +22,17 @@ from typing import Any
 
 from server.errors import bad_request
 
-ID_RE = re.compile(r"^[A-Za-z0-9_\-.:]{1,64}\Z")  # \Z: `$` would allow a trailing newline
+ID_CHARS = "A-Za-z0-9_.:@+|-"  # a regex character class body (`-` last: a literal)
+ID_MAX = 64
+ID_RE = re.compile(rf"^[{ID_CHARS}]{{1,{ID_MAX}}}\Z")  # \Z: `$` would allow a trailing newline
+ID_PATTERN = f"^[{ID_CHARS}]{{1,{ID_MAX}}}$"  # the same, as an ECMA-262 (OpenAPI) pattern
+MAX_INT = 2**53 - 1
+NOT_BLANK = "[^\t\n\v\f\r ]"  # Python and ECMA-262 alike: "has a non-blank character"
+_NOT_BLANK_RE = re.compile(NOT_BLANK)
+
+
+def is_id(value: object) -> bool:
+    return isinstance(value, str) and ID_RE.match(value) is not None
 
 
 def obj(value: Any, what: str = "body") -> Mapping[str, Any]:
@@ -24,11 +48,15 @@ def integer(args: Mapping[str, Any], name: str, *, lo: int | None = None, hi: in
         if required and default is None:
             raise bad_request(f"`{name}` is required", field=name)
         return default
+    if isinstance(value, float) and value.is_integer() and abs(value) <= MAX_INT:
+        value = int(value)  # 5.0 is the integer 5 (as in JSON Schema); exact below 2^53
     if isinstance(value, bool) or not isinstance(value, int):
         raise bad_request(f"`{name}` must be an integer", field=name)
-    if lo is not None and value < lo:
+    lo = -MAX_INT if lo is None else max(lo, -MAX_INT)
+    hi = MAX_INT if hi is None else min(hi, MAX_INT)
+    if value < lo:
         raise bad_request(f"`{name}` must be ≥ {lo}", field=name)
-    if hi is not None and value > hi:
+    if value > hi:
         raise bad_request(f"`{name}` must be ≤ {hi}", field=name)
     return value
 
@@ -47,7 +75,7 @@ def string(args: Mapping[str, Any], name: str, *, max_len: int = 200, required: 
         if required:
             raise bad_request(f"`{name}` is required", field=name)
         return None
-    if not isinstance(value, str) or not value.strip():
+    if not isinstance(value, str) or not _NOT_BLANK_RE.search(value):
         raise bad_request(f"`{name}` must be a non-empty string", field=name)
     if len(value) > max_len:
         raise bad_request(f"`{name}` must be at most {max_len} characters", field=name)
@@ -75,4 +103,5 @@ def req_ident(args: Mapping[str, Any], name: str) -> str:
 def only(args: Mapping[str, Any], allowed: set[str], what: str = "body") -> None:
     unknown = set(args) - allowed
     if unknown:
-        raise bad_request(f"unknown field(s) in {what}: {', '.join(sorted(unknown))}")
+        names = ", ".join(sorted(repr(k) if not isinstance(k, str) else k for k in unknown))
+        raise bad_request(f"unknown field(s) in {what}: {names}")

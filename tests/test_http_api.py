@@ -14,6 +14,7 @@ from tests.helpers import SECRET, ServerThread
 
 ERROR_STATUS = {"bad_request": 400, "unknown_op": 400, "unauthorized": 401, "forbidden": 403,
                 "not_found": 404, "not_live": 409, "conflict": 409, "too_large": 413,
+                "method_not_allowed": 405, "unsupported_media_type": 415, "internal": 500,
                 "unavailable": 503}
 
 
@@ -295,4 +296,5 @@ def test_unknown_routes_and_methods_are_json(server: ServerThread) -> None:
     error_of(server.http("GET", "/api/nope"), 404, "not_found")
     error_of(server.http("GET", "/definitely/not/here"), 404, "not_found")
     r = server.http("DELETE", "/api/products")
-    assert r.status_code == 405 and r.json()["error"]["code"] == "bad_request"
+    assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
+    assert r.headers["allow"] == "POST"

@@ -17,7 +17,7 @@ async def test_report_and_ledger_match_hand_computed_numbers(server: ServerThrea
     r = server.http("PUT", f"/api/sessions/{sid}/rates", token=seller, json={"pB": 1200})
     assert r.status_code == 200 and r.json()["rates"] == {"pB": 1200}
     assert server.http("PUT", f"/api/sessions/{sid}/rates", token=seller,
-                       json={"pA": 500}).status_code == 400  # not above the product's rate
+                       json={"pA": 500}).status_code == 409  # not above the product rate
     assert server.http("PUT", f"/api/sessions/{sid}/rates", token=server.token("cr", "creator"),
                        json={"pA": 2000}).status_code == 403  # creators cannot set rates
 

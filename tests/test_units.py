@@ -124,8 +124,10 @@ def test_decode_errors() -> None:
             MSGPACK.decode(bad)
 
 
-def test_msgpack_decodes_int_keys_and_str_input() -> None:
-    assert MSGPACK.decode(msgpack.packb({1: 2})) == {1: 2}
+def test_msgpack_refuses_non_string_keys_and_takes_str_input() -> None:
+    for doc in ({1: 2}, {"id": 1, "deal": {1: 2}}, [{"a": {b"k": 1}}], {1.5: None}):
+        with pytest.raises(DecodeError, match="map keys must be strings"):
+            MSGPACK.decode(msgpack.packb(doc, use_bin_type=True))
     assert MSGPACK.decode(msgpack.packb({"id": 1}).decode("latin-1").encode("latin-1")) == {
         "id": 1}
 
@@ -243,6 +245,24 @@ def test_token_round_trip() -> None:
                        algorithm="none"),
     lambda: jwt.encode({"sub": "a", "role": "admin", "exp": int(time.time()) + 60}, SECRET,
                        algorithm="HS512"),
+    # RFC 7519 NumericDate: a number, never a (numeric) string or a boolean
+    lambda: jwt.encode({"sub": "a", "role": "viewer", "exp": str(int(time.time()) + 60)},
+                       SECRET, algorithm="HS256"),
+    lambda: jwt.encode({"sub": "a", "role": "viewer", "exp": int(time.time()) + 60,
+                        "iat": str(int(time.time()))}, SECRET, algorithm="HS256"),
+    lambda: jwt.encode({"sub": "a", "role": "viewer", "exp": int(time.time()) + 60,
+                        "nbf": str(int(time.time()) - 5)}, SECRET, algorithm="HS256"),
+    lambda: jwt.encode({"sub": "a", "role": "viewer", "exp": True}, SECRET, algorithm="HS256"),
+    lambda: jwt.encode({"sub": "a", "role": "viewer", "exp": 2**64}, SECRET, algorithm="HS256"),
+    # `sub` must be an id (the definition of server/validate.py)
+    lambda: jwt.encode({"sub": "ana smith", "role": "viewer", "exp": int(time.time()) + 60},
+                       SECRET, algorithm="HS256"),
+    lambda: jwt.encode({"sub": "x" * 65, "role": "viewer", "exp": int(time.time()) + 60},
+                       SECRET, algorithm="HS256"),
+    lambda: jwt.encode({"sub": "a{b}", "role": "viewer", "exp": int(time.time()) + 60},
+                       SECRET, algorithm="HS256"),
+    lambda: jwt.encode({"sub": "a/b", "role": "viewer", "exp": int(time.time()) + 60},
+                       SECRET, algorithm="HS256"),
 ])
 def test_bad_tokens_are_unauthorized(make: Any) -> None:
     with pytest.raises(ApiError) as info:
@@ -292,8 +312,9 @@ def test_validate_integer() -> None:
     assert v.integer({}, "n", required=False) is None
     assert v.integer({}, "n", default=3) == 3
     assert v.integer({"n": None}, "n", required=False, default=7) == 7
-    for value in (True, 1.0, "1", [1], {"a": 1}):
+    for value in (True, 1.5, "1", [1], {"a": 1}):
         assert bad(v.integer, {"n": value}, "n")["field"] == "n"
+    assert v.integer({"n": 1.0}, "n") == 1  # an integral number is an integer
     bad(v.integer, {"n": -1}, "n", lo=0)
     bad(v.integer, {"n": 6}, "n", hi=5)
     bad(v.integer, {}, "n")
@@ -323,7 +344,8 @@ def test_error_codes_map_to_http_statuses() -> None:
     expected = {"bad_request": 400, "unknown_op": 400, "unauthorized": 401, "forbidden": 403,
                 "not_found": 404, "not_live": 409, "out_of_stock": 409, "sold_out": 409,
                 "limit_exceeded": 409, "deal_ended": 409, "conflict": 409, "too_large": 413,
-                "rate_limited": 429, "unavailable": 503}
+                "method_not_allowed": 405, "unsupported_media_type": 415,
+                "rate_limited": 429, "internal": 500, "unavailable": 503}
     assert {c.value: c.http_status for c in ErrorCode} == expected
     wire = ApiError(ErrorCode.NOT_FOUND, "gone", product="p").to_wire()
     assert wire == {"code": "not_found", "message": "gone", "product": "p"}
@@ -370,3 +392,46 @@ def test_origin_allow_list() -> None:
     assert not origin_allowed("http://evil", ("http://ok",))
     assert not origin_allowed("http://ok.evil", ("http://ok",))
     assert origin_allowed("http://x", ("*",))
+
+
+@pytest.mark.parametrize("sub", ["ana@example.com", "auth0|5f1c", "ana+live@shop.example",
+                                 "u:1.2-3_4", "x" * 64])
+def test_every_id_is_a_token_sub_and_back(sub: str) -> None:
+    """One definition of an id: what a token may name is exactly what a path may name."""
+    assert v.is_id(sub)
+    ident = verify_token(SECRET, issue_token(SECRET, sub, "creator", 60))
+    assert ident.sub == sub
+
+
+@pytest.mark.parametrize("sub", ["ana smith", "a/b", "x" * 65, "", "a{b}", "ana\n", "é"])
+def test_a_non_id_sub_is_refused_at_issue(sub: str) -> None:
+    assert not v.is_id(sub)
+    with pytest.raises(ApiError) as info:
+        issue_token(SECRET, sub, "viewer", 60)
+    assert info.value.code is ErrorCode.BAD_REQUEST and info.value.details == {"field": "sub"}
+
+
+def test_numeric_dates_may_be_floats() -> None:
+    now = time.time()
+    tok = jwt.encode({"sub": "a", "role": "viewer", "exp": now + 60.5, "iat": now,
+                      "nbf": now - 1.25}, SECRET, algorithm="HS256")
+    assert verify_token(SECRET, tok).exp == int(now + 60.5)
+
+
+def test_integers_are_bounded_to_what_json_javascript_and_lua_hold_exactly() -> None:
+    assert v.integer({"n": v.MAX_INT}, "n") == 2**53 - 1
+    assert v.integer({"n": -v.MAX_INT}, "n") == -(2**53 - 1)
+    for n in (2**53, 2**64 - 1, -(2**53), -(2**63)):
+        assert bad(v.integer, {"n": n}, "n")["field"] == "n"
+    assert bad(v.integer, {"n": 2**60}, "n", hi=2**62)["message"] == f"`n` must be ≤ {v.MAX_INT}"
+
+
+def test_only_names_non_string_keys_without_failing() -> None:
+    assert "1" in bad(v.only, {"a": 1, 1: 2, "z": 3}, {"a"})["message"]
+
+
+def test_an_integral_number_is_an_integer() -> None:
+    """As JSON Schema counts integers: 5.0 is 5 (passed on as an int), 5.5 is not."""
+    assert v.integer({"n": 5.0}, "n") == 5 and type(v.integer({"n": 5.0}, "n")) is int
+    for value in (5.5, float(2**53), "5", True, float("inf"), float("nan")):
+        bad(v.integer, {"n": value}, "n")

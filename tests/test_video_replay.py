@@ -71,7 +71,7 @@ async def test_video_positions(server: ServerThread) -> None:
     server.http("POST", f"/api/sessions/{sid}/start", token=creator)
     live_sid = server.session(SHOW)
     assert server.http("PUT", f"/api/sessions/{live_sid}/timeline", token=creator,
-                       json=timeline).status_code == 400
+                       json=timeline).status_code == 409  # only videos have a timeline
     one = await WsClient.connect(server.ws_url, token=server.token("v1"))
     two = await WsClient.connect(server.ws_url, use_msgpack=True)
     for c in (one, two):

@@ -196,7 +196,7 @@ async def test_commands_over_the_rate_are_rate_limited(
     await c.close()
 
 
-async def test_likes_over_the_rate_are_merged_not_refused(
+async def test_likes_are_merged_outside_the_rate_limit(
         make_server: Callable[..., ServerThread]) -> None:
     server = make_server(rate_per_s=0.5, rate_burst=3)
     server.product("p1")
@@ -209,23 +209,11 @@ async def test_likes_over_the_rate_are_merged_not_refused(
     assert all(r["ok"] for r in replies), replies
     ev = await c.wait_event(lambda e: e["t"] == "counters" and e["d"]["likes"] == 20)
     assert ev["d"]["likes"] == 20
-    # other ops are still refused while over the rate
+    # likes drew nothing from the command budget: 2 of the burst of 3 are left after join
+    assert (await c.ok("ping"))["pong"] > 0
+    assert (await c.ok("ping"))["pong"] > 0
     assert (await c.err("ping"))["code"] == "rate_limited"
     await c.close()
-
-
-async def test_sustained_like_flood_closes_4029(make_server: Callable[..., ServerThread]) -> None:
-    server = make_server(rate_per_s=0.5, rate_burst=2, abuse_errors=5)
-    server.product("p1")
-    sid = server.session(["p1"])
-    c = await WsClient.connect(server.ws_url)
-    await c.ok("join", session=sid)
-    for i in range(100, 130):
-        await c.send_raw(c.encode({"id": i, "op": "like"}))
-    assert await close_code(c) == 4029
-    fresh = await WsClient.connect(server.ws_url)
-    await alive(fresh)
-    await fresh.close()
 
 
 @pytest.mark.parametrize("use_msgpack", CODECS)

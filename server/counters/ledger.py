@@ -55,15 +55,16 @@ class Ledger:
         for pid, bps in rates.items():
             if isinstance(bps, bool) or not isinstance(bps, int) or not 0 < bps <= 10_000:
                 raise bad_request(f"rate for {pid!r} must be an integer in basis points (1-10000)")
-            if pid not in product_rates:
-                raise ApiError(ErrorCode.NOT_FOUND, f"product {pid!r} is not in this session",
+            if pid not in product_rates:  # conflicts with the session's showcase
+                raise ApiError(ErrorCode.CONFLICT, f"product {pid!r} is not in this session",
                                product=pid)
             seller, own = product_rates[pid]
             if not admin and seller != caller:
                 raise forbidden(f"only the seller of {pid!r} can set its rate")
-            if bps <= own:
-                raise bad_request(f"a session rate must be above the product's own rate ({own})",
-                                  product=pid)
+            if bps <= own:  # conflicts with the product's current rate
+                raise ApiError(ErrorCode.CONFLICT,
+                               f"a session rate must be above the product's own rate ({own})",
+                               product=pid, commission_bps=own)
             clean[pid] = bps
         if clean:  # each rate lives with its product (reserve.lua reads it there)
             await self.store.batch([("HSET", self.keys.rates(pid), sid, bps)

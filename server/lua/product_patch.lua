@@ -18,7 +18,7 @@ if ARGV[1] ~= '' and ARGV[1] ~= cur[1] then
   local price = tonumber(ARGV[1])
   local flat = redis.call('HGETALL', K_DEALS)
   for i = 1, #flat, 2 do
-    if not string.find(flat[i], ':', 1, true) then
+    if string.sub(flat[i], 1, 2) == 's:' then
       local d = cjson.decode(flat[i + 1])
       if d.status == 'open' and tonumber(d.price) >= price then
         table.insert(closed, cjson.encode(close_deal(d.session)))

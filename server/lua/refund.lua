@@ -11,7 +11,7 @@
 -- ARGV[3] caller id   ARGV[4] '1' when the caller is an admin
 -- ARGV[5] when the saga should redo the effects if they are not done (ms)
 -- Returns: {'new' | 'replayed', result JSON, effects JSON}
--- Fails: LC not_found | forbidden | bad_request | conflict
+-- Fails: LC not_found | forbidden | conflict
 --!include lib/util.lua
 local st = redis.call('HMGET', KEYS[1], 'status', 'json', 'creators', 'in_stream')
 if st[1] ~= 'committed' then return fail('not_found', {message = 'order does not exist'}) end
@@ -47,7 +47,7 @@ if ARGV[2] == '' then
 else
   for _, req in ipairs(cjson.decode(ARGV[2])) do
     local i = index[req.product]
-    if not i then return fail('bad_request', {message = 'product is not in this order', product = req.product}) end
+    if not i then return fail('conflict', {message = 'product is not in this order', product = req.product}) end
     if not admin and order.lines[i].seller ~= caller then
       return fail('forbidden', {message = 'only the seller of a line (or an admin) can refund it'})
     end

@@ -57,7 +57,7 @@ else
     if left < qty then
       return fail('out_of_stock', {message = 'not enough deal stock', product = pid, available = left})
     end
-    local bought = tonumber(redis.call('HGET', K_DEALS, d.id .. ':' .. buyer) or '0')
+    local bought = tonumber(redis.call('HGET', K_DEALS, 'b:' .. d.id .. ':' .. buyer) or '0')
     if bought + qty > tonumber(d.per_buyer_limit) then
       return fail('limit_exceeded', {message = 'over the per-buyer limit of this deal',
         limit = tonumber(d.per_buyer_limit), bought = bought})
@@ -80,7 +80,7 @@ end
 if kind == 'deal' then
   deal.stock_left = tonumber(deal.stock_left) - qty
   put_deal(deal)
-  redis.call('HINCRBY', K_DEALS, deal.id .. ':' .. buyer, qty)
+  redis.call('HINCRBY', K_DEALS, 'b:' .. deal.id .. ':' .. buyer, qty)
   redis.call('HINCRBY', K_PRODUCT, 'held', -qty)
   redis.call('HINCRBY', K_PRODUCT, 'reserved', qty)
   sold_out = deal.stock_left == 0

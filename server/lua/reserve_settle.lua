@@ -27,7 +27,7 @@ if op == 'take' then
 else
   if r.kind == 'deal' then
     redis.call('HINCRBY', K_PRODUCT, 'reserved', -qty)
-    redis.call('HINCRBY', K_DEALS, r.deal .. ':' .. r.buyer, -qty)
+    redis.call('HINCRBY', K_DEALS, 'b:' .. r.deal .. ':' .. r.buyer, -qty)
     local d = get_deal(r.session)
     if d and d.id == r.deal and d.status == 'open' then
       d.stock_left = tonumber(d.stock_left) + qty

@@ -102,7 +102,7 @@ class RoomOps:
         # second round trip: the showcase, the pinned deal (it lives with its product), and
         # this viewer in the unique-viewer count (only now that the session is known)
         deal_read: list[tuple[Any, ...]] = (
-            [("HGET", k.deals(session.pin_deal_product), sid)] if session.pin_deal else [])
+            [("HGET", k.deals(session.pin_deal_product), f"s:{sid}")] if session.pin_deal else [])
         product_rows = await self.sessions.store.batch(
             [*self.products.read_commands(session.showcase), *deal_read,
              ("PFADD", k.uniques(sid), viewer)])

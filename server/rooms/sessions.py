@@ -113,7 +113,7 @@ def parse_new(body: Any) -> NewSession:
 
 def deal_member(sid: str, pid: str, deal_id: str) -> str:
     """A deal's entry in the open-deals index (keys.open_deals)."""
-    return f"{sid}|{pid}|{deal_id}"
+    return f"{sid}/{pid}/{deal_id}"  # "/" is in no id (validate.ID_RE)
 
 
 class Sessions:
@@ -245,7 +245,7 @@ class Sessions:
 
     async def close_due(self, member: str) -> None:
         """Close one open-deals index entry whose ends_at has passed (idempotent)."""
-        sid, pid, deal_id = member.split("|", 2)
+        sid, pid, deal_id = member.split("/", 2)
         state, deal = await self.scripts.close_deal(pid, sid, deal_id, only_due=True)
         if state == "closed":
             await self.announce_closed(sid, deal)
@@ -271,7 +271,7 @@ class Sessions:
         pid = await self.store.call("HGET", self.keys.session(sid), "pin_deal_product")
         if not pid:
             return {}
-        raw = await self.store.call("HGET", self.keys.deals(text(pid)), sid)
+        raw = await self.store.call("HGET", self.keys.deals(text(pid)), f"s:{sid}")
         return dict(orjson.loads(raw)) if raw else {}
 
     async def emit(self, sid: str, event_type: str, data: Any) -> int:

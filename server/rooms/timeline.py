@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from server import validate as v
-from server.errors import bad_request
+from server.errors import ApiError, ErrorCode, bad_request
 
 MAX_ENTRIES = 500
 MAX_MS = 10 * 24 * 3600 * 1000
@@ -33,7 +33,8 @@ class Entry:
 
 
 def parse_timeline(body: Any, showcase: list[str]) -> list[Entry]:
-    """Validate a timeline: sorted, non-overlapping, products in the showcase."""
+    """Validate a timeline: sorted, non-overlapping (`bad_request`), products in the
+    showcase (`conflict`)."""
     if not isinstance(body, list) or len(body) > MAX_ENTRIES:
         raise bad_request(f"a timeline is a list of at most {MAX_ENTRIES} entries")
     entries: list[Entry] = []
@@ -43,9 +44,10 @@ def parse_timeline(body: Any, showcase: list[str]) -> list[Entry]:
         at = v.req_int(item, "at_ms", lo=0, hi=MAX_MS)
         product = v.req_ident(item, "product")
         until = v.integer(item, "until_ms", lo=0, hi=MAX_MS, required=False)
-        if product not in showcase:
-            raise bad_request(f"entry {i}: product {product!r} is not in the showcase",
-                              entry=i)
+        if product not in showcase:  # the session's state, not the entry's shape
+            raise ApiError(ErrorCode.CONFLICT,
+                           f"entry {i}: product {product!r} is not in the showcase",
+                           entry=i, product=product)
         if until is not None and until <= at:
             raise bad_request(f"entry {i}: until_ms must be after at_ms", entry=i)
         if entries:
