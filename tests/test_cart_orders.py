@@ -28,11 +28,11 @@ async def test_cart_ops_and_sync_between_connections(server: ServerThread) -> No
     b = await WsClient.connect(server.ws_url, token=server.token("ann"), use_msgpack=True)
     cart = await a.ok("cart_add", product="p1", qty=2)
     assert cart == {"lines": [{"product": "p1", "qty": 2, "unit_price": 1500, "session": sid,
-                               "title": "p1", "image_url": ""}], "total": 3000}
+                               "title": "p1", "image_url": ""}], "total": 3000, "v": 1}
     ev = await b.wait_event("cart")
-    assert ev["d"]["total"] == 3000
+    assert ev["d"]["total"] == 3000 and ev["d"]["v"] == 1
     cart = await a.ok("cart_add", product="p1", qty=1)
-    assert cart["lines"][0]["qty"] == 3
+    assert cart["lines"][0]["qty"] == 3 and cart["v"] == 2
     cart = await a.ok("cart_set", product="p2", qty=3)
     assert cart["total"] == 3 * 1500 + 3 * 700
     assert (await a.err("cart_set", product="p2", qty=4))["code"] == "out_of_stock"
