@@ -30,15 +30,16 @@ def _banner(message: str) -> None:
 
 
 def uvicorn_config(app: Any, settings: Settings, **overrides: Any) -> Any:
-    """How a node runs under uvicorn: livecart's Wire protocol, no compression, the frame
-    limit, the drain deadline. `overrides` are uvicorn.Config arguments (tests: port 0)."""
+    """How a node runs under uvicorn: every socket starts in livecart's Front, `/ws` is
+    served by the node's Gate (server/transport.py), the drain deadline. `overrides` are
+    uvicorn.Config arguments (tests: port 0)."""
     import uvicorn
 
-    from server.wire import Wire
+    from server.transport import Gate
 
+    gate = app.state.gate = Gate(app.state.node)
     options: dict[str, Any] = {
-        "host": settings.host, "port": settings.port, "ws": Wire,
-        "ws_max_size": settings.max_frame_bytes, "ws_per_message_deflate": False,
+        "host": settings.host, "port": settings.port, **gate.protocols(),
         "lifespan": "on", "log_level": settings.log_level, "access_log": False,
         "log_config": None, "timeout_graceful_shutdown": int(max(1, settings.drain_timeout_s)),
     }

@@ -44,6 +44,12 @@ class Settings:
     presence_ttl_s: float = 8.0  # + one counters tick: a dead node's viewers go within 10 s
     store_timeout_s: float = 2.0
     drain_timeout_s: float = 10.0
+    handshake_timeout_s: float = 10.0  # TCP accept → complete request head
+    idle_timeout_s: float = 30.0  # open WebSocket without a join or a message
+    ping_interval_s: float = 20.0  # keepalive; no answer by the next round → dropped
+    max_connections_per_ip: int = 0  # handshaking + open WebSockets per address; 0 = off
+    max_request_line_bytes: int = 8192  # longer → 414
+    max_request_head_bytes: int = 16384  # larger → 431
     token_ttl_s: int = 24 * 3600
     idempotency_ttl_s: int = 48 * 3600
     attribution_window_s: int = 14 * 24 * 3600
@@ -88,6 +94,10 @@ _ENV: dict[str, tuple[str, type]] = {
     "LIVECART_PRESENCE_TTL_S": ("presence_ttl_s", float),
     "LIVECART_STORE_TIMEOUT_S": ("store_timeout_s", float),
     "LIVECART_DRAIN_TIMEOUT_S": ("drain_timeout_s", float),
+    "LIVECART_HANDSHAKE_TIMEOUT_S": ("handshake_timeout_s", float),
+    "LIVECART_IDLE_TIMEOUT_S": ("idle_timeout_s", float),
+    "LIVECART_PING_INTERVAL_S": ("ping_interval_s", float),
+    "LIVECART_MAX_CONNECTIONS_PER_IP": ("max_connections_per_ip", int),
     "LIVECART_TOKEN_TTL_S": ("token_ttl_s", int),
     "LIVECART_ATTRIBUTION_WINDOW_S": ("attribution_window_s", int),
     "LIVECART_LOG_LEVEL": ("log_level", str),
@@ -128,11 +138,15 @@ def validate(settings: Settings) -> None:
         raise SettingsError("LIVECART_CURRENCY must be a 3-letter ISO code such as USD")
     if not settings.key_prefix or any(c in settings.key_prefix for c in "{} "):
         raise SettingsError("LIVECART_KEY_PREFIX must be non-empty without braces or spaces")
+    if settings.max_connections_per_ip < 0:
+        raise SettingsError("LIVECART_MAX_CONNECTIONS_PER_IP must be ≥ 0 (0 = no cap)")
     for name in ("max_frame_bytes", "rate_burst", "abuse_errors", "send_buffer_bytes",
-                 "history_max_events", "history_max_age_s"):
+                 "history_max_events", "history_max_age_s", "max_request_line_bytes",
+                 "max_request_head_bytes"):
         if getattr(settings, name) <= 0:
             raise SettingsError(f"{name} must be positive")
     for name in ("rate_per_s", "abuse_window_s", "counters_interval_s", "social_interval_s",
-                 "presence_ttl_s", "store_timeout_s", "drain_timeout_s"):
+                 "presence_ttl_s", "store_timeout_s", "drain_timeout_s", "handshake_timeout_s",
+                 "idle_timeout_s", "ping_interval_s"):
         if getattr(settings, name) <= 0:
             raise SettingsError(f"{name} must be positive")
