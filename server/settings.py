@@ -55,6 +55,8 @@ class Settings:
     attribution_window_s: int = 14 * 24 * 3600
     log_level: str = "info"
     log_format: str = "json"
+    workers: int = 1  # `serve --workers N`: node processes on one port (server/workers.py)
+    reuse_port: bool = False  # bind with SO_REUSEPORT (set for each worker)
 
     @property
     def signing_secret(self) -> str:
@@ -117,6 +119,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
             values[name] = kind(raw)
         except ValueError as exc:
             raise SettingsError(f"{var}={raw!r} is not a valid {kind.__name__}") from exc
+    if source.get("LIVECART_REUSE_PORT", "").lower() in ("1", "true", "yes"):
+        values["reuse_port"] = True
     origins = source.get("LIVECART_ALLOWED_ORIGINS", "")
     if origins.strip():
         values["allowed_origins"] = tuple(o.strip() for o in origins.split(",") if o.strip())
