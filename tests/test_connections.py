@@ -279,3 +279,59 @@ async def test_a_slow_consumer_receives_its_4008(
     slow.sock.close()
     assert code == 4008
     await creator.close()
+
+
+# the join path: one read per room per tick, one encoding per room state ----------------------
+
+
+async def test_joins_in_one_tick_share_one_read_and_one_encoding(
+        server: ServerThread, valkey_url: str) -> None:
+    from server.cart.products import Products
+    from server.codecs import JSON, MSGPACK
+    from server.keys import Keys
+    from server.rooms.snapshots import Snapshots
+    from server.rooms.sessions import Sessions
+    from server.store import Store
+
+    server.product("p1")
+    server.product("p2")
+    sid = server.session(["p1", "p2"])
+    creator = await WsClient.connect(server.ws_url, token=server.token("creator1", "creator"))
+    await creator.ok("join", session=sid)
+    pinned = await creator.ok("pin", product="p2")
+    store = Store(valkey_url)
+    keys = Keys(server.settings.key_prefix)
+    snaps = Snapshots(Sessions(store, keys, server.settings),
+                      Products(store, keys, server.settings.currency))
+    try:
+        got = await asyncio.gather(*(snaps.read(sid, f"v{i}", None) for i in range(40)),
+                                   snaps.read(sid, "late", pinned["seq"] - 1))
+        assert snaps.reads == 2  # state + history, then the (not yet known) showcase
+        deadline = time.monotonic() + 5
+        while got[0].doc["counters"]["viewers"] != 1:  # the creator's presence report
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.1)
+            got = [await snaps.read(sid, "probe", None)]
+        snaps.reads = 2
+        got = await asyncio.gather(*(snaps.read(sid, f"v{i}", None) for i in range(40)),
+                                   snaps.read(sid, "late", pinned["seq"] - 1))
+        assert snaps.reads == 3  # the showcase is known now: one round trip for all
+        assert len({id(s.encoded) for s in got}) == 1
+        doc = got[0].doc
+        assert doc["seq"] == pinned["seq"] and doc["pinned"]["product"]["id"] == "p2"
+        assert [p["id"] for p in doc["showcase"]] == ["p1", "p2"]
+        assert got[-1].histories[pinned["seq"] - 1]  # the missed pin event
+        again = await asyncio.gather(*(snaps.read(sid, f"w{i}", None) for i in range(10)))
+        assert snaps.reads == 4
+        assert again[0].encoded is got[0].encoded  # same state: not rebuilt, not re-encoded
+        reply = {"id": 9, "ok": True, "result": got[0].encoded}
+        import msgpack
+        import orjson
+
+        assert orjson.loads(JSON.encode(reply))["result"] == doc
+        assert msgpack.unpackb(MSGPACK.encode(reply))["result"] == doc
+        uniques = await store.call("PFCOUNT", keys.uniques(sid))
+        assert int(uniques) >= 51
+    finally:
+        await store.close()
+        await creator.close()
