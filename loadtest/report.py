@@ -198,8 +198,8 @@ def markdown(result: dict[str, Any]) -> str:
               "gross and (in brackets) net of Valkey's idle burn measured while settling; it "
               "covers the whole pin command (its script, history, PUBLISH) plus presence "
               "ticks in the window. *commandstats* figures are the time Valkey spent inside "
-              "scripts (INFO commandstats usec of EVAL/EVALSHA/FCALL) per attempt/order/pin — precise, but "
-              "without Valkey's networking and event-loop overhead."]
+              "scripts (INFO commandstats usec of EVAL/EVALSHA/FCALL) per attempt/order/pin "
+              "— precise, but without Valkey's networking and event-loop overhead."]
     for s, v in summary["servers"].items():
         st = v.get("storm")
         if st:

@@ -289,8 +289,8 @@ async def test_joins_in_one_tick_share_one_read_and_one_encoding(
     from server.cart.products import Products
     from server.codecs import JSON, MSGPACK
     from server.keys import Keys
-    from server.rooms.snapshots import Snapshots
     from server.rooms.sessions import Sessions
+    from server.rooms.snapshots import Snapshots
     from server.store import Store
 
     server.product("p1")
