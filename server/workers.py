@@ -154,7 +154,10 @@ def supervise(settings: Settings, store_url: str, banner: str) -> int:
             for w in group:
                 while not w.ready.wait(0.1):
                     if stopping.is_set() or not w.alive() or time.monotonic() > deadline:
-                        log.error("worker %d did not start", w.index)
+                        log.error("worker %d did not start (exit %s, %s)", w.index,
+                                  w.proc.poll() if w.proc else None,
+                                  "stopping" if stopping.is_set() else "timeout"
+                                  if w.alive() else "exited")
                         return 1
         print(banner.format(host=host, port=port) + f" workers={count}", flush=True)
         while not stopping.wait(0.5):
