@@ -162,17 +162,23 @@ class Workers:
 
 
 async def run_target(target: Target, args: argparse.Namespace, valkey_pid: int,
-                     progress: Progress) -> dict[str, Any]:
+                     progress: Progress, vk: Any = None) -> dict[str, Any]:
     res: dict[str, Any] = {"server": target.name, "viewers": args.viewers}
     progress.phase(f"{target.name}: starting", 10, [])
     await asyncio.to_thread(target.start)
     await target.open_trigger()
     pids = target.pids
     storm_on = False
-    if isinstance(target, Livecart) and args.storm_buyers > 0:
-        storm_on = await probe_storm(target)
-        res["storm_available"] = storm_on
-    tokens = target.viewer_tokens(min(args.storm_buyers, args.viewers)) if storm_on else {}
+    buyers = min(args.storm_buyers, args.viewers)
+    if isinstance(target, Livecart):
+        if buyers <= 0:
+            res["storm"] = {"skipped": "--storm-buyers 0"}
+        else:
+            storm_on = await probe_storm(target)
+            if not storm_on:
+                res["storm"] = {"skipped": "this build has no buy_now/deals"}
+    # every livecart viewer connects with its own token (verification is part of a join)
+    tokens = target.viewer_tokens(args.viewers)
     nworkers = args.workers or max(2, math.ceil(args.viewers / 2500))
     workers = Workers(nworkers, {"dialect": target.dialect, "session": target.session,
                                  "targets": target.endpoints, "path": target.path})
@@ -186,7 +192,7 @@ async def run_target(target: Target, args: argparse.Namespace, valkey_pid: int,
         cpu_j0 = sum(cpu_seconds(p) for p in pids)
         joins = await workers.call(
             {"cmd": "connect", "total": args.viewers, "spread_s": args.spread, "t0": t0,
-             "timeout_s": args.join_timeout, "tokens": tokens},
+             "timeout_s": args.join_timeout, "tokens": tokens, "window": args.join_window},
             args.spread + args.join_timeout + 30)
         joined = sum(j["joined"] for j in joins)
         failed: dict[str, int] = {}
@@ -197,6 +203,7 @@ async def run_target(target: Target, args: argparse.Namespace, valkey_pid: int,
         join_lat = sorted(x for j in joins for x in j["join_latency"])
         res["join"] = {"joined": joined, "errors": sum(failed.values()), "failed": failed,
                        "all_done_s": round(last - t0, 3) if joined else None,
+                       "joins_per_s": joined / max(last - t0, 1e-9) if joined else None,
                        "spread_s": args.spread, "latency_p50_ms": 1000 * pct(join_lat, 0.5),
                        "latency_p99_ms": 1000 * pct(join_lat, 0.99),
                        "server_cpu_ms_per_join": 1000 * (sum(cpu_seconds(p) for p in pids)
@@ -258,6 +265,7 @@ async def run_target(target: Target, args: argparse.Namespace, valkey_pid: int,
         metrics0 = scrape(target.base) if isinstance(target, Livecart) else {}
         cpu0 = {p: cpu_seconds(p) for p in pids}
         vcpu0 = cpu_seconds(valkey_pid)
+        cmd0 = await commandstats(vk)
         gcpu0 = sum(_safe_cpu(p) for p in workers.pids)
         start = time.time()
         published, last_seq, send_errors = await stream(target, args.rate, args.duration,
@@ -268,6 +276,7 @@ async def run_target(target: Target, args: argparse.Namespace, valkey_pid: int,
         end = time.time()
         cpu1 = {p: cpu_seconds(p) for p in pids}
         vcpu1 = cpu_seconds(valkey_pid)
+        cmd1 = await commandstats(vk)
         gcpu1 = sum(_safe_cpu(p) for p in workers.pids)
         stats = await workers.call({"cmd": "collect"})
         metrics1 = scrape(target.base) if isinstance(target, Livecart) else {}
@@ -299,6 +308,8 @@ async def run_target(target: Target, args: argparse.Namespace, valkey_pid: int,
             "valkey_cpu_us_per_event_net": 1e6 * max(
                 0.0, (vcpu1 - vcpu0) - valkey_idle_per_s * (end - start)) / max(published, 1),
             "valkey_idle_cpu_pct": 100 * valkey_idle_per_s,
+            "valkey_commandstats": stats_delta(cmd0, cmd1),
+            "valkey_usec_per_event": usec_total(cmd0, cmd1) / max(published, 1),
             "latency_p50_ms": hist_pct(hist, 0.5), "latency_p99_ms": hist_pct(hist, 0.99),
             "latency_max_ms": max(hist) if hist else None,
             "per_sec": {str(s - int(start)): {"count": sum(h.values()),
@@ -315,10 +326,23 @@ async def run_target(target: Target, args: argparse.Namespace, valkey_pid: int,
                 "livecart_fanout_seconds_sum", 0) / flushes
             res["stream"]["evictions"] = d.get("livecart_slow_consumer_evictions", 0)
 
-        # 4. flash-sale storm -----------------------------------------------------------
+        # 4. a ping burst, then the flash-sale storm, on the same connections; then an
+        # order burst (every order succeeds) -------------------------------------------
         if storm_on and isinstance(target, Livecart):
-            progress.phase(f"{target.name}: storm {len(tokens)} buyers", 20, pids)
-            res["storm"] = await storm(target, workers, len(tokens))
+            progress.phase(f"{target.name}: ping burst {buyers}", 20, pids)
+            res["ping_burst"] = await burst(workers, buyers, '{"op":"ping"}')
+            progress.phase(f"{target.name}: storm {buyers} buyers", 20, pids)
+            async with Valkey(valkey_pid, vk, valkey_idle_per_s) as cost:
+                res["storm"] = await storm(target, workers, buyers)
+            res["storm"]["valkey"] = cost.per(buyers)
+            orders = min(args.order_buyers, buyers)
+            progress.phase(f"{target.name}: {orders} orders", 20, pids)
+            key = f"order-{target.prefix}-{{g}}"
+            body = ('{"op":"buy_now","product":"' + target.product_id
+                    + '","qty":1,"idempotency_key":"' + key + '"}')
+            async with Valkey(valkey_pid, vk, valkey_idle_per_s) as cost:
+                res["orders"] = await burst(workers, orders, body)
+            res["orders"]["valkey"] = cost.per(res["orders"]["replies"].get("ok", 0))
     finally:
         progress.phase(f"{target.name}: stopping", 5, [])
         await workers.close()
@@ -400,14 +424,114 @@ async def storm(target: Livecart, workers: Workers, buyers: int) -> dict[str, An
     key = f"storm-{target.prefix}-{{g}}"
     body = ('{"op":"buy_now","product":"' + target.storm_product
             + '","qty":1,"idempotency_key":"' + key + '"}')
-    results = await workers.call({"cmd": "storm", "buyers": buyers, "body": body,
+    got = await burst(workers, buyers, body)
+    return {"buyers": got["sent"], "replies": got["replies"],
+            "orders": got["replies"].get("ok", 0), "expected_orders": 100,
+            "p50_ms": got["p50_ms"], "p99_ms": got["p99_ms"], "max_ms": got["max_ms"]}
+
+
+async def burst(workers: Workers, count: int, body: str) -> dict[str, Any]:
+    """The first `count` viewers each send `body` at the same moment; replies by code and
+    reply latency percentiles."""
+    results = await workers.call({"cmd": "storm", "buyers": count, "body": body,
                                   "timeout_s": 30}, 60)
-    replies = _merge([r["replies"] for r in results])
     lat = sorted(x for r in results for x in r["latency"])
-    return {"buyers": sum(r["sent"] for r in results), "replies": replies,
-            "orders": replies.get("ok", 0), "expected_orders": 100,
+    return {"sent": sum(r["sent"] for r in results),
+            "replies": _merge([r["replies"] for r in results]),
             "p50_ms": 1000 * pct(lat, 0.5), "p99_ms": 1000 * pct(lat, 0.99),
             "max_ms": 1000 * (lat[-1] if lat else float("nan"))}
+
+
+async def commandstats(vk: Any) -> dict[str, tuple[int, int]]:
+    """`INFO commandstats` of the bench's Valkey: command → (calls, usec)."""
+    if vk is None:
+        return {}
+    info = await vk.info("commandstats")
+    return {k.removeprefix("cmdstat_"): (int(v["calls"]), int(v["usec"]))
+            for k, v in info.items()}
+
+
+def stats_delta(a: dict[str, tuple[int, int]],
+                b: dict[str, tuple[int, int]]) -> dict[str, dict[str, float]]:
+    out = {}
+    for name, (calls, usec) in b.items():
+        c0, u0 = a.get(name, (0, 0))
+        if calls - c0 > 0 and name not in ("info",):
+            out[name] = {"calls": calls - c0, "usec": usec - u0,
+                         "usec_per_call": (usec - u0) / (calls - c0)}
+    return out
+
+
+SCRIPT_COMMANDS = ("eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro")
+
+
+def usec_total(a: dict[str, tuple[int, int]], b: dict[str, tuple[int, int]]) -> float:
+    """µs Valkey spent running scripts (commandstats counts the commands a script calls
+    both in the script's own line and in theirs, so only script lines are summed)."""
+    return float(sum(v["usec"] for k, v in stats_delta(a, b).items() if k in SCRIPT_COMMANDS))
+
+
+class Valkey:
+    """Valkey's cost over a block: process CPU (net of its idle burn) and the commandstats
+    delta (the time Valkey spent inside commands; scripts count in EVALSHA/FCALL)."""
+
+    def __init__(self, pid: int, vk: Any, idle_per_s: float) -> None:
+        self.pid, self.vk, self.idle_per_s = pid, vk, idle_per_s
+
+    async def __aenter__(self) -> Valkey:
+        self.cpu0, self.t0 = cpu_seconds(self.pid), time.monotonic()
+        self.cmd0 = await commandstats(self.vk)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.cpu1, self.t1 = cpu_seconds(self.pid), time.monotonic()
+        self.cmd1 = await commandstats(self.vk)
+
+    def per(self, count: int) -> dict[str, Any]:
+        net = max(0.0, (self.cpu1 - self.cpu0) - self.idle_per_s * (self.t1 - self.t0))
+        return {"count": count, "cpu_us_per": 1e6 * net / max(count, 1),
+                "usec_per": usec_total(self.cmd0, self.cmd1) / max(count, 1),
+                "commandstats": stats_delta(self.cmd0, self.cmd1)}
+
+
+REFERENCE_LUA = """
+local h = redis.call('HGETALL', KEYS[1])
+for i = 1, 10 do redis.call('HINCRBY', KEYS[2], 'f' .. i, 1) end
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', 1000, '*', 'k', 'v')
+redis.call('PUBLISH', KEYS[4], 'x')
+return #h
+"""
+
+
+async def reference(calls: int = 5000) -> dict[str, Any]:
+    """The yardstick for Valkey cost: HGETALL of a 10-field hash, 10 HINCRBY, one XADD, one
+    PUBLISH in one script, `calls` times (pipelines of 100) on a fresh Valkey."""
+    import redis.asyncio as aioredis
+
+    from server.embedded import EmbeddedValkey
+
+    fresh = EmbeddedValkey(None, persist=False)
+    fresh.start()
+    assert fresh.process is not None
+    r = aioredis.from_url(fresh.url)
+    try:
+        await r.hset("ref:h", mapping={f"f{i}": "x" * 16 for i in range(10)})
+        sha = await r.script_load(REFERENCE_LUA)
+        await asyncio.sleep(0.5)
+        idle0, t0 = cpu_seconds(fresh.process.pid), time.monotonic()
+        await asyncio.sleep(1.0)
+        idle = (cpu_seconds(fresh.process.pid) - idle0) / (time.monotonic() - t0)
+        cost = Valkey(fresh.process.pid, r, idle)
+        async with cost:
+            for start in range(0, calls, 100):
+                pipe = r.pipeline(transaction=False)
+                for _ in range(min(100, calls - start)):
+                    pipe.evalsha(sha, 4, "ref:h", "ref:c", "ref:s", "ref:ch")
+                await pipe.execute()
+        return cost.per(calls)
+    finally:
+        await r.aclose()
+        fresh.stop()
 
 
 def machine() -> dict[str, Any]:
@@ -430,9 +554,14 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     logs.mkdir(exist_ok=True)
     progress = Progress(args.progress)
     progress.start()
+    import redis.asyncio as aioredis
+
+    progress.phase("reference script on a fresh Valkey", 5, [])
+    ref = await reference()
     valkey = EmbeddedValkey(None, persist=False)
     valkey.start()
     assert valkey.process is not None
+    vk = aioredis.from_url(valkey.url)
     rounds: list[dict[str, Any]] = []
     try:
         for r in range(args.rounds):
@@ -441,7 +570,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             for name in order:
                 target = make_target(name, valkey.url, logs)
                 try:
-                    this[name] = await run_target(target, args, valkey.process.pid, progress)
+                    this[name] = await run_target(target, args, valkey.process.pid, progress,
+                                                  vk)
                 except Exception as exc:  # report and go on with the other servers
                     this[name] = {"server": name, "error": f"{type(exc).__name__}: {exc}"}
                     print(f"\n[bench] {name} failed: {exc!r}", file=sys.stderr)
@@ -450,9 +580,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             print(f"\n[bench] round {r + 1}/{args.rounds} done", file=sys.stderr)
     finally:
         await progress.stop()
+        await vk.aclose()
         valkey.stop()
-    result = {"machine": machine(), "args": vars(args), "rounds": rounds,
-              "summary": report.summarize(rounds)}
+    result = {"machine": machine(), "args": vars(args), "reference": ref, "rounds": rounds,
+              "summary": report.summarize(rounds, ref)}
     return result
 
 
@@ -462,8 +593,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--servers", default=",".join(ALL),
                    help="comma list: livecart, livecart-2nodes, ws-broadcast, socketio-redis")
     p.add_argument("--viewers", type=int, default=1000)
-    p.add_argument("--spread", type=float, default=5.0, help="join spike: seconds to join all")
+    p.add_argument("--spread", type=float, default=0.0,
+                   help="join spike: seconds to spread the connects over (0: all at once)")
     p.add_argument("--join-timeout", type=float, default=30.0)
+    p.add_argument("--join-window", type=int, default=64,
+                   help="with --spread 0: joins in flight per generator process")
     p.add_argument("--settle", type=float, default=2.0)
     p.add_argument("--pins", type=int, default=5, help="single pins, one at a time")
     p.add_argument("--pin-gap", type=float, default=0.5)
@@ -472,8 +606,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--burst", type=int, default=1,
                    help="stream: pins sent back to back per group (a flash-sale burst)")
     p.add_argument("--drain-timeout", type=float, default=60.0)
-    p.add_argument("--storm-buyers", type=int, default=0,
-                   help="flash-sale storm buyers (livecart, needs buy_now + deals)")
+    p.add_argument("--storm-buyers", type=int, default=5000,
+                   help="flash-sale storm buyers (livecart; capped at --viewers; 0 skips it); "
+                        "a ping burst of the same size runs first on the same connections")
+    p.add_argument("--order-buyers", type=int, default=1000,
+                   help="after the storm: this many buy_now of an in-stock product at once "
+                        "(Valkey cost per successful order)")
     p.add_argument("--workers", type=int, default=0, help="generator processes (default N/2500)")
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--out", default="bench-out")
@@ -507,6 +645,9 @@ def main_args(args: argparse.Namespace) -> int:
     if args.plots:
         report.plots(result, out)
     print(md)
+    print(f"[bench] results: {(out / 'result.json').resolve()} (raw), "
+          f"{(out / 'result.md').resolve()} (tables), plots and server logs in "
+          f"{out.resolve()}", file=sys.stderr)
     return 0
 
 

@@ -104,6 +104,7 @@ class Viewer(asyncio.Protocol):
         self.pending: dict[int, float] = {}  # command id -> sent at (buy_now)
         self.token = token
         self.sio = worker.dialect == "sio"
+        self.in_window = False
 
     # connection ---------------------------------------------------------------
 
@@ -310,16 +311,25 @@ class Worker:
         self.replies: Counter[str] = Counter()
         self.reply_latency: list[float] = []
         self._wakeup = asyncio.Event()
+        self.window: asyncio.Semaphore | None = None
 
     # callbacks from viewers -------------------------------------------------------
 
+    def _settled(self, v: Viewer) -> None:
+        """v's join attempt ended (joined, failed or lost): free its window slot."""
+        if v.in_window and self.window is not None:
+            v.in_window = False
+            self.window.release()
+
     def on_joined(self, v: Viewer) -> None:
+        self._settled(v)
         self.joined += 1
         self.join_latency.append(v.joined_at - v.started)
         self.last_join = max(self.last_join, v.joined_at)
         self._wakeup.set()
 
     def on_failed(self, v: Viewer, why: str) -> None:
+        self._settled(v)
         self.failed[why[:60]] += 1
         self._wakeup.set()
 
@@ -327,6 +337,7 @@ class Worker:
         self.closed[v.closed_code or 0] += 1
 
     def on_lost(self, v: Viewer) -> None:
+        self._settled(v)
         self.lost_count += 1
         self._wakeup.set()
 
@@ -339,8 +350,13 @@ class Worker:
 
     async def connect(self, msg: dict[str, Any]) -> dict[str, Any]:
         """Open this worker's share of `total` viewers, spread evenly over `spread_s`
-        starting at wall time `t0`; return once all joined or `timeout_s` passed."""
+        starting at wall time `t0`; return once all joined or `timeout_s` passed. With
+        `spread_s` 0 they connect as fast as they can: at most `window` joins in flight
+        per worker (a new one starts as soon as one gets its snapshot), so the server's
+        join rate is measured rather than its listen queue overflowing."""
         total, spread, t0 = msg["total"], msg["spread_s"], msg["t0"]
+        window = int(msg.get("window") or 0)
+        self.window = asyncio.Semaphore(window) if spread <= 0 and window > 0 else None
         tokens: dict[str, str] = msg.get("tokens", {})
         loop = asyncio.get_running_loop()
         mine = list(range(self.index, total, self.workers))
@@ -353,11 +369,15 @@ class Worker:
             path = self.path + (("&" if "?" in self.path else "?") + "token=" + token
                                 if token else "")
             v = Viewer(self, g, path, host, port, token)
+            if self.window is not None:
+                await self.window.acquire()
+                v.in_window = True
             v.started = time.time()
             self.viewers.append(v)
             try:
                 await asyncio.wait_for(loop.create_connection(lambda: v, host, port), 10)
             except (OSError, TimeoutError) as exc:
+                self._settled(v)
                 self.failed[f"connect: {type(exc).__name__}"] += 1
                 self._wakeup.set()
 

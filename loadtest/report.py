@@ -12,6 +12,14 @@ KEYS = {
     "join_errors": ("join", "errors"),
     "joined": ("join", "joined"),
     "join_cpu_ms": ("join", "server_cpu_ms_per_join"),
+    "joins_per_s": ("join", "joins_per_s"),
+    "ping_p99_ms": ("ping_burst", "p99_ms"),
+    "storm_p99_ms": ("storm", "p99_ms"),
+    "valkey_cpu_us_per_attempt": ("storm", "valkey", "cpu_us_per"),
+    "valkey_usec_per_attempt": ("storm", "valkey", "usec_per"),
+    "valkey_cpu_us_per_order": ("orders", "valkey", "cpu_us_per"),
+    "valkey_usec_per_order": ("orders", "valkey", "usec_per"),
+    "valkey_usec_per_pin": ("stream", "valkey_usec_per_event"),
     "rss_kib": ("rss_per_conn_bytes",),
     "pin_p50_ms": ("single_pin", "p50_ms"),
     "pin_p99_ms": ("single_pin", "p99_ms"),
@@ -48,7 +56,18 @@ def _median(values: list[float | None]) -> float | None:
     return statistics.median(clean) if clean else None
 
 
-def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+def _ratio(rounds: list[dict[str, Any]], a: tuple[str, tuple[str, ...]],
+           b: tuple[str, tuple[str, ...]]) -> dict[str, Any] | None:
+    """median over rounds of a / b, each pair taken from the same round."""
+    each = []
+    for r in rounds:
+        x, y = _get(r.get(a[0], {}), a[1]), _get(r.get(b[0], {}), b[1])
+        if x is not None and y:
+            each.append(x / y)
+    return {"median": statistics.median(each), "each": each} if each else None
+
+
+def summarize(rounds: list[dict[str, Any]], ref: dict[str, Any] | None = None) -> dict[str, Any]:
     servers: list[str] = []
     for r in rounds:
         servers += [s for s in r if s not in servers]
@@ -71,7 +90,43 @@ def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
             if ratios:
                 out["ratios"][f"{lc} / {peer}"] = {"median": statistics.median(ratios),
                                                    "each": ratios}
+    out["targets"] = targets(rounds, servers, ref)
     return out
+
+
+def targets(rounds: list[dict[str, Any]], servers: list[str],
+            ref: dict[str, Any] | None) -> dict[str, Any]:
+    """Issue 12's ratios, each from one run: join rate vs the bare peer, storm vs ping,
+    Valkey cost vs the reference script, --workers 2 vs 1."""
+    found: dict[str, Any] = {}
+    lcs = [s for s in servers if s.startswith("livecart")]
+    for lc in lcs:
+        if "ws-broadcast" in servers:
+            found[f"join rate {lc} / ws-broadcast"] = _ratio(
+                rounds, (lc, ("join", "joins_per_s")), ("ws-broadcast", ("join", "joins_per_s")))
+        found[f"storm p99 / ping p99 ({lc})"] = _ratio(
+            rounds, (lc, ("storm", "p99_ms")), (lc, ("ping_burst", "p99_ms")))
+        ref_cpu = (ref or {}).get("cpu_us_per")
+        ref_usec = (ref or {}).get("usec_per")
+        for what, path in (("storm attempt", ("storm", "valkey")),
+                           ("successful order", ("orders", "valkey"))):
+            cpu = _median([_get(r.get(lc, {}), (*path, "cpu_us_per")) for r in rounds])
+            usec = _median([_get(r.get(lc, {}), (*path, "usec_per")) for r in rounds])
+            found[f"Valkey per {what} / reference ({lc})"] = {
+                "cpu": cpu / ref_cpu if cpu is not None and ref_cpu else None,
+                "commandstats": usec / ref_usec if usec is not None and ref_usec else None}
+        pin_cpu = _median([_get(r.get(lc, {}), ("stream", "valkey_cpu_us_per_event_net"))
+                           for r in rounds])
+        pin_usec = _median([_get(r.get(lc, {}), ("stream", "valkey_usec_per_event"))
+                            for r in rounds])
+        found[f"Valkey per pin / reference ({lc})"] = {
+            "cpu": pin_cpu / ref_cpu if pin_cpu is not None and ref_cpu else None,
+            "commandstats": pin_usec / ref_usec if pin_usec is not None and ref_usec else None}
+    for lc in lcs:
+        if lc.startswith("livecart-w") and "livecart" in servers:
+            found[f"join rate {lc} / livecart"] = _ratio(
+                rounds, (lc, ("join", "joins_per_s")), ("livecart", ("join", "joins_per_s")))
+    return {k: v for k, v in found.items() if v is not None}
 
 
 def _f(v: Any, digits: int = 1) -> str:
@@ -113,6 +168,38 @@ def markdown(result: dict[str, Any]) -> str:
         for k, v in summary["ratios"].items():
             each = ", ".join(f"{x:.2f}" for x in v["each"])
             lines.append(f"| {k} | **{v['median']:.2f}x** | {each} |")
+    lines += ["", "| server | joins/s | server CPU ms/join | ping burst p99 ms | storm p99 ms "
+              "| Valkey µs/storm attempt (cpu, commandstats) | Valkey µs/order (cpu, "
+              "commandstats) | Valkey µs/pin (commandstats) |", "|---|---|---|---|---|---|---|---|"]
+    for s, v in summary["servers"].items():
+        lines.append(
+            f"| {s} | {_f(v['joins_per_s'], 0)} | {_f(v['join_cpu_ms'], 2)} "
+            f"| {_f(v['ping_p99_ms'])} | {_f(v['storm_p99_ms'])} "
+            f"| {_f(v['valkey_cpu_us_per_attempt'])}, {_f(v['valkey_usec_per_attempt'])} "
+            f"| {_f(v['valkey_cpu_us_per_order'])}, {_f(v['valkey_usec_per_order'])} "
+            f"| {_f(v['valkey_usec_per_pin'])} |")
+    ref = result.get("reference")
+    if ref:
+        lines += ["", f"Reference script on a fresh Valkey (HGETALL of a 10-field hash, 10 "
+                  f"HINCRBY, one XADD, one PUBLISH; {ref['count']} calls): "
+                  f"{_f(ref['cpu_us_per'])} µs of Valkey CPU per call, "
+                  f"{_f(ref['usec_per'])} µs inside commands (commandstats)."]
+    if summary.get("targets"):
+        lines += ["", "| same-run ratio | median | each round |", "|---|---|---|"]
+        for k, v in summary["targets"].items():
+            if "median" in v:
+                each = ", ".join(f"{x:.2f}" for x in v["each"])
+                lines.append(f"| {k} | **{v['median']:.2f}x** | {each} |")
+            else:
+                lines.append(f"| {k} | cpu {_f(v.get('cpu'), 2)}x, commandstats "
+                             f"{_f(v.get('commandstats'), 2)}x | |")
+    lines += ["", "Columns: *Valkey CPU µs/event* is the Valkey process's CPU (utime+stime "
+              "from /proc, 10 ms ticks) over the stream phase divided by the pins published, "
+              "gross and (in brackets) net of Valkey's idle burn measured while settling; it "
+              "covers the whole pin command (its script, history, PUBLISH) plus presence "
+              "ticks in the window. *commandstats* figures are the time Valkey spent inside "
+              "scripts (INFO commandstats usec of EVAL/EVALSHA/FCALL) per attempt/order/pin "
+              "— precise, but without Valkey's networking and event-loop overhead."]
     for s, v in summary["servers"].items():
         st = v.get("storm")
         if st:
@@ -179,6 +266,6 @@ if __name__ == "__main__":  # re-render: python -m loadtest.report RESULT.json O
     import orjson
 
     data = orjson.loads(Path(sys.argv[1]).read_bytes())
-    data["summary"] = summarize(data["rounds"])
+    data["summary"] = summarize(data["rounds"], data.get("reference"))
     print(markdown(data))
     plots(data, Path(sys.argv[2] if len(sys.argv) > 2 else Path(sys.argv[1]).parent))

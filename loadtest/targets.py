@@ -169,10 +169,14 @@ class Livecart(Target):
     dialect = "livecart"
     path = "/ws"
 
-    def __init__(self, valkey_url: str, log_dir: Path, nodes: int = 1) -> None:
+    def __init__(self, valkey_url: str, log_dir: Path, nodes: int = 1,
+                 workers: int = 1) -> None:
         super().__init__(valkey_url, log_dir)
         self.nodes = nodes
+        self.workers = workers  # `serve --workers N`: one port, N processes
         self.name = "livecart" if nodes == 1 else f"livecart-{nodes}nodes"
+        if workers > 1:
+            self.name = f"livecart-w{workers}"
         self.prefix = f"bench{int(time.time()) % 100000}r{next(_runs)}"
         self.storm_product = ""
 
@@ -186,7 +190,8 @@ class Livecart(Target):
                "LIVECART_KEY_PREFIX": self.prefix, "LIVECART_RATE_PER_S": "100000",
                "LIVECART_RATE_BURST": "100000", "LIVECART_LOG_LEVEL": "warning"}
         self.procs = [
-            Proc(f"livecart-{i}", [livecart_bin(), "serve", "--demo", "--port", "0"],
+            Proc(f"livecart-{i}", [livecart_bin(), "serve", "--demo", "--port", "0",
+                                   "--workers", str(self.workers)],
                  {**env, "LIVECART_NODE_ID": f"bench-node-{i}"}, self.log_dir)
             for i in range(self.nodes)
         ]
@@ -209,6 +214,11 @@ class Livecart(Target):
         self.creator_token = creator
 
     @property
+    def pids(self) -> list[int]:
+        """Every node process (with --workers: the supervisor's children too)."""
+        return [pid for p in self.procs for pid in (p.pid, *children(p.pid))]
+
+    @property
     def base(self) -> str:
         host, port = self.endpoints[0]
         return f"http://{host}:{port}"
@@ -222,14 +232,24 @@ class Livecart(Target):
         return {str(g): self.token(f"buyer{g}", "viewer") for g in range(count)}
 
 
+def children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
 def make_target(name: str, valkey_url: str, log_dir: Path) -> Target:
     if name == "livecart":
         return Livecart(valkey_url, log_dir, 1)
+    if name.startswith("livecart-w") and name[len("livecart-w"):].isdigit():
+        return Livecart(valkey_url, log_dir, 1, int(name[len("livecart-w"):]))
     if name.startswith("livecart-") and name.endswith("nodes"):
         return Livecart(valkey_url, log_dir, int(name[len("livecart-"):-len("nodes")]))
     if name == "ws-broadcast":
         return WsPeer(valkey_url, log_dir)
     if name == "socketio-redis":
         return SioPeer(valkey_url, log_dir)
-    raise SystemExit(f"unknown server {name!r}: livecart, livecart-2nodes, ws-broadcast, "
-                     "socketio-redis")
+    raise SystemExit(f"unknown server {name!r}: livecart, livecart-2nodes, livecart-w2, "
+                     "ws-broadcast, socketio-redis")

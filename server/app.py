@@ -17,7 +17,6 @@ from server.errors import ApiError, ErrorCode
 from server.node import Node
 from server.openapi import openapi_document
 from server.settings import Settings
-from server.transport import WebSocketFastPath
 
 log = logging.getLogger("livecart.app")
 
@@ -46,7 +45,8 @@ async def _openapi(request: Request) -> Response:
     return http_api.JSON(openapi_document())
 
 
-def create_app(settings: Settings, store_url: str) -> WebSocketFastPath:
+def create_app(settings: Settings, store_url: str) -> Starlette:
+    """The HTTP app; `/ws` is not in it (server/transport.py serves it without ASGI)."""
     node = Node(settings, store_url)
 
     @contextlib.asynccontextmanager
@@ -77,4 +77,4 @@ def create_app(settings: Settings, store_url: str) -> WebSocketFastPath:
                             Exception: _api_error},
     )
     app.state.node = node
-    return WebSocketFastPath(app, node)
+    return app

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from server.settings import DEV_SECRET, Settings, SettingsError, from_env
+from server.workers import worker_count
 
 log = logging.getLogger("livecart")
 
@@ -30,17 +31,19 @@ def _banner(message: str) -> None:
 
 
 def uvicorn_config(app: Any, settings: Settings, **overrides: Any) -> Any:
-    """How a node runs under uvicorn: livecart's Wire protocol, no compression, the frame
-    limit, the drain deadline. `overrides` are uvicorn.Config arguments (tests: port 0)."""
+    """How a node runs under uvicorn: every socket starts in livecart's Front, `/ws` is
+    served by the node's Gate (server/transport.py), the drain deadline. `overrides` are
+    uvicorn.Config arguments (tests: port 0)."""
     import uvicorn
 
-    from server.wire import Wire
+    from server.transport import Gate
 
+    gate = app.state.gate = Gate(app.state.node)
     options: dict[str, Any] = {
-        "host": settings.host, "port": settings.port, "ws": Wire,
-        "ws_max_size": settings.max_frame_bytes, "ws_per_message_deflate": False,
+        "host": settings.host, "port": settings.port, **gate.protocols(),
         "lifespan": "on", "log_level": settings.log_level, "access_log": False,
         "log_config": None, "timeout_graceful_shutdown": int(max(1, settings.drain_timeout_s)),
+        "backlog": 4096,
     }
     options.update(overrides)
     return uvicorn.Config(app, **options)
@@ -51,6 +54,7 @@ def serve(settings: Settings) -> int:
 
     from server.app import create_app
     from server.embedded import EmbeddedError, EmbeddedValkey
+    from server.workers import reuse_port_socket
 
     try:
         settings.signing_secret  # noqa: B018 - fail fast without a secret
@@ -97,10 +101,17 @@ def serve(settings: Settings) -> int:
             if embedded is not None:
                 await asyncio.to_thread(embedded.stop)
 
-    app = create_app(settings, url)
     try:
+        if settings.workers > 1:
+            from server.workers import supervise
+
+            return supervise(settings, url, "livecart ready on http://{host}:{port} node="
+                             + settings.node_id + (" (demo: open / in a browser)"
+                                                   if settings.demo else ""))
+        app = create_app(settings, url)
         server = Server(uvicorn_config(app, settings))
-        server.run()
+        server.run(sockets=[reuse_port_socket(settings.host, settings.port, 4096)]
+                   if settings.reuse_port else None)
         return 0 if server.started else 1
     finally:
         if embedded is not None:
@@ -173,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     p_serve.add_argument("--port", type=int, default=None)
     p_serve.add_argument("--demo", action="store_true", help="web demo, token endpoint, seed data")
     p_serve.add_argument("--ephemeral", action="store_true", help="embedded Valkey in a temp dir")
+    p_serve.add_argument("--workers", type=worker_count, default=1,
+                         help="node processes on one port (SO_REUSEPORT); `auto` = one per core")
     p_valkey = sub.add_parser("valkey", help="run a standalone embedded Valkey for several nodes")
     p_valkey.add_argument("--port", type=int, default=6379)
     p_valkey.add_argument("--host", default="127.0.0.1")
@@ -196,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         settings = settings.with_overrides(host=args.host, port=args.port,
                                            demo=args.demo or None,
-                                           ephemeral=args.ephemeral or None)
+                                           ephemeral=args.ephemeral or None,
+                                           workers=args.workers)
         if not os.environ.get("LIVECART_NODE_ID") and settings.port:
             # stable across restarts: a restarted node replaces its own presence report
             settings = settings.with_overrides(node_id=f"{socket.gethostname()}:{settings.port}")

@@ -54,12 +54,41 @@ class Codec:
         raise NotImplementedError
 
 
+class Encoded:
+    """A document encoded at most once per codec and spliced as-is into every document
+    that carries it (the join snapshot shared by the viewers who join at one room state).
+    JSON splices it anywhere; msgpack as the `result` of a reply `{id, ok, result}`."""
+
+    __slots__ = ("_json", "_msgpack", "doc")
+
+    def __init__(self, doc: Any) -> None:
+        self.doc = doc
+        self._json: bytes | None = None
+        self._msgpack: bytes | None = None
+
+    def json(self) -> bytes:
+        if self._json is None:
+            self._json = orjson.dumps(self.doc)
+        return self._json
+
+    def msgpack(self) -> bytes:
+        if self._msgpack is None:
+            self._msgpack = msgpack.packb(self.doc, use_bin_type=True)
+        return self._msgpack
+
+
+def _fragment(obj: Any) -> Any:
+    if isinstance(obj, Encoded):
+        return orjson.Fragment(obj.json())
+    raise TypeError(f"cannot encode {type(obj).__name__}")
+
+
 class JsonCodec(Codec):
     name = JSON_PROTOCOL
     opcode = OP_TEXT
 
     def encode(self, obj: Any) -> bytes:
-        return orjson.dumps(obj)
+        return orjson.dumps(obj, default=_fragment)
 
     def decode(self, data: str | bytes) -> Any:
         try:
@@ -73,6 +102,13 @@ class MsgpackCodec(Codec):
     opcode = OP_BINARY
 
     def encode(self, obj: Any) -> bytes:
+        if type(obj) is dict and type(obj.get("result")) is Encoded and len(obj) == 3:
+            return b"".join((b"\x83", *(self._pack(x) for x in (
+                "id", obj["id"], "ok", obj["ok"], "result")), obj["result"].msgpack()))
+        return self._pack(obj)
+
+    @staticmethod
+    def _pack(obj: Any) -> bytes:
         return msgpack.packb(obj, use_bin_type=True)  # type: ignore[no-any-return]
 
     def decode(self, data: str | bytes) -> Any:

@@ -73,6 +73,7 @@ class CloseCode(IntEnum):
     GOING_AWAY = 1001  # server draining
     TOO_BIG = 1009  # frame over the limit
     BAD_TOKEN = 4001  # bad or expired token at connect
+    IDLE = 4002  # open without joining a session (or sending anything) for the idle timeout
     SLOW_CONSUMER = 4008  # send buffer overflowed; reconnect with `since`
     ABUSE = 4029  # too many errors or sustained rate abuse
 

@@ -8,11 +8,12 @@ Nothing here awaits a viewer: writes are synchronous and bounded; a viewer whose
 buffer passes the limit is closed with 4008 and recovers with `since`.
 
 The per-viewer loop is the whole cost of a fan-out, so it does no Python call per viewer:
-each room keeps a list of `(client, sink, write, buffer_size, limit)` entries, rebuilt
-only when membership changes, where `write` and `buffer_size` are the asyncio
-transport's own methods (C methods under uvloop; see `Wire.fast_path`) and `sink.gone`
-is a plain attribute that turns True the moment the socket must not get more frames.
-Sinks that are not a `Wire` (tests, other transports) go through `Client.send_frame`.
+each room keeps a list of `(client, sink, write, limit)` entries, rebuilt only when
+membership changes, where `write` is the asyncio transport's own method (a C method
+under uvloop; see `Wire.fast_path`) and `sink.held` is a plain attribute that is True
+while the socket must not be written directly (its transport buffer is full and frames
+queue in the Wire, bounded by `limit`; or it is gone). Sinks that are not a `Wire`
+(tests, other transports) go through `Client.send_frame`.
 
 A joining viewer is held back: live events are kept in its `hold` list until its join
 reply and its missed history are written, then the ones newer than its snapshot follow.
@@ -38,47 +39,45 @@ SLOW_CONSUMER = 4008
 
 
 class _Generic:
-    """Stands in for a sink without a fast path: never `gone`, writes via the client."""
+    """Stands in for a sink without a fast path: never `held`, writes via the client."""
 
-    gone = False
+    held = False
 
 
 _GENERIC = _Generic()
 
 
-def _no_buffer() -> int:
-    return 0
-
-
 class Entry(NamedTuple):
     client: Client
-    sink: Any  # has a `gone` attribute
+    sink: Any  # has `held` and `gone` attributes, `write` and `buffered` methods
     write: Callable[[bytes], object]
-    buffered: Callable[[], int]
     limit: int
 
 
 def _entry(client: Client) -> Entry | None:
     fast = getattr(client.sink, "fast_path", None)
     if fast is None:
-        return Entry(client, _GENERIC, client.send_frame, _no_buffer, 1 << 62)
+        return Entry(client, _GENERIC, client.send_frame, 1 << 62)
     path = fast()
     if path is None:
         return None
-    return Entry(client, client.sink, path[0], path[1], client.max_buffer)
+    return Entry(client, client.sink, path[0], client.max_buffer)
 
 
 def fan_out(entries: list[Entry], data: bytes) -> int:
     """Write `data` to every entry's socket; close the ones past their buffer limit with
-    4008. Returns how many sockets got it. No Python call per viewer on the fast path."""
+    4008. Returns how many sockets got it. No Python call per flowing viewer."""
     skipped = 0
-    for client, sink, write, buffered, limit in entries:
-        if sink.gone:
-            skipped += 1
+    for client, sink, write, limit in entries:
+        if sink.held:  # the rare path: queued behind a full transport, or gone
+            if sink.gone:
+                skipped += 1
+                continue
+            sink.write(data)
+            if sink.buffered() > limit:
+                client.evict(SLOW_CONSUMER, "slow consumer: reconnect with since")
             continue
         write(data)
-        if buffered() > limit:
-            client.evict(SLOW_CONSUMER, "slow consumer: reconnect with since")
     return len(entries) - skipped
 
 

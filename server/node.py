@@ -348,7 +348,7 @@ class Node:
             if room.size == 0:
                 self.broker.unsubscribe(self.keys.channel(room.sid))
                 self.hub.drop_room(room.sid)
-                self.rooms.facts.pop(room.sid, None)
+                self.rooms.forget(room.sid)
                 self.last_stats.pop(room.sid, None)
                 continue
             values = (report.viewers, report.likes, report.orders, report.units)

@@ -47,12 +47,20 @@ class Settings:
     pubsub_probe_interval_s: float = 5.0  # a quiet subscriber connection is probed this often
     pubsub_probe_timeout_s: float = 2.0  # a probe not back by then rebuilds the connection
     drain_timeout_s: float = 10.0
+    handshake_timeout_s: float = 10.0  # TCP accept → complete request head
+    idle_timeout_s: float = 30.0  # open WebSocket without a join or a message
+    ping_interval_s: float = 20.0  # keepalive; no answer by the next round → dropped
+    max_connections_per_ip: int = 0  # handshaking + open WebSockets per address; 0 = off
+    max_request_line_bytes: int = 8192  # longer → 414
+    max_request_head_bytes: int = 16384  # larger → 431
     token_ttl_s: int = 24 * 3600
     saga_takeover_ms: int = 5000  # a purchase attempt pending this long is undone by a sweep
     saga_redo_ms: int = 2000  # a committed order's effects not done by then are redone
     attribution_window_s: int = 14 * 24 * 3600
     log_level: str = "info"
     log_format: str = "json"
+    workers: int = 1  # `serve --workers N`: node processes on one port (server/workers.py)
+    reuse_port: bool = False  # bind with SO_REUSEPORT (set for each worker)
 
     @property
     def signing_secret(self) -> str:
@@ -105,6 +113,10 @@ _ENV: dict[str, tuple[str, Any]] = {
     "LIVECART_PUBSUB_PROBE_INTERVAL_S": ("pubsub_probe_interval_s", float),
     "LIVECART_PUBSUB_PROBE_TIMEOUT_S": ("pubsub_probe_timeout_s", float),
     "LIVECART_DRAIN_TIMEOUT_S": ("drain_timeout_s", float),
+    "LIVECART_HANDSHAKE_TIMEOUT_S": ("handshake_timeout_s", float),
+    "LIVECART_IDLE_TIMEOUT_S": ("idle_timeout_s", float),
+    "LIVECART_PING_INTERVAL_S": ("ping_interval_s", float),
+    "LIVECART_MAX_CONNECTIONS_PER_IP": ("max_connections_per_ip", int),
     "LIVECART_TOKEN_TTL_S": ("token_ttl_s", int),
     "LIVECART_ATTRIBUTION_WINDOW_S": ("attribution_window_s", int),
     "LIVECART_SAGA_TAKEOVER_MS": ("saga_takeover_ms", int),
@@ -126,6 +138,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
             values[name] = kind(raw)
         except ValueError as exc:
             raise SettingsError(f"{var}={raw!r} is not a valid {kind.__name__}") from exc
+    if source.get("LIVECART_REUSE_PORT", "").lower() in ("1", "true", "yes"):
+        values["reuse_port"] = True
     origins = source.get("LIVECART_ALLOWED_ORIGINS", "")
     if origins.strip():
         values["allowed_origins"] = tuple(o.strip() for o in origins.split(",") if o.strip())
@@ -147,12 +161,16 @@ def validate(settings: Settings) -> None:
         raise SettingsError("LIVECART_CURRENCY must be a 3-letter ISO code such as USD")
     if not settings.key_prefix or any(c in settings.key_prefix for c in "{} "):
         raise SettingsError("LIVECART_KEY_PREFIX must be non-empty without braces or spaces")
+    if settings.max_connections_per_ip < 0:
+        raise SettingsError("LIVECART_MAX_CONNECTIONS_PER_IP must be ≥ 0 (0 = no cap)")
     for name in ("max_frame_bytes", "rate_burst", "abuse_errors", "send_buffer_bytes",
-                 "history_max_events", "history_max_age_s", "saga_takeover_ms", "saga_redo_ms"):
+                 "history_max_events", "history_max_age_s", "saga_takeover_ms", "saga_redo_ms",
+                 "max_request_line_bytes", "max_request_head_bytes"):
         if getattr(settings, name) <= 0:
             raise SettingsError(f"{name} must be positive")
     for name in ("rate_per_s", "abuse_window_s", "counters_interval_s", "social_interval_s",
-                 "presence_ttl_s", "store_timeout_s", "drain_timeout_s",
-                 "pubsub_probe_interval_s", "pubsub_probe_timeout_s"):
+                 "presence_ttl_s", "store_timeout_s", "drain_timeout_s", "handshake_timeout_s",
+                 "idle_timeout_s", "ping_interval_s", "pubsub_probe_interval_s",
+                 "pubsub_probe_timeout_s"):
         if getattr(settings, name) <= 0:
             raise SettingsError(f"{name} must be positive")

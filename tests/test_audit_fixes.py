@@ -174,4 +174,5 @@ async def test_json_logs_carry_node_and_session_and_never_tokens(valkey_url: str
     assert docs and all(d["node"] == "log-node" for d in docs)
     assert any(d.get("session") == sid and "pinned" in d["msg"] for d in docs)
     assert creator not in "".join(node.output)
-    assert any("token=[redacted]" in d["msg"] for d in docs)  # the handshake was logged
+    # no log line per connection (a join spike would write one per viewer)
+    assert not any("accepted" in d["msg"] or "connection open" in d["msg"] for d in docs)

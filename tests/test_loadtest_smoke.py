@@ -46,7 +46,15 @@ def test_bench_smoke_every_viewer_gets_every_event_in_order(tmp_path: Path) -> N
     assert st["send_errors"] == 0 and st["published"] == 40
     assert st["order_errors"] == 0 and st["behind_at_end"] == 0
     assert st["delivered"] == st["expected"] == 40 * 300
-    assert (tmp_path / "result.md").read_text().count("| livecart |") == 1
+    # the bursts on the same connections: pings, the storm (exactly the deal's units), orders
+    assert res["ping_burst"]["replies"] == {"ok": 300}
+    assert res["storm"]["replies"] == {"ok": 100, "sold_out": 200}
+    assert res["orders"]["replies"] == {"ok": 300}
+    assert result["reference"]["count"] == 5000 and result["reference"]["usec_per"] > 0
+    assert res["storm"]["valkey"]["usec_per"] > 0
+    md = (tmp_path / "result.md").read_text()
+    assert md.count("| livecart |") == 2  # the fan-out table and the bursts table
+    assert "storm p99 / ping p99 (livecart)" in md
 
 
 @pytest.fixture

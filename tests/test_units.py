@@ -82,7 +82,7 @@ def test_concatenated_frames_parse_in_order() -> None:
 
 
 def test_close_codes_are_the_documented_ones() -> None:
-    assert sorted(int(c) for c in CloseCode) == [1001, 1009, 4001, 4008, 4029]
+    assert sorted(int(c) for c in CloseCode) == [1001, 1009, 4001, 4002, 4008, 4029]
 
 
 # codecs and batches ----------------------------------------------------------------------

@@ -10,7 +10,6 @@ from typing import Any
 import msgpack
 import orjson
 import pytest
-import redis.asyncio
 import websockets
 
 from server.auth import issue_token
@@ -318,10 +317,10 @@ async def test_click_needs_token_and_a_showcase_product(server: ServerThread,
     assert (await c.err("click", product="nope"))["code"] == "not_found"
     assert (await c.err("click"))["code"] == "bad_request"
     assert (await c.err("click", product=5))["code"] == "bad_request"
-    r = redis.asyncio.Redis.from_url(server.node.store.url)
-    counts = await r.hgetall(server.node.keys.counters(sid))
-    await r.aclose()
-    assert counts[b"clicks"] == b"1" and counts[b"clicks:p1"] == b"1"
+    report = server.http("GET", f"/api/sessions/{sid}/report",
+                         token=server.token("creator1", "creator")).json()
+    by_product = {p["product"]: p for p in report["products"]}
+    assert report["clicks"] == 1 and by_product["p1"]["clicks"] == 1
     await asyncio.gather(anon.close(), c.close())
 
 

@@ -10,8 +10,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-import orjson
-
 from server import validate as v
 from server.auth import require_user
 from server.broker import Broker
@@ -20,12 +18,12 @@ from server.cart.products import Products
 from server.client import Client
 from server.commands import Handler, Then
 from server.counters.attribution import SessionFacts
-from server.counters.room_counters import RoomCounters, counters_view
+from server.counters.room_counters import RoomCounters
 from server.errors import ApiError, bad_request, not_found, unavailable
 from server.hub import Hub
 from server.rooms.sessions import Session, Sessions, parse_history
+from server.rooms.snapshots import Snapshots
 from server.rooms.timeline import Entry, active_at, replay_timeline
-from server.store import as_dict
 
 log = logging.getLogger("livecart.rooms")
 
@@ -52,6 +50,7 @@ class RoomOps:
         self._timers: set[asyncio.Task[None]] = set()
         # what this node knows of sessions it serves: kept current by `session` events
         self.facts: dict[str, RoomFacts] = {}
+        self.snapshots = Snapshots(sessions, products)
 
     def handlers(self) -> dict[str, Handler]:
         return {
@@ -82,41 +81,10 @@ class RoomOps:
         return {"ms": ms, "pinned": {"product": product.to_wire(), "pinned_at": pinned_at,
                                      "stream_ts_ms": entry.at_ms, "deal": None}}
 
-    async def snapshot(self, sid: str, viewer: str,
-                       since: int | None) -> tuple[Session, dict[str, Any], Any]:
-        """The join snapshot in two round trips: the session's state, counters, deal, the
-        viewer's HyperLogLog mark and (with `since`) its missed history in one pipeline,
-        then the showcase products. Returns (session, snapshot, raw history or None)."""
-        k = self.sessions.keys
-        commands: list[tuple[Any, ...]] = [
-            ("HGETALL", k.session(sid)), ("HGETALL", k.presence(sid)),
-            ("HGETALL", k.counters(sid))]
-        if since is not None:
-            commands.append(self.sessions.history_command(sid, since))
-        rows = await self.sessions.store.batch(commands)
-        state = as_dict(rows[0])
-        if not state:
-            raise not_found("session", sid)
-        session = Session.from_hash(state)
-        counters = counters_view(as_dict(rows[2]), as_dict(rows[1]), int(time.time() * 1000))
-        # second round trip: the showcase, the pinned deal (it lives with its product), and
-        # this viewer in the unique-viewer count (only now that the session is known)
-        deal_read: list[tuple[Any, ...]] = (
-            [("HGET", k.deals(session.pin_deal_product), f"s:{sid}")] if session.pin_deal else [])
-        product_rows = await self.sessions.store.batch(
-            [*self.products.read_commands(session.showcase), *deal_read,
-             ("PFADD", k.uniques(sid), viewer)])
-        products = self.products.parse_rows(product_rows[:len(session.showcase)])
-        raw_deal = product_rows[len(session.showcase)] if session.pin_deal else None
-        deal = orjson.loads(raw_deal) if raw_deal else None
-        return session, {
-            "session": session.id, "status": session.status, "kind": session.kind,
-            "title": session.title, "creator": session.creator,
-            "started_at": session.started_at, "ended_at": session.ended_at,
-            "showcase": [products[p].to_wire() for p in session.showcase if p in products],
-            "pinned": session.pinned(deal), "counters": counters, "seq": session.seq,
-            "epoch": session.epoch,
-        }, rows[3] if since is not None else None
+    def forget(self, sid: str) -> None:
+        """The room is no longer served on this node: drop what it knew of it."""
+        self.facts.pop(sid, None)
+        self.snapshots.forget(sid)
 
     async def join(self, client: Client, args: Mapping[str, Any]) -> Any:
         sid = v.req_ident(args, "session")
@@ -135,17 +103,18 @@ class RoomOps:
                     raise ConnectionError("store unreachable")
             except (TimeoutError, ConnectionError) as exc:
                 raise unavailable() from exc
-            session, snap, history = await self.snapshot(
-                sid, client.user or client.viewer_key, since)
+            snap = await self.snapshots.read(sid, client.user or client.viewer_key, since)
+            session = snap.session
+            result: Any = snap.encoded  # the same bytes for every viewer of this state
             replay: list[tuple[int, bytes]] = []
             if since is not None:
                 recovered = False
                 if epoch == session.epoch and since <= session.seq:
-                    found = parse_history(history, since)
+                    found = parse_history(snap.histories[since], since)
                     if found is not None:
                         replay = [(s, e) for s, e in found if s <= session.seq]
                         recovered = len(replay) == session.seq - since
-                snap["recovered"] = recovered
+                result = {**snap.doc, "recovered": recovered}
                 if not recovered:
                     replay = []
             await self.hub.caught_up(sid, session.seq, self.subscribe_timeout_s)
@@ -153,7 +122,7 @@ class RoomOps:
             self.hub.remove(client)
             raise
         self.facts[sid] = RoomFacts(session.facts(), frozenset(session.showcase))
-        counters = snap["counters"]
+        counters = snap.doc["counters"]
 
         def go_live() -> None:
             self.hub.activate(client, session.seq, replay)
@@ -164,7 +133,7 @@ class RoomOps:
                 client.send_obj({"t": "counters", "ts": int(time.time() * 1000),
                                  "d": dict(zip(COUNTER_KEYS, latest, strict=True))})
 
-        return Then(snap, go_live)
+        return Then(result, go_live)
 
     async def leave(self, client: Client, args: Mapping[str, Any]) -> Any:
         left = client.session

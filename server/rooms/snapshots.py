@@ -1,0 +1,162 @@
+"""The join snapshot: read once per room per loop tick, encoded once per room state.
+
+Every `join` of a room that arrives in the same loop tick shares one read: one pipeline
+with the session, its presence, counters, the pinned deal (it lives with its product: from
+the deal product this node saw last for that room) and the showcase products (from the
+showcase this node saw last; a changed or unknown showcase or deal product costs a second
+round trip), each distinct `since`'s missed history, and one `PFADD` of all those viewers
+to the unique-viewer count (only for a session already known to exist). The snapshot
+document is built once for the batch and kept with an `Encoded` form (JSON / msgpack
+bytes made at most once each); the next batch whose state reads are byte-for-byte the
+same reuses it, so a join spike builds and encodes the snapshot once per room state, not
+once per viewer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from server.cart.products import Products
+from server.codecs import Encoded
+from server.counters.room_counters import counters_view
+from server.errors import not_found
+from server.rooms.sessions import Session, Sessions
+from server.store import as_dict
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    session: Session
+    doc: dict[str, Any]  # shared by every viewer of the batch: copy before changing it
+    encoded: Encoded  # `doc`, encoded at most once per codec
+    histories: dict[int, Any]  # since -> raw XRANGE reply
+
+
+@dataclass(slots=True)
+class _Batch:
+    future: asyncio.Future[Snapshot]
+    viewers: list[str] = field(default_factory=list)
+    sinces: set[int] = field(default_factory=set)
+
+
+class Snapshots:
+    def __init__(self, sessions: Sessions, products: Products) -> None:
+        self.sessions = sessions
+        self.products = products
+        self.reads = 0  # store round trips made for snapshots (tests, metrics)
+        self._batches: dict[str, _Batch] = {}
+        self._showcase: dict[str, list[str]] = {}  # last showcase seen per room
+        self._deal_product: dict[str, str] = {}  # last pinned deal's product per room
+        self._last: dict[str, tuple[tuple[Any, ...], Session, dict[str, Any], Encoded]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def read(self, sid: str, viewer: str, since: int | None) -> Snapshot:
+        """The snapshot for one joining viewer (and its history after `since`), shared
+        with every other join of `sid` in this loop tick."""
+        batch = self._batches.get(sid)
+        if batch is None:
+            loop = asyncio.get_running_loop()
+            batch = self._batches[sid] = _Batch(loop.create_future())
+            batch.future.add_done_callback(_retrieve)
+            loop.call_soon(self._start, sid)
+        batch.viewers.append(viewer)
+        if since is not None:
+            batch.sinces.add(since)
+        return await asyncio.shield(batch.future)
+
+    def forget(self, sid: str) -> None:
+        """The room is no longer served here."""
+        self._showcase.pop(sid, None)
+        self._deal_product.pop(sid, None)
+        self._last.pop(sid, None)
+
+    def _start(self, sid: str) -> None:
+        batch = self._batches.pop(sid)
+        task = asyncio.ensure_future(self._run(sid, batch))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, sid: str, batch: _Batch) -> None:
+        try:
+            result = await self._read(sid, batch)
+        except BaseException as exc:
+            if not batch.future.done():
+                batch.future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            if not batch.future.done():
+                batch.future.set_result(result)
+
+    async def _read(self, sid: str, batch: _Batch) -> Snapshot:
+        k = self.sessions.keys
+        store = self.sessions.store
+        deal_guess = self._deal_product.get(sid, "")
+        commands: list[tuple[Any, ...]] = [
+            ("HGETALL", k.session(sid)), ("HGETALL", k.presence(sid)),
+            ("HGETALL", k.counters(sid)),
+            # the deal guess, or a stand-in read in the session's slot to keep the layout
+            ("HGET", k.deals(deal_guess), f"s:{sid}") if deal_guess
+            else ("HGET", k.session(sid), "pin_deal")]
+        sinces = sorted(batch.sinces)
+        commands += [self.sessions.history_command(sid, s) for s in sinces]
+        guess = self._showcase.get(sid)
+        if guess is not None:  # the session existed: count the viewers now
+            commands += self.products.read_commands(guess)
+            commands.append(("PFADD", k.uniques(sid), *batch.viewers))
+        self.reads += 1
+        rows = await store.batch(commands)
+        state = as_dict(rows[0])
+        if not state:
+            raise not_found("session", sid)
+        session = Session.from_hash(state)
+        first = 4 + len(sinces)
+        histories = dict(zip(sinces, rows[4:first], strict=True))
+        raw_deal = rows[3] if deal_guess and deal_guess == session.pin_deal_product else None
+        deal_known = not session.pin_deal or raw_deal is not None
+        if guess == session.showcase and deal_known:
+            product_rows = rows[first:first + len(session.showcase)]
+        else:
+            second: list[tuple[str, ...]] = list(self.products.read_commands(session.showcase))
+            if not deal_known:
+                second.append(("HGET", k.deals(session.pin_deal_product), f"s:{sid}"))
+            if guess is None:
+                second.append(("PFADD", k.uniques(sid), *batch.viewers))
+            self.reads += 1
+            replies = await store.batch(second)
+            product_rows = replies[:len(session.showcase)]
+            if not deal_known:
+                raw_deal = replies[len(session.showcase)]
+        self._showcase[sid] = session.showcase
+        if session.pin_deal_product:
+            self._deal_product[sid] = session.pin_deal_product
+        counters = counters_view(as_dict(rows[2]), as_dict(rows[1]), int(time.time() * 1000))
+        key = (rows[0], rows[2], raw_deal, *product_rows, *counters.values())
+        last = self._last.get(sid)
+        if last is not None and last[0] == key:
+            _, session, doc, encoded = last
+            return Snapshot(session, doc, encoded, histories)
+        products = self.products.parse_rows(product_rows)
+        deal = orjson.loads(raw_deal) if session.pin_deal and raw_deal else None
+        doc = {
+            "session": session.id, "status": session.status, "kind": session.kind,
+            "title": session.title, "creator": session.creator,
+            "started_at": session.started_at, "ended_at": session.ended_at,
+            "showcase": [products[p].to_wire() for p in session.showcase if p in products],
+            "pinned": session.pinned(deal), "counters": counters, "seq": session.seq,
+            "epoch": session.epoch,
+        }
+        encoded = Encoded(doc)
+        self._last[sid] = (key, session, doc, encoded)
+        return Snapshot(session, doc, encoded, histories)
+
+
+def _retrieve(future: asyncio.Future[Snapshot]) -> None:
+    """Mark a failed batch's exception as seen even if every waiter was cancelled."""
+    if not future.cancelled():
+        future.exception()
