@@ -18,8 +18,6 @@ from server.cart.carts import Carts
 from server.cart.ops import CartOps
 from server.cart.orders import Orders
 from server.cart.products import Products
-from server.cart.saga import Placed, Saga, Timing
-from server.cart.social import SocialProof
 from server.client import Client, Sink
 from server.codecs import JSON, Codec
 from server.commands import Dispatcher, Handler
@@ -32,6 +30,8 @@ from server.keys import Keys
 from server.metrics import Metrics
 from server.rooms.ops import RoomOps
 from server.rooms.sessions import Sessions
+from server.rooms.social import SocialProof
+from server.saga import Placed, Saga, Timing
 from server.scripts import Scripts
 from server.settings import Settings
 from server.store import Store, as_dict

@@ -3,7 +3,7 @@
 Every call passes keys of one hash tag only (see keys.py), so each runs in one slot and,
 on a cluster, on one shard. Domain modules call these; none of them builds a KEYS list.
 What a purchase or a refund does across slots (several of these calls, each idempotent)
-is `cart/saga.py`'s.
+is `saga.py`'s.
 """
 
 from __future__ import annotations

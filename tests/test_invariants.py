@@ -18,9 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from server.cart.products import NewProduct
-from server.counters.attribution import SessionFacts
 from server.counters.commission import commission, effective_rate
 from server.errors import ApiError
+from server.facts import SessionFacts
 from server.node import Node
 from server.rooms.sessions import NewSession
 from server.store import as_dict, text

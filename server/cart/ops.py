@@ -12,7 +12,7 @@ from server.cart.orders import Orders, Placed
 from server.client import Client
 from server.commands import Handler
 from server.errors import bad_request
-from server.rooms.ops import RoomFacts
+from server.facts import RoomFacts
 
 IDEM_KEY = v.ID_RE
 

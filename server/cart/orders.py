@@ -1,7 +1,7 @@
 """Orders: buy-now from the stream, cart checkout, and external (webhook) orders.
 
 Python decides each line's attribution (pure rules in counters/attribution.py, from the
-buyer's touches and the sessions' state) and writes the plan; `cart/saga.py` places it in
+buyer's touches and the sessions' state) and writes the plan; `saga.py` places it in
 single-slot Lua steps (reserve per product, commit in the order's bucket, then the
 effects), each idempotent by the order id. The order id is derived from the buyer and
 the idempotency key, so a retry — even after a node or shard crash — finds the same order.
@@ -17,10 +17,11 @@ from typing import Any
 import orjson
 
 from server import validate as v
-from server.cart.saga import Placed, Saga
-from server.counters.attribution import Attribution, SessionFacts, Touch, attribute
+from server.counters.attribution import Attribution, Touch, attribute
 from server.errors import ApiError, ErrorCode, bad_request, forbidden, not_found
+from server.facts import SessionFacts
 from server.keys import ORDER_ID_RE, Keys
+from server.saga import Placed, Saga
 from server.settings import Settings
 from server.store import Store, as_dict, text
 

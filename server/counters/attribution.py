@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from server.facts import SessionFacts
+
 Kind = Literal["direct", "replay", "indirect", "none"]
 
 
@@ -30,14 +32,6 @@ class Touch:
         if not sep or not session or not at.isdigit():
             return None
         return cls(session, int(at))
-
-
-@dataclass(frozen=True, slots=True)
-class SessionFacts:
-    id: str
-    creator: str
-    kind: str  # live | video
-    status: str  # scheduled | live | ended
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,9 +8,9 @@ from typing import Any
 
 import orjson
 
-from server.cart.saga import Saga
 from server.errors import ApiError, ErrorCode, bad_request, forbidden, not_found
 from server.keys import ORDER_ID_RE, Keys
+from server.saga import Saga
 from server.settings import Settings
 from server.store import Store, text
 

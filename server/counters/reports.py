@@ -6,8 +6,8 @@ import time
 from typing import Any
 
 from server.counters.room_counters import live_viewers
+from server.facts import Session
 from server.keys import Keys
-from server.rooms.sessions import Session
 from server.store import Store, as_dict
 
 PRODUCT_FIELDS = ("impressions", "clicks", "adds", "orders", "units", "gmv", "commission",

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from server import validate as v
@@ -17,11 +17,11 @@ from server.cart.deals import parse_deal
 from server.cart.products import Products
 from server.client import Client
 from server.commands import Handler, Then
-from server.counters.attribution import SessionFacts
 from server.counters.room_counters import RoomCounters
 from server.errors import ApiError, bad_request, not_found, unavailable
+from server.facts import RoomFacts, Session
 from server.hub import Hub
-from server.rooms.sessions import Session, Sessions, parse_history
+from server.rooms.sessions import Sessions, parse_history
 from server.rooms.snapshots import Snapshots
 from server.rooms.timeline import Entry, active_at, replay_timeline
 
@@ -30,12 +30,6 @@ log = logging.getLogger("livecart.rooms")
 MAX_LIKES_PER_COMMAND = 1000
 COUNTER_KEYS = ("viewers", "likes", "orders", "units")
 MAX_STREAM_TS = 10 * 24 * 3600 * 1000
-
-
-@dataclass(frozen=True, slots=True)
-class RoomFacts:
-    session: SessionFacts
-    showcase: frozenset[str]
 
 
 class RoomOps:

@@ -25,7 +25,8 @@ from server.cart.products import Products
 from server.codecs import Encoded
 from server.counters.room_counters import counters_view
 from server.errors import not_found
-from server.rooms.sessions import Session, Sessions
+from server.facts import Session
+from server.rooms.sessions import Sessions
 from server.store import as_dict
 
 
