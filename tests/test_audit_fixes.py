@@ -10,8 +10,8 @@ from typing import Any
 import orjson
 import pytest
 
-from server.counters.commission import clawed_back, commission
 from tests.helpers import SECRET, ServerThread, WsClient
+from tests.oracle import clawed_back, commission
 from tests.procs import NodeProcess
 
 pytestmark = pytest.mark.anyio

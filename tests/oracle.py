@@ -1,5 +1,8 @@
-"""Commission arithmetic in integer minor units: pure, no I/O (mirrored in purchase.lua
-and refund.lua; tests check both agree).
+"""The test oracle for commission arithmetic in integer minor units (pure, no I/O).
+
+The server's one owner of these rules is Lua (reserve.lua computes a line's commission,
+refund.lua the cumulative clawback); tests run those scripts and check they agree with
+this oracle.
 """
 
 from __future__ import annotations
