@@ -36,6 +36,7 @@ log = logging.getLogger("livecart.hub")
 
 HistoryFetch = Callable[[str, int], Awaitable[list[tuple[int, bytes]] | None]]
 SLOW_CONSUMER = 4008
+FACT_EVENTS = frozenset({"session", "sold_out", "deal", "pinned", "product"})
 
 
 class _Generic:
@@ -163,8 +164,9 @@ class Hub:
         self.delivered = 0
         self.observe_fanout: Callable[[float], None] = lambda seconds: None
         self.evictions = 0
-        # told (session, status) for every `session` event of a room served here
-        self.on_status: Callable[[str, str], None] = lambda sid, status: None
+        # told (session, event) for every event of a room served here whose type is in
+        # FACT_EVENTS (the node's copy of session status and sold-out products)
+        self.on_fact: Callable[[str, Any], None] = lambda sid, event: None
         self._tasks: set[asyncio.Task[None]] = set()
 
     # membership -------------------------------------------------------------
@@ -251,8 +253,8 @@ class Hub:
             return
         self.received += 1
         obj = orjson.loads(data)
-        if obj["t"] == "session":
-            self.on_status(sid, obj["d"]["status"])
+        if obj["t"] in FACT_EVENTS:
+            self.on_fact(sid, obj)
         seq = int(obj["seq"])
         entry: HeldEvent = (seq, bytes(data), obj)
         if room.repairing:

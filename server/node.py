@@ -62,6 +62,7 @@ class Node:
         self.products.on_deal_closed = self.sessions.announce_closed
         self.saga.on_deal_closed = self._deal_closed_lazily
         self.saga.on_cart_left = self._cart_left
+        self.saga.on_released = self.social.stock_changed
         self._background: set[asyncio.Task[None]] = set()
         self._attached_at: dict[str, int] = {}  # user -> when this node subscribed for them
         self._orders_seen: dict[str, set[str]] = {}  # user -> orders delivered here
@@ -76,9 +77,9 @@ class Node:
         self.rooms = RoomOps(self.sessions, self.products, self.counters, self.hub, self.broker,
                              subscribe_timeout_s=settings.store_timeout_s)
         self.sessions.on_stock_moved = self.social.stock_changed
-        self.hub.on_status = self.rooms.on_session_event  # keeps the node's session facts
+        self.hub.on_fact = self.rooms.on_room_event  # keeps the node's room facts
         self.cart_ops = CartOps(self.carts, self.orders, self.rooms.room_facts,
-                                self.publish_private, self._placed)
+                                self.rooms.known_sold_out, self.publish_private, self._placed)
         self.clients: dict[int, Client] = {}
         self.users: dict[str, dict[int, Client]] = {}
         handlers: dict[str, Handler] = {"ping": self.ping, "auth": self.auth}

@@ -72,6 +72,8 @@ class Saga:
         self.applied = 0  # effects steps this node applied (for tests and /metrics)
         # told a buyer whose checkout removed lines but left others (publish that cart)
         self.on_cart_left: Any = lambda buyer: None
+        # told each product whose units an undone attempt gave back (announce its stock)
+        self.on_released: Any = lambda product: None
 
     # placing ------------------------------------------------------------------------
 
@@ -145,9 +147,13 @@ class Saga:
 
     async def _release(self, oid: str, attempt: int, plan: dict[str, Any]) -> None:
         rid = f"{oid}#{attempt}"
-        await asyncio.gather(*(self.scripts.settle_reservation(line["product"], rid, "release")
-                               for line in plan["lines"]))
+        states = await asyncio.gather(*(
+            self.scripts.settle_reservation(line["product"], rid, "release")
+            for line in plan["lines"]))
         await self.scripts.order_step(oid, "released", attempt)
+        for line, state in zip(plan["lines"], states, strict=True):
+            if state == "returned":
+                self.on_released(line["product"])
 
     # effects of a committed order ---------------------------------------------------
 

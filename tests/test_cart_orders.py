@@ -174,6 +174,35 @@ async def test_deal_expiry_returns_stock(server: ServerThread) -> None:
     await creator.close()
 
 
+async def test_after_a_sell_out_the_node_answers_without_a_script(server: ServerThread) -> None:
+    server.product("p1", price=1000, stock=10)
+    sid = server.session(["p1"])
+    creator = await WsClient.connect(server.ws_url, token=server.token("creator1", "creator"))
+    await creator.ok("join", session=sid)
+    await creator.ok("pin", product="p1", deal={"price": 500, "stock": 2, "per_buyer_limit": 2,
+                                                "ends_at": int(time.time() * 1000) + 60_000})
+    winner = await _viewer(server, "win", sid)
+    first = await winner.ok("buy_now", product="p1", qty=2, idempotency_key="w", price=500)
+    await winner.wait_event("sold_out", timeout=5)
+    late = [await _viewer(server, f"late{i}", sid) for i in range(5)]
+    orders = server.node.orders
+    before = orders.sold_out_answers
+    for i, v in enumerate(late):
+        err = await v.err("buy_now", product="p1", qty=1, idempotency_key=f"k{i}", price=500)
+        assert err["code"] == "sold_out"
+    again = await winner.ok("buy_now", product="p1", qty=2, idempotency_key="w", price=500)
+    assert again == first  # a retry of a key that bought still gets its order
+    assert orders.sold_out_answers - before == 6
+    # when units come back (the deal closes on unpin) the node asks the store again
+    await creator.ok("unpin")
+    await winner.wait_event(lambda e: e["t"] == "deal" and e["d"]["status"] == "closed", 5)
+    await late[0].drain(0.3)
+    order = await late[0].ok("buy_now", product="p1", qty=1, idempotency_key="after")
+    assert order["lines"][0]["unit_price"] == 1000
+    for c in (creator, winner, *late):
+        await c.close()
+
+
 async def test_a_deal_is_never_dearer_than_the_list_price(server: ServerThread) -> None:
     server.product("p1", price=1000, stock=10)
     sid = server.session(["p1"])

@@ -20,10 +20,12 @@ IDEM_KEY = v.ID_RE
 class CartOps:
     def __init__(self, carts: Carts, orders: Orders,
                  room_facts: Callable[[str], Awaitable[RoomFacts]],
+                 known_sold_out: Callable[[str, str], bool],
                  on_cart: Callable[[str, dict[str, Any]], Any],
                  on_order: Callable[[Client, Placed], Any]) -> None:
         self.carts, self.orders = carts, orders
         self.room_facts = room_facts
+        self.known_sold_out = known_sold_out
         self.on_cart = on_cart
         self.on_order = on_order
 
@@ -83,6 +85,8 @@ class CartOps:
         if product not in room.showcase:
             raise bad_request(f"product {product!r} is not in this session's showcase",
                               field="product")
-        placed = await self.orders.buy_now(buyer, room.session, product, qty, key, price)
+        placed = await self.orders.buy_now(
+            buyer, room.session, product, qty, key, price,
+            known_sold_out=self.known_sold_out(client.session, product))
         await self.on_order(client, placed)
         return placed.order

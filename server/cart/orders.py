@@ -45,6 +45,7 @@ def _line(product: str, qty: int, seen: int | None, a: Attribution) -> dict[str,
 class Orders:
     def __init__(self, store: Store, keys: Keys, saga: Saga, settings: Settings) -> None:
         self.store, self.keys, self.saga, self.settings = store, keys, saga, settings
+        self.sold_out_answers = 0  # buy_now answered from the node's sold-out facts
 
     # attribution inputs ---------------------------------------------------------
 
@@ -90,16 +91,29 @@ class Orders:
                 "lines": lines, **extra}
 
     async def buy_now(self, buyer: str, room: SessionFacts, product: str, qty: int, key: str,
-                      price: int | None) -> Placed:
+                      price: int | None, *, known_sold_out: bool = False) -> Placed:
         """Buy from the stream: the buy itself is the last touch, so the attribution needs
-        no store read."""
+        no store read. `known_sold_out`: this node heard the product sell out in this room,
+        so unless the key already bought (one read) the answer is `sold_out` with no
+        script run — a flash-sale storm costs the store one read per late buyer."""
         if room.status == "scheduled":
             raise ApiError(ErrorCode.NOT_LIVE, "session has not started")
+        fp = fingerprint({"op": "buy_now", "product": product, "qty": qty, "price": price})
+        oid = order_id(buyer, key)
+        if known_sold_out:
+            status, req_hash, order = await self.store.call(
+                "HMGET", self.keys.order(oid), "status", "req_hash", "json")
+            self.sold_out_answers += 1
+            if status is None or text(status) != "committed":
+                raise ApiError(ErrorCode.SOLD_OUT, "sold out", product=product)
+            if text(req_hash) != fp:
+                raise ApiError(ErrorCode.CONFLICT,
+                               "idempotency key reused with a different request")
+            return Placed(orjson.loads(order), False)
         now = int(time.time() * 1000)
         a = attribute(buyer, Touch(room.id, now), room, now_ms=now,
                       window_ms=self.settings.attribution_window_s * 1000, joined=room.id)
-        fp = fingerprint({"op": "buy_now", "product": product, "qty": qty, "price": price})
-        return await self.saga.place(order_id(buyer, key), fp, self._plan(
+        return await self.saga.place(oid, fp, self._plan(
             "buy_now", buyer, [_line(product, qty, price, a)], room=room.id, total=None,
             touch=[product, f"{room.id}|{now}"], sold_out_rooms={product: room.id}))
 

@@ -4,7 +4,8 @@
 -- was never made leaves a tombstone so a late reserve.lua of that attempt is refused.
 -- KEYS[1] product hash   KEYS[2] deals hash   KEYS[3] reservations
 -- ARGV[1] reservation id   ARGV[2] 'take' | 'release'
--- Returns: the reservation's state after the call ('taken' | 'released' | 'missing')
+-- Returns: the reservation's state after the call ('taken' | 'released' | 'missing'), or
+--          'returned' when this call gave held units back (the caller announces the stock)
 --!include lib/util.lua
 local K_PRODUCT, K_DEALS, K_RES = KEYS[1], KEYS[2], KEYS[3]
 --!include lib/deal.lua
@@ -43,4 +44,5 @@ else
   r.state = 'released'
 end
 redis.call('HSET', K_RES, rid, cjson.encode(r))
+if op == 'release' and r.kind ~= 'external' then return 'returned' end
 return r.state
