@@ -93,6 +93,10 @@ class Keys:
     def orders_stream(self) -> str:
         return f"{self.prefix}:orders"
 
+    def orders_streams(self) -> list[str]:
+        """Every stream that carries orders and refunds; a consumer reads all of them."""
+        return [self.orders_stream()]
+
     def open_deals(self) -> str:
         """Sorted set: session id -> its open deal's ends_at (any node closes due deals)."""
         return f"{self.prefix}:deals:open"
