@@ -105,6 +105,8 @@ class EmbeddedValkey:
             self.watchdog = subprocess.Popen(
                 [sys.executable, "-m", "server.watchdog", str(os.getpid()), str(self.process.pid)],
                 stdin=subprocess.DEVNULL,
+                # an installed wheel keeps `server` under site-packages/livecart/
+                env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
             )
         self._wait_ready(timeout_s)
         (self.data_dir / URL_FILE).write_text(self.url + "\n")

@@ -63,7 +63,8 @@ async def tail(url: str, keys: Keys, group: str, consumer: str, *, from_start: b
                  f"as consumer {consumer!r}"
                  + ("" if created or not from_start else
                     " (the group exists: it continues where it stopped)"))
-        cursor: dict[Any, Any] = dict.fromkeys(streams, "0")  # first this consumer's unacknowledged entries
+        # "0": first this consumer's unacknowledged entries, then ">" (new ones)
+        cursor: dict[Any, Any] = dict.fromkeys(streams, "0")
         while not limit or printed < limit:
             count = BATCH if not limit else min(BATCH, limit - printed)
             block = None if "0" in cursor.values() else BLOCK_MS
