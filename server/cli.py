@@ -282,7 +282,7 @@ def parser() -> argparse.ArgumentParser:
                 "client. Without LIVECART_SECRET it refuses unless --demo is given.")
     p.add_argument("--sub", required=True, help="the user id (the token's `sub`)")
     p.add_argument("--role", required=True, choices=["viewer", "creator", "seller", "admin"],
-                   help="the user's role")
+                   metavar="ROLE", help="viewer, creator, seller or admin")
     p.add_argument("--name", default=None, help="display name for social proof")
     p.add_argument("--ttl", type=int, default=DEFAULTS.token_ttl_s, help="lifetime in seconds")
     p.add_argument("--demo", action="store_true",

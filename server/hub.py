@@ -164,6 +164,7 @@ class Hub:
         self.delivered = 0
         self.observe_fanout: Callable[[float], None] = lambda seconds: None
         self.evictions = 0
+        self.sold_out = 0  # `sold_out` events received (for /metrics)
         # told (session, status) for every `session` event of a room served here
         self.on_status: Callable[[str, str], None] = lambda sid, status: None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -254,6 +255,8 @@ class Hub:
         obj = orjson.loads(data)
         if obj["t"] == "session":
             self.on_status(sid, obj["d"]["status"])
+        elif obj["t"] == "sold_out":
+            self.sold_out += 1
         seq = int(obj["seq"])
         entry: HeldEvent = (seq, bytes(data), obj)
         if room.repairing:

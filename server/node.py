@@ -177,6 +177,11 @@ class Node:
         if not placed.new:
             return
         order = placed.order
+        self.metrics.order_placed(order)
+        log.info("order %s placed: %s %s, %d line(s)", order["id"], order["total"],
+                 order["currency"], len(order["lines"]),
+                 extra={"order": order["id"], "user": order["buyer"], "session": client.session,
+                        "total": order["total"], "currency": order["currency"]})
         for line in order["lines"]:
             self.social.stock_changed(str(line["product"]))
         if client.session is not None:
@@ -257,6 +262,14 @@ class Node:
             except Exception:
                 log.exception("counters tick failed")
 
+    def _audience(self, sid: str, joined: int) -> int:
+        """Viewers of a room here: its joined connections, less the session creator's own
+        (a creator watching the console is not an audience)."""
+        known = self.rooms.facts.get(sid)
+        mine = self.users.get(known.session.creator, {}) if known else {}
+        own = sum(1 for c in mine.values() if c.session == sid)
+        return max(0, joined - own)
+
     async def tick(self) -> None:
         await self._close_due_deals()
         rooms = list(self.hub.rooms.values())
@@ -266,7 +279,8 @@ class Node:
         for room in rooms:
             room.likes = 0
         try:
-            reports = await self.counters.tick([(r.sid, r.size, likes[r.sid]) for r in rooms])
+            reports = await self.counters.tick(
+                [(r.sid, self._audience(r.sid, r.size), likes[r.sid]) for r in rooms])
         except ApiError:
             for room in rooms:  # keep the likes for the next tick
                 room.likes += likes[room.sid]

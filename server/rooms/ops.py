@@ -99,10 +99,12 @@ class RoomOps:
         counters = counters_view(as_dict(rows[2]), as_dict(rows[1]), int(time.time() * 1000))
         deal = as_dict(rows[3]) if session.pin_deal else None
         # second round trip: the showcase, and this viewer in the unique-viewer count
-        # (only now that the session is known to exist)
+        # (only now that the session is known to exist; the creator is not a viewer)
+        commands = self.products.read_commands(session.showcase)
+        counted = viewer != session.creator
         product_rows = await self.sessions.store.batch(
-            [*self.products.read_commands(session.showcase), ("PFADD", k.uniques(sid), viewer)])
-        products = self.products.parse_rows(product_rows[:-1])
+            [*commands, ("PFADD", k.uniques(sid), viewer)] if counted else commands)
+        products = self.products.parse_rows(product_rows[:len(commands)])
         return session, {
             "session": session.id, "status": session.status, "kind": session.kind,
             "title": session.title, "creator": session.creator,

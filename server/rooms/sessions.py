@@ -7,6 +7,7 @@ is gap-free and the same on every node.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from collections.abc import Callable, Mapping
@@ -21,6 +22,8 @@ from server.errors import bad_request, not_found
 from server.keys import Keys
 from server.settings import Settings
 from server.store import Store, as_dict, text
+
+log = logging.getLogger("livecart.sessions")
 
 KINDS = ("live", "video")
 MAX_SHOWCASE = 100
@@ -160,24 +163,33 @@ class Sessions:
 
     async def set_status(self, sid: str, caller: str, action: str) -> Session:
         keys, args = self._room(sid)
-        _, _, closed = await self.store.run("session_status.lua", keys, [*args, action, caller])
+        status, _, closed = await self.store.run("session_status.lua", keys,
+                                                 [*args, action, caller])
         self.published += 1
-        self._moved(closed)
+        log.info("session %s", "went live" if text(status) == "live" else "ended",
+                 extra={"session": sid, "user": caller})
+        self._closed(sid, closed, "the show ended")
         return await self.get(sid)
 
     async def pin(self, sid: str, caller: str, product_id: str, stream_ts_ms: int | None,
                   deal: dict[str, int] | None = None) -> tuple[Any, int]:
         keys, args = self._room(sid)
+        deal_id = f"deal_{secrets.token_hex(6)}"
         pin, seq, closed = await self.store.run(
             "pin.lua", keys,
             [*args, "pin", caller, "" if stream_ts_ms is None else stream_ts_ms, product_id,
-             orjson.dumps(deal) if deal else "", f"deal_{secrets.token_hex(6)}"],
+             orjson.dumps(deal) if deal else "", deal_id],
         )
         self.published += 1
-        self._moved(closed)
-        if deal is not None and text(closed) != product_id:
-            self._moved(product_id)
-        return orjson.loads(pin), int(seq)
+        self._closed(sid, closed, "a new pin")
+        opened = orjson.loads(pin)
+        if deal is not None:
+            log.info("deal opened on %s: %d units at %d, %d per buyer", product_id,
+                     deal["stock"], deal["price"], deal["per_buyer_limit"],
+                     extra={"session": sid, "product": product_id, "deal": deal_id})
+            if text(closed) != product_id:
+                self._moved(product_id)
+        return opened, int(seq)
 
     async def unpin(self, sid: str, caller: str, stream_ts_ms: int | None) -> int:
         keys, args = self._room(sid)
@@ -186,12 +198,19 @@ class Sessions:
             [*args, "unpin", caller, "" if stream_ts_ms is None else stream_ts_ms, "", "", ""],
         )
         self.published += 1 if seq else 0
-        self._moved(closed)
+        self._closed(sid, closed, "unpin")
         return int(seq)
 
     def _moved(self, product: Any) -> None:
         if product:
             self.on_stock_moved(text(product))
+
+    def _closed(self, sid: str, product: Any, why: str) -> None:
+        """A script closed the deal on `product` (empty: no deal was open)."""
+        if product:
+            log.info("deal closed on %s (%s)", text(product), why,
+                     extra={"session": sid, "product": text(product)})
+        self._moved(product)
 
     async def set_timeline(self, sid: str, entries: list[Any]) -> None:
         await self.store.call("HSET", self.keys.session(sid), "timeline", orjson.dumps(entries))
@@ -202,7 +221,8 @@ class Sessions:
 
     async def close_deal_if_due(self, sid: str) -> None:
         _, args = self._room(sid)
-        self._moved(await self.store.run("deal_close.lua", [self.keys.deal(sid)], args))
+        self._closed(sid, await self.store.run("deal_close.lua", [self.keys.deal(sid)], args),
+                     "its time is up")
 
     async def deal(self, sid: str) -> dict[str, str]:
         return as_dict(await self.store.call("HGETALL", self.keys.deal(sid)))
