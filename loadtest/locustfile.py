@@ -110,7 +110,10 @@ class LivecartUser(User):
                   exception=RuntimeError(message))
         runner = self.environment.runner
         if isinstance(runner, LocalRunner):
-            gevent.spawn(_quit_after_spawning, runner)
+            # stop at once: there is nothing left to wait for (and Locust's graceful stop
+            # during a spawn stops some users twice)
+            self.environment.stop_timeout = 0
+            runner.quit()
         raise GreenletExit()  # ends this user quietly (StopUser from on_start logs a traceback)
 
     def on_event(self, ev: dict[str, Any]) -> None:
@@ -320,15 +323,6 @@ class ShopperUser(LivecartUser):
         if p:
             self.command("buy_now", product=p, qty=1,
                          idempotency_key=f"{self.sub}-{uuid.uuid4().hex[:10]}")
-
-
-def _quit_after_spawning(runner: LocalRunner) -> None:
-    """Quit the local run; not while it spawns users (Locust then stops some twice)."""
-    deadline = time.monotonic() + 30
-    while runner.state in ("init", "spawning") and time.monotonic() < deadline:
-        gevent.sleep(0.1)
-    gevent.sleep(0.2)  # let the last spawned users finish joining
-    runner.quit()
 
 
 def _why(exc: BaseException) -> str:
