@@ -98,7 +98,8 @@ def test_a_deal_card_offers_only_buy_now_and_stops_at_the_limit(live_server: Liv
     assert text(buyer, "#buy-now") == "Buy now · $61.99"
     button = rect(buyer, "#buy-now")
     assert button["height"] <= 44, f"'Buy now · $61.99' wraps: {button}"
-    assert buyer.evaluate("(b => b.scrollWidth <= b.clientWidth)(document.querySelector('#buy-now'))")
+    assert buyer.evaluate(
+        "(b => b.scrollWidth <= b.clientWidth)(document.querySelector('#buy-now'))")
     note = text(buyer, "#pin-deal-note")
     assert "Buy now only" in note and "max 1 per buyer" in note and "$89.00" in note
     showcase_button = buyer.locator(".showcase-item[data-product=demo_sneakers] button")
@@ -119,7 +120,7 @@ def test_a_deal_card_offers_only_buy_now_and_stops_at_the_limit(live_server: Liv
     toast = buyer.locator(".toast").last
     toast.wait_for()
     message = toast.inner_text()
-    assert message == "You’ve reached this deal’s limit of 1 per buyer.", message
+    assert message == "You\u2019ve reached this deal\u2019s limit of 1 per buyer.", message
     assert "(" not in message and "_" not in message  # no raw codes
     top = rect(buyer, ".stage-top")
     assert rect(buyer, ".toast")["y"] >= top["y"] + top["height"], "the toast covers the header"
