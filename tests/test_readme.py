@@ -59,6 +59,12 @@ def test_the_readme_blocks_are_the_ones_this_file_runs() -> None:
     assert len(re.findall(r"```sh\n(.*?)```", quick_start, re.S)) == 2  # exactly two commands
 
 
+def test_the_environment_table_is_the_generated_one() -> None:
+    from server.settings import env_table
+
+    assert env_table(markdown=True) in README  # `livecart env --markdown`, one source
+
+
 def test_the_test_command_is_the_ci_step() -> None:
     assert block("python3 -m uv run pytest").strip() == "python3 -m uv run pytest"
     ci = (ROOT / ".ci" / "run").read_text().strip().splitlines()
