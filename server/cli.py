@@ -102,6 +102,7 @@ def serve(settings: Settings) -> int:
             return 1
         url = embedded.url
     store = url.split("@")[-1]  # never log a password
+
     class Server(uvicorn.Server):
         async def startup(self, sockets: Any = None) -> None:
             await super().startup(sockets)
