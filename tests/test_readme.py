@@ -18,6 +18,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -74,8 +75,13 @@ def test_the_test_command_is_the_ci_step() -> None:
 # --- running blocks ------------------------------------------------------------------------
 
 def env_for(tmp: Path, **extra: str) -> dict[str, str]:
+    """A user's shell: no LIVECART_*/LC_* settings and not inside this venv (under `uv run
+    pytest`, `python3` would be the venv's, which has no pip or uv)."""
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("LIVECART_", "LC_", "VIRTUAL_ENV"))}
+           if not k.startswith(("LIVECART_", "LC_", "VIRTUAL_ENV", "UV_RUN"))}
+    venv_bin = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep)
+                                  if p and p != venv_bin)
     env.update(UV_PROJECT=str(ROOT), LIVECART_LOG_LEVEL="warning", **extra)
     return env
 
@@ -206,8 +212,8 @@ def test_quick_start_orders_stream_and_demo_reset(tmp_path: Path) -> None:
 
 def test_install_as_an_application_and_the_help_commands(tmp_path: Path) -> None:
     bin_dir = tmp_path / "bin"
-    env = env_for(tmp_path, UV_TOOL_DIR=str(tmp_path / "tools"), UV_TOOL_BIN_DIR=str(bin_dir),
-                  PATH=f"{bin_dir}:{os.environ['PATH']}")
+    env = env_for(tmp_path, UV_TOOL_DIR=str(tmp_path / "tools"), UV_TOOL_BIN_DIR=str(bin_dir))
+    env["PATH"] = f"{bin_dir}:{env['PATH']}"
     out = run(block(FIRST_LINES[4]), ROOT, env, tmp_path / "install.log", 300)
     assert "livecart 0.1.0" in out
     out = run(block(FIRST_LINES[5]), tmp_path, env_for(tmp_path), tmp_path / "help.log", 120)
