@@ -93,8 +93,8 @@ class LiveConnection:
             raise exc
         return reply
 
-    def join(self, session: str) -> dict[str, Any]:
-        reply = self.command("join", session=session)
+    def join(self, session: str, name: str | None = None) -> dict[str, Any]:
+        reply = self.command("join", name=name, session=session)
         return reply["result"]  # type: ignore[no-any-return]
 
     def _read_loop(self) -> None:

@@ -13,7 +13,13 @@ deal is pinned), `ShopperUser` (clicks, carts, checkouts, buy_now). Shapes (LC_S
 Fan-out latency is a custom metric: request_type "WS", name "<event> fan-out" (e.g.
 "pinned fan-out"), response time = local receive time - the event's server `ts`. `seq`
 gaps are failures ("seq order"). Business outcomes of a flash sale (`sold_out`,
-`out_of_stock`, `limit_exceeded`, `deal_ended`) count as successes.
+`out_of_stock`, `limit_exceeded`, `deal_ended`) count as successes for buyers.
+
+A run fails (exit code 1) when it did not do what its scenarios are named for: each user
+class names the request that proves it (`proves`: "join" for viewers, "pin", "pin deal",
+"buy_now deal", "cart_add"), and at the end every class in the run must have at least
+one success of it. A creator that cannot make its session live (e.g. the show has ended:
+`livecart demo reset`) is a failure that stops the run, not a warning.
 
 Environment: LC_SESSION (default the demo session `sess_demo_live`, needs `serve
 --demo`), LC_CREATOR (its creator, default `creator_demo`), LC_PIN_EVERY_S (2),
@@ -23,19 +29,22 @@ or are signed locally when LIVECART_SECRET is set.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
+import logging
 import os
 import random
 import time
+import urllib.error
 import urllib.request
 import uuid
 from typing import Any
 
 import gevent
 import orjson
+from gevent import GreenletExit
 from locust import User, between, constant, events, task
 from locust.env import Environment
+from locust.runners import LocalRunner, WorkerRunner
 
 from loadtest import shapes
 from loadtest.lcws import EXPECTED_CODES, LiveConnection
@@ -46,6 +55,7 @@ PIN_EVERY_S = float(os.environ.get("LC_PIN_EVERY_S", 2))
 DEAL_EVERY_S = float(os.environ.get("LC_DEAL_EVERY_S", 10))
 DEAL_STOCK = int(os.environ.get("LC_DEAL_STOCK", 100))
 _ids = itertools.count(1)
+logger = logging.getLogger("livecart.locust")
 _RUN = uuid.uuid4().hex[:8]
 
 
@@ -74,6 +84,8 @@ class LivecartUser(User):
 
     abstract = True
     role: str | None = None  # None: anonymous viewer
+    join_name = "join"
+    proves = ""  # the request name that must succeed at least once in a run (see above)
 
     def __init__(self, environment: Environment) -> None:
         super().__init__(environment)
@@ -90,23 +102,39 @@ class LivecartUser(User):
         kw.setdefault("context", {})
         self.environment.events.request.fire(**kw)
 
+    def fail(self, name: str, message: str) -> None:
+        """Report a failure that stops this user (and a local run: nothing it was
+        supposed to exercise can happen after it)."""
+        logger.error("%s: %s", name, message)
+        self.fire(request_type="LC", name=name, response_time=0, response_length=0,
+                  exception=RuntimeError(message))
+        runner = self.environment.runner
+        if isinstance(runner, LocalRunner):
+            # stop at once: there is nothing left to wait for (and Locust's graceful stop
+            # during a spawn stops some users twice)
+            self.environment.stop_timeout = 0
+            runner.quit()
+        raise GreenletExit()  # ends this user quietly (StopUser from on_start logs a traceback)
+
     def on_event(self, ev: dict[str, Any]) -> None:
         pass
 
-    def on_start(self) -> None:
-        token = mint_token(self.host or "", self.sub, self.role) if self.role else None
+    def connect(self, token: str | None) -> None:
         self.conn = LiveConnection(self.ws_url(token), self.fire, self.on_event)
         self.conn.connect()
-        self.snapshot = self.conn.join(SESSION)
+        self.snapshot = self.conn.join(SESSION, name=self.join_name)
+
+    def on_start(self) -> None:
+        self.connect(mint_token(self.host or "", self.sub, self.role) if self.role else None)
 
     def on_stop(self) -> None:
         if self.conn is not None:
             self.conn.close()
 
-    def command(self, op: str, **args: Any) -> Any:
+    def command(self, op: str, expected: frozenset[str] = EXPECTED_CODES, **args: Any) -> Any:
         assert self.conn is not None
         try:
-            return self.conn.command(op, expected=EXPECTED_CODES, **args)
+            return self.conn.command(op, expected=expected, **args)
         except Exception:
             return None  # already reported to Locust as a failure
 
@@ -119,6 +147,7 @@ class ViewerUser(LivecartUser):
 
     weight = 10
     wait_time = between(2, 5)
+    proves = "join"
 
     @task(1)
     def like(self) -> None:
@@ -129,69 +158,113 @@ class ViewerUser(LivecartUser):
         pass  # events arrive on the reader greenlet
 
 
-class CreatorUser(LivecartUser):
-    """The session's creator: pins showcase products, one every LC_PIN_EVERY_S."""
+class _Creator(LivecartUser):
+    """The session's creator (one per run): makes the session live, then joins it."""
 
+    abstract = True
     fixed_count = 1
     role = "creator"
-    wait_time = constant(PIN_EVERY_S)
+    join_name = "join creator"
 
     def on_start(self) -> None:
         self.sub = CREATOR
         host = self.host or ""
         token = mint_token(host, CREATOR, "creator")
-        with contextlib.suppress(Exception):  # already live
-            _http("POST", f"{host}/api/sessions/{SESSION}/start", {}, token)
-        self.conn = LiveConnection(self.ws_url(token), self.fire, self.on_event)
-        self.conn.connect()
-        self.snapshot = self.conn.join(SESSION)
+        self.go_live(host, token)
+        self.connect(token)
+
+    def go_live(self, host: str, token: str) -> None:
+        url = f"{host}/api/sessions/{SESSION}"
+        try:
+            status = _http("GET", url)["status"]
+            if status == "scheduled":
+                try:
+                    _http("POST", f"{url}/start", {}, token)
+                except urllib.error.HTTPError:
+                    status = _http("GET", url)["status"]  # another creator started it?
+                    if status != "live":
+                        raise
+                status = "live"
+        except (OSError, ValueError, KeyError) as exc:
+            self.fail("start session", f"cannot make {SESSION} live: {_why(exc)}")
+        if status != "live":
+            self.fail("start session",
+                      f"{SESSION} is {status}: nothing can be pinned in it. Reset the demo "
+                      "(`livecart demo reset` with the server stopped) or point LC_SESSION "
+                      "at a live or scheduled session")
+
+
+class CreatorUser(_Creator):
+    """Pins showcase products, one every LC_PIN_EVERY_S."""
+
+    wait_time = constant(PIN_EVERY_S)
+    proves = "pin"
 
     @task
     def pin(self) -> None:
         products = self.showcase()
-        if products:
-            self.command("pin", product=random.choice(products)["id"])
+        if not products:
+            self.fail("pin", f"{SESSION} has no showcase products to pin")
+        self.command("pin", expected=frozenset(), product=random.choice(products)["id"])
 
 
-class DealCreatorUser(CreatorUser):
-    """Pins a flash deal every LC_DEAL_EVERY_S: DEAL_STOCK units at 10% off, 1 per buyer."""
+class DealCreatorUser(_Creator):
+    """Pins a flash deal every LC_DEAL_EVERY_S: DEAL_STOCK units at 10% off, 1 per buyer.
+    Only deals: it does not inherit the plain pin."""
 
     wait_time = constant(DEAL_EVERY_S)
+    proves = "pin deal"
 
     @task
-    def pin(self) -> None:
+    def pin_deal(self) -> None:
         products = [p for p in self.showcase() if int(p.get("stock", 0)) >= DEAL_STOCK]
         if not products:
-            return
+            self.fail("pin deal", f"no showcase product of {SESSION} has the {DEAL_STOCK} "
+                                  "units in stock a deal needs (LC_DEAL_STOCK)")
         p = random.choice(products)
         deal = {"price": max(1, int(p["price"]) * 9 // 10), "stock": DEAL_STOCK,
                 "per_buyer_limit": 1, "ends_at": int(time.time() * 1000 + DEAL_EVERY_S * 800)}
-        self.command("pin", product=p["id"], deal=deal, name="pin deal")
+        reply = self.command("pin", expected=frozenset(), name="pin deal", product=p["id"],
+                             deal=deal)
+        if reply is not None:  # keep the showcase's stock current for the next choice
+            for item in self.snapshot.get("showcase") or []:
+                if item["id"] == p["id"]:
+                    item["stock"] = int(item["stock"]) - DEAL_STOCK
 
 
 class StormBuyerUser(LivecartUser):
-    """Hits `buy_now` the moment a deal is pinned (once per deal)."""
+    """Hits `buy_now` the moment a deal is pinned (once per deal), or at once when it joins
+    while a deal is open."""
 
     weight = 10
     role = "viewer"
+    join_name = "join buyer"
     wait_time = between(5, 10)
+    proves = "buy_now deal"
 
     def __init__(self, environment: Environment) -> None:
         super().__init__(environment)
         self.bought: set[Any] = set()
 
+    def on_start(self) -> None:
+        super().on_start()
+        pinned = self.snapshot.get("pinned")
+        if pinned:
+            self.buy(pinned)
+
     def on_event(self, ev: dict[str, Any]) -> None:
-        if ev.get("t") != "pinned":
-            return
-        d = ev.get("d") or {}
-        deal = d.get("deal")
+        if ev.get("t") == "pinned":
+            self.buy(ev.get("d") or {})
+
+    def buy(self, pin: dict[str, Any]) -> None:
+        deal = pin.get("deal")
         if not deal or deal.get("status", "open") != "open":
             return
-        key = (d.get("product") or {}).get("id"), d.get("pinned_at")
+        key = (pin.get("product") or {}).get("id"), pin.get("pinned_at")
         if key in self.bought:
             return
         self.bought.add(key)
-        gevent.spawn(self.command, "buy_now", product=key[0], qty=1,
+        gevent.spawn(self.command, "buy_now", name="buy_now deal", product=key[0], qty=1,
                      idempotency_key=f"{self.sub}-{key[1]}", price=deal.get("price"))
 
     @task
@@ -204,7 +277,9 @@ class ShopperUser(LivecartUser):
 
     weight = 2
     role = "viewer"
+    join_name = "join shopper"
     wait_time = between(1, 3)
+    proves = "cart_add"
 
     def __init__(self, environment: Environment) -> None:
         super().__init__(environment)
@@ -250,6 +325,30 @@ class ShopperUser(LivecartUser):
                          idempotency_key=f"{self.sub}-{uuid.uuid4().hex[:10]}")
 
 
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, urllib.error.HTTPError):
+        try:
+            return f"HTTP {exc.code}: {orjson.loads(exc.read())['error']['message']}"
+        except (ValueError, KeyError, TypeError):
+            return f"HTTP {exc.code}"
+    return str(exc)
+
+
+def unproven(environment: Environment, stats: Any = None) -> list[str]:
+    """The scenarios of this run that never did what they are named for."""
+    shape = environment.shape_class
+    classes = [shapes.USERS[n] for n in shape.classes] if shape is not None \
+        else list(environment.user_classes)
+    stats = stats if stats is not None else environment.stats
+    missing = []
+    for cls in classes:
+        entry = stats.entries.get((cls.proves, "WS"))
+        done = 0 if entry is None else entry.num_requests - entry.num_failures
+        if done <= 0:
+            missing.append(f"{cls.__name__} never succeeded at {cls.proves!r}")
+    return missing
+
+
 shapes.USERS.update({c.__name__: c for c in (ViewerUser, CreatorUser, DealCreatorUser,
                                              StormBuyerUser, ShopperUser)})
 _shape = os.environ.get("LC_SHAPE")
@@ -262,3 +361,14 @@ if _shape:
 @events.init_command_line_parser.add_listener
 def _doc(parser: Any) -> None:
     parser.epilog = __doc__
+
+
+@events.quitting.add_listener
+def _check_the_run_did_its_job(environment: Environment, **_: Any) -> None:
+    if isinstance(environment.runner, WorkerRunner):
+        return  # the master (or the local runner) judges the whole run's stats
+    missing = unproven(environment)
+    for line in missing:
+        logger.error("this run did not do its job: %s", line)
+    if missing:
+        environment.process_exit_code = 1

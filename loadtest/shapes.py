@@ -5,6 +5,8 @@
   hits `buy_now` the moment a deal is pinned), then stop.
 - `shopping`: a steady mix of viewers and shoppers (clicks, carts, checkouts) at LC_USERS.
 Numbers come from the environment so the same file serves the UI and headless runs.
+Each shape's `classes` are the scenarios it runs; the locustfile fails a run in which one
+of them never did its job.
 """
 
 from __future__ import annotations
@@ -25,13 +27,14 @@ class ViewerSpike(LoadTestShape):
     """Ramp to N viewers in S seconds, hold, drop."""
 
     use_common_options = True
+    classes = ("CreatorUser", "ViewerUser")
 
     def tick(self) -> tuple[int, float] | tuple[int, float, list[type]] | None:
         users, ramp = int(_env("LC_USERS", 1000)), _env("LC_RAMP_S", 10)
         hold, down = _env("LC_HOLD_S", 30), _env("LC_DOWN_S", 5)
         t = self.get_run_time()
         rate = max(users / max(ramp, 0.1), 1.0)
-        classes = [USERS["CreatorUser"], USERS["ViewerUser"]]
+        classes = [USERS[n] for n in self.classes]
         if t < ramp + hold:
             return users + 1, rate, classes  # +1: the creator (fixed_count)
         if t < ramp + hold + down:
@@ -43,14 +46,14 @@ class FlashSaleStorm(LoadTestShape):
     """Everyone is in the room, the creator pins a deal, everyone buys at once."""
 
     use_common_options = True
+    classes = ("DealCreatorUser", "StormBuyerUser")
 
     def tick(self) -> tuple[int, float] | tuple[int, float, list[type]] | None:
         users, ramp = int(_env("LC_USERS", 500)), _env("LC_RAMP_S", 10)
         hold = _env("LC_HOLD_S", 30)
         t = self.get_run_time()
         if t < ramp + hold:
-            return users + 1, max(users / max(ramp, 0.1), 1.0), [USERS["DealCreatorUser"],
-                                                                 USERS["StormBuyerUser"]]
+            return users + 1, max(users / max(ramp, 0.1), 1.0), [USERS[n] for n in self.classes]
         return None
 
 
@@ -58,14 +61,14 @@ class SteadyShopping(LoadTestShape):
     """A constant crowd: 80% watching, 20% shopping."""
 
     use_common_options = True
+    classes = ("CreatorUser", "ViewerUser", "ShopperUser")
 
     def tick(self) -> tuple[int, float] | tuple[int, float, list[type]] | None:
         users, ramp = int(_env("LC_USERS", 200)), _env("LC_RAMP_S", 10)
         hold = _env("LC_HOLD_S", 60)
         t = self.get_run_time()
         if t < ramp + hold:
-            return users + 1, max(users / max(ramp, 0.1), 1.0), [
-                USERS["CreatorUser"], USERS["ViewerUser"], USERS["ShopperUser"]]
+            return users + 1, max(users / max(ramp, 0.1), 1.0), [USERS[n] for n in self.classes]
         return None
 
 

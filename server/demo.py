@@ -1,7 +1,9 @@
 """Demo mode: a seeded catalogue and session, and the web demo's pages.
 
 Seeding is idempotent and safe for several nodes at once: every object has a fixed id
-and is created only if absent (one Lua script each).
+and is created only if absent (one Lua script each). `reset` (`livecart demo reset`)
+deletes every key under the deployment's prefix and seeds again: the demo show is
+scheduled again, with no orders, carts or ledger entries.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
 
 from server.cart.products import NewProduct
-from server.errors import ApiError
+from server.errors import ApiError, ErrorCode
 from server.node import Node
 from server.rooms.sessions import NewSession
+from server.settings import Settings
 
 log = logging.getLogger("livecart.demo")
 
@@ -67,9 +71,19 @@ async def seed(node: Node) -> None:
             await node.sessions.set_status(video.id, DEMO_CREATOR, "start")
 
 
+def _missing(path: Path) -> Response:
+    from server.http_api import error_response
+
+    return error_response(ApiError(
+        ErrorCode.NOT_FOUND, f"the web demo is not installed here: {path} is missing"))
+
+
 def _page(name: str) -> Route:
     async def page(request: Request) -> Response:
-        return FileResponse(WEB_DEMO / name, media_type="text/html")
+        path = WEB_DEMO / name
+        if not path.is_file():
+            return _missing(path)
+        return FileResponse(path, media_type="text/html")
 
     return Route("/" if name == "index.html" else f"/demo/{name.removesuffix('.html')}",
                  page, methods=["GET"], name=f"demo-{name}")
@@ -80,6 +94,49 @@ def demo_routes() -> list[Route | Mount]:
         _page("index.html"),
         _page("creator.html"),
         _page("watch.html"),
-        Mount("/static", app=StaticFiles(directory=WEB_DEMO / "static", check_dir=False),
-              name="static"),
+        Mount("/static", app=_Static(WEB_DEMO / "static"), name="static"),
     ]
+
+
+class _Static:
+    """The web demo's static files; a missing directory answers 404 naming it (Starlette's
+    StaticFiles raises at request time, which would surface as a 500)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.files = StaticFiles(directory=directory, check_dir=False)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not self.directory.is_dir():
+            await _missing(self.directory)(scope, receive, send)
+            return
+        await self.files(scope, receive, send)
+
+
+async def reset(settings: Settings, store_url: str, *, force: bool = False) -> list[str]:
+    """Delete every key under the prefix and seed the demo again; returns the sessions that
+    were deleted. Refuses (ValueError) when the store holds sessions that are not the
+    demo's, unless `force`. Stop the nodes first: a node's rooms keep the old `seq`."""
+    node = Node(settings, store_url)
+    try:
+        ids = await node.sessions.recent_ids(limit=1000)
+        foreign = sorted(set(ids) - {DEMO_LIVE_SESSION, DEMO_VIDEO_SESSION})
+        if foreign and not force:
+            raise ValueError(
+                f"the store under prefix {settings.key_prefix!r} holds sessions that are not "
+                f"the demo's ({', '.join(foreign[:5])}{' …' if len(foreign) > 5 else ''}); "
+                "`livecart demo reset --force` deletes them too")
+        redis = node.store.redis
+        cursor = 0
+        while True:
+            cursor, batch = await redis.scan(cursor, match=f"{settings.key_prefix}:*",
+                                             count=1000)
+            if batch:
+                await redis.unlink(*batch)
+            if cursor == 0:
+                break
+        await node.store.load_all()
+        await seed(node)
+        return ids
+    finally:
+        await node.store.close()

@@ -3,7 +3,9 @@
 It listens on a unix socket only, persists with AOF to the data dir, and dies with its
 parent: on Linux the child asks the kernel for SIGTERM when the parent dies (even by
 SIGKILL); elsewhere a tiny watchdog process does the same by polling the parent pid.
-A lock file keeps two servers from sharing one data dir.
+A lock file keeps two servers from sharing one data dir; while it runs, `valkey.url` in
+the data dir names its socket, so other commands (`livecart orders tail`, `redis-cli -s`)
+can find it (`running_url`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from pathlib import Path
 from typing import IO
 
 PR_SET_PDEATHSIG = 1
+URL_FILE = "valkey.url"
+LOCK_FILE = "livecart.lock"
 
 
 class EmbeddedError(RuntimeError):
@@ -101,8 +105,11 @@ class EmbeddedValkey:
             self.watchdog = subprocess.Popen(
                 [sys.executable, "-m", "server.watchdog", str(os.getpid()), str(self.process.pid)],
                 stdin=subprocess.DEVNULL,
+                # an installed wheel keeps `server` under site-packages/livecart/
+                env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
             )
         self._wait_ready(timeout_s)
+        (self.data_dir / URL_FILE).write_text(self.url + "\n")
 
     def _wait_ready(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -124,7 +131,7 @@ class EmbeddedValkey:
         raise EmbeddedError(f"valkey did not become ready in {timeout_s}s")
 
     def _take_lock(self) -> None:
-        self._lock = open(self.data_dir / "livecart.lock", "w")  # noqa: SIM115 - held for life
+        self._lock = open(self.data_dir / LOCK_FILE, "w")  # noqa: SIM115 - held for life
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -150,9 +157,26 @@ class EmbeddedValkey:
             self.watchdog.wait()
             self.watchdog = None
         if self._lock is not None:
+            with contextlib.suppress(FileNotFoundError):
+                (self.data_dir / URL_FILE).unlink()
             self._lock.close()
             self._lock = None
         if self._sock_dir:
             shutil.rmtree(self._sock_dir, ignore_errors=True)
         if self.ephemeral:
             shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+def running_url(data_dir: Path) -> str | None:
+    """The `unix://` URL of the embedded Valkey that a livecart process runs on `data_dir`
+    right now, or None when no process holds that data dir."""
+    lock_path, url_path = data_dir / LOCK_FILE, data_dir / URL_FILE
+    if not lock_path.exists() or not url_path.exists():
+        return None
+    with open(lock_path) as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # held: a server runs there
+            return url_path.read_text().strip() or None
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    return None

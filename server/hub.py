@@ -164,6 +164,7 @@ class Hub:
         self.delivered = 0
         self.observe_fanout: Callable[[float], None] = lambda seconds: None
         self.evictions = 0
+        self.sold_out = 0  # `sold_out` events received (for /metrics)
         # told (session, event) for every event of a room served here whose type is in
         # FACT_EVENTS (the node's copy of session status and sold-out products)
         self.on_fact: Callable[[str, Any], None] = lambda sid, event: None
@@ -255,6 +256,8 @@ class Hub:
         obj = orjson.loads(data)
         if obj["t"] in FACT_EVENTS:
             self.on_fact(sid, obj)
+        if obj["t"] == "sold_out":
+            self.sold_out += 1
         seq = int(obj["seq"])
         entry: HeldEvent = (seq, bytes(data), obj)
         if room.repairing:

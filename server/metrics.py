@@ -1,15 +1,23 @@
 """Prometheus metrics for one node (its own registry, so several nodes fit in one process).
 
 Hot-path counters are plain integers on the hub and store, read at scrape time; only
-command latency and fan-out time are histograms.
+command latency and fan-out time are histograms. Business counters (orders, units, GMV in
+minor units, by currency) count the new orders this node placed (`buy_now`, `checkout`);
+`process_*` are prometheus-client's process metrics (CPU, RSS, open fds).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -44,6 +52,9 @@ class NodeCollector(Collector):
                                   value=node.store.errors)
         yield CounterMetricFamily("livecart_store_reconnects", "pub/sub reconnections",
                                   value=node.broker.reconnects)
+        yield CounterMetricFamily("livecart_sold_out_events",
+                                  "sold_out room events received by this node's rooms",
+                                  value=hub.sold_out)
 
 
 class Metrics:
@@ -61,8 +72,24 @@ class Metrics:
             buckets=(0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
         )
 
+        self.orders = Counter("livecart_orders", "new orders placed by this node",
+                              ["currency"], registry=self.registry)
+        self.units = Counter("livecart_units", "units in the new orders placed by this node",
+                             ["currency"], registry=self.registry)
+        self.gmv = Counter("livecart_gmv_minor", "order totals placed by this node, in minor "
+                           "units of the currency (cents for USD)", ["currency"],
+                           registry=self.registry)
+        ProcessCollector(registry=self.registry)
+
     def attach(self, node: Node) -> None:
         self.registry.register(NodeCollector(node))
+
+    def order_placed(self, order: Mapping[str, Any]) -> None:
+        """A new order (not an idempotent retry) this node placed."""
+        currency = str(order["currency"])
+        self.orders.labels(currency).inc()
+        self.units.labels(currency).inc(sum(int(line["qty"]) for line in order["lines"]))
+        self.gmv.labels(currency).inc(int(order["total"]))
 
     def observe_command(self, op: str, seconds: float, error: str | None) -> None:
         self.command_seconds.labels(op, error or "ok").observe(seconds)

@@ -59,7 +59,7 @@ class Node:
         self.orders = Orders(self.store, self.keys, self.saga, settings)
         self.social = SocialProof(self.sessions, self.products)
         self.ledger = Ledger(self.store, self.keys, self.saga, settings)
-        self.products.on_deal_closed = self.sessions.announce_closed
+        self.products.on_deal_closed = self._deal_closed_by_price
         self.saga.on_deal_closed = self._deal_closed_lazily
         self.saga.on_cart_left = self._cart_left
         self.saga.on_released = self.social.stock_changed
@@ -195,8 +195,14 @@ class Node:
         doc = {"t": event, "ts": int(time.time() * 1000), "d": data}
         await self.store.call("SPUBLISH", self.keys.user_channel(uid), JSON.encode(doc))
 
+    async def _deal_closed_by_price(self, sid: str, deal: bytes) -> None:
+        """A list price cut to or below a deal's price closed it: announce it."""
+        self.sessions.closed_deal_log(sid, deal, "the list price dropped to its price")
+        await self.sessions.announce_closed(sid, deal)
+
     def _deal_closed_lazily(self, sid: str, deal: bytes) -> None:
         """A purchase closed a deal at its ends_at (in the product's slot): announce it."""
+        self.sessions.closed_deal_log(sid, deal, "its time is up")
         self._spawn(self.sessions.announce_closed(sid, deal))
 
     async def _placed(self, client: Client, placed: Placed) -> None:
@@ -205,6 +211,11 @@ class Node:
         if not placed.new:
             return
         order = placed.order
+        self.metrics.order_placed(order)
+        log.info("order %s placed: %s %s, %d line(s)", order["id"], order["total"],
+                 order["currency"], len(order["lines"]),
+                 extra={"order": order["id"], "user": order["buyer"], "session": client.session,
+                        "total": order["total"], "currency": order["currency"]})
         for line in order["lines"]:
             self.social.stock_changed(str(line["product"]))
         if client.session is not None:
@@ -328,6 +339,14 @@ class Node:
             except Exception:
                 log.exception("counters tick failed")
 
+    def _audience(self, sid: str, joined: int) -> int:
+        """Viewers of a room here: its joined connections, less the session creator's own
+        (a creator watching the console is not an audience)."""
+        known = self.rooms.facts.get(sid)
+        mine = self.users.get(known.session.creator, {}) if known else {}
+        own = sum(1 for c in mine.values() if c.session == sid)
+        return max(0, joined - own)
+
     async def tick(self) -> None:
         await self._close_due_deals()
         await self.saga.sweep()
@@ -338,7 +357,8 @@ class Node:
         for room in rooms:
             room.likes = 0
         try:
-            reports = await self.counters.tick([(r.sid, r.size, likes[r.sid]) for r in rooms])
+            reports = await self.counters.tick(
+                [(r.sid, self._audience(r.sid, r.size), likes[r.sid]) for r in rooms])
         except ApiError:
             for room in rooms:  # keep the likes for the next tick
                 room.likes += likes[room.sid]

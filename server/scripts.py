@@ -132,7 +132,8 @@ class Scripts:
 
     async def close_deal(self, pid: str, sid: str, deal_id: str = "",
                          only_due: bool = False) -> tuple[str, bytes]:
-        """('closed', deal JSON) | ('open', b'') not due yet | ('unknown', b'')."""
+        """('closed', deal JSON) closed now | ('was_closed', deal JSON) | ('open', b'') not
+        due yet | ('unknown', b'')."""
         state, deal = await self.store.run(
             "deal_close.lua", [self.keys.product(pid), self.keys.deals(pid)],
             [sid, deal_id, "1" if only_due else "0"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -88,61 +88,127 @@ def flag(raw: str) -> bool:
     raise ValueError(raw)
 
 
-_ENV: dict[str, tuple[str, Any]] = {
-    "LIVECART_REDIS_URL": ("redis_url", str),
-    "LIVECART_REDIS_CLUSTER": ("redis_cluster", flag),
-    "LIVECART_DATA_DIR": ("data_dir", Path),
-    "LIVECART_FSYNC": ("fsync", str),
-    "LIVECART_SECRET": ("secret", str),
-    "LIVECART_CURRENCY": ("currency", str),
-    "LIVECART_KEY_PREFIX": ("key_prefix", str),
-    "LIVECART_NODE_ID": ("node_id", str),
-    "LIVECART_MAX_FRAME_BYTES": ("max_frame_bytes", int),
-    "LIVECART_RATE_PER_S": ("rate_per_s", float),
-    "LIVECART_RATE_BURST": ("rate_burst", int),
-    "LIVECART_ABUSE_ERRORS": ("abuse_errors", int),
-    "LIVECART_ABUSE_WINDOW_S": ("abuse_window_s", float),
-    "LIVECART_SEND_BUFFER_BYTES": ("send_buffer_bytes", int),
-    "LIVECART_HISTORY_MAX_EVENTS": ("history_max_events", int),
-    "LIVECART_HISTORY_MAX_AGE_S": ("history_max_age_s", int),
-    "LIVECART_COUNTERS_INTERVAL_S": ("counters_interval_s", float),
-    "LIVECART_SOCIAL_INTERVAL_S": ("social_interval_s", float),
-    "LIVECART_COALESCE_MS": ("coalesce_ms", float),
-    "LIVECART_PRESENCE_TTL_S": ("presence_ttl_s", float),
-    "LIVECART_STORE_TIMEOUT_S": ("store_timeout_s", float),
-    "LIVECART_PUBSUB_PROBE_INTERVAL_S": ("pubsub_probe_interval_s", float),
-    "LIVECART_PUBSUB_PROBE_TIMEOUT_S": ("pubsub_probe_timeout_s", float),
-    "LIVECART_DRAIN_TIMEOUT_S": ("drain_timeout_s", float),
-    "LIVECART_HANDSHAKE_TIMEOUT_S": ("handshake_timeout_s", float),
-    "LIVECART_IDLE_TIMEOUT_S": ("idle_timeout_s", float),
-    "LIVECART_PING_INTERVAL_S": ("ping_interval_s", float),
-    "LIVECART_MAX_CONNECTIONS_PER_IP": ("max_connections_per_ip", int),
-    "LIVECART_TOKEN_TTL_S": ("token_ttl_s", int),
-    "LIVECART_ATTRIBUTION_WINDOW_S": ("attribution_window_s", int),
-    "LIVECART_SAGA_TAKEOVER_MS": ("saga_takeover_ms", int),
-    "LIVECART_SAGA_REDO_MS": ("saga_redo_ms", int),
-    "LIVECART_LOG_LEVEL": ("log_level", str),
-    "LIVECART_LOG_FORMAT": ("log_format", str),
-}
+@dataclass(frozen=True, slots=True)
+class EnvVar:
+    """One `LIVECART_*` variable: the Settings field it sets, its type and what it means.
+    `default` overrides the field's own default in documentation (for computed ones)."""
+
+    name: str
+    field: str
+    kind: Callable[[str], Any]
+    help: str
+    default: str | None = None
+
+    def default_text(self) -> str:
+        if self.default is not None:
+            return self.default
+        value = getattr(Settings(), self.field)
+        return "none" if value in (None, ()) else str(value)
+
+
+ENV: tuple[EnvVar, ...] = (
+    EnvVar("LIVECART_REDIS_URL", "redis_url", str,
+           "`redis://host:port/0` or `unix:///path.sock` of a shared Valkey/Redis",
+           "embedded"),
+    EnvVar("LIVECART_SECRET", "secret", str,
+           "HS256 secret for tokens (≥ 32 characters, the same on every node)"),
+    EnvVar("LIVECART_ALLOWED_ORIGINS", "allowed_origins", str,
+           "comma-separated Origins allowed to open WebSockets (`*` allowed)", "any"),
+    EnvVar("LIVECART_DATA_DIR", "data_dir", Path, "embedded Valkey: its data directory"),
+    EnvVar("LIVECART_FSYNC", "fsync", str,
+           "embedded Valkey: AOF fsync policy (`everysec`, `always` for zero loss, `no`)"),
+    EnvVar("LIVECART_CURRENCY", "currency", str, "the deployment's currency (ISO code)"),
+    EnvVar("LIVECART_KEY_PREFIX", "key_prefix", str, "prefix of every Valkey key"),
+    EnvVar("LIVECART_NODE_ID", "node_id", str,
+           "the node's id (in /healthz, logs, presence); stable across restarts so a "
+           "restarted node replaces its own presence report",
+           "<host>:<port> (<host>-<pid> on port 0)"),
+    EnvVar("LIVECART_MAX_FRAME_BYTES", "max_frame_bytes", int,
+           "larger WebSocket frames close with 1009"),
+    EnvVar("LIVECART_RATE_PER_S", "rate_per_s", float, "per-connection command rate"),
+    EnvVar("LIVECART_RATE_BURST", "rate_burst", int, "per-connection command burst"),
+    EnvVar("LIVECART_ABUSE_ERRORS", "abuse_errors", int,
+           "error replies within the abuse window before close 4029"),
+    EnvVar("LIVECART_ABUSE_WINDOW_S", "abuse_window_s", float, "the abuse window"),
+    EnvVar("LIVECART_SEND_BUFFER_BYTES", "send_buffer_bytes", int,
+           "per-viewer socket buffer before close 4008"),
+    EnvVar("LIVECART_HISTORY_MAX_EVENTS", "history_max_events", int,
+           "recovery window: room events kept per session"),
+    EnvVar("LIVECART_HISTORY_MAX_AGE_S", "history_max_age_s", int,
+           "recovery window: oldest room event kept"),
+    EnvVar("LIVECART_COUNTERS_INTERVAL_S", "counters_interval_s", float,
+           "counters / presence / stats tick"),
+    EnvVar("LIVECART_SOCIAL_INTERVAL_S", "social_interval_s", float,
+           "social-proof aggregation interval"),
+    EnvVar("LIVECART_COALESCE_MS", "coalesce_ms", float,
+           "events within this of a room's last fan-out go out together as one array frame"),
+    EnvVar("LIVECART_PRESENCE_TTL_S", "presence_ttl_s", float,
+           "a dead node's viewers expire after this (+ one tick: within 10 s)"),
+    EnvVar("LIVECART_STORE_TIMEOUT_S", "store_timeout_s", float,
+           "store calls fail with `unavailable` after this"),
+    EnvVar("LIVECART_DRAIN_TIMEOUT_S", "drain_timeout_s", float,
+           "SIGTERM: close viewers with 1001, exit within this"),
+    EnvVar("LIVECART_TOKEN_TTL_S", "token_ttl_s", int, "lifetime of demo tokens"),
+    EnvVar("LIVECART_ATTRIBUTION_WINDOW_S", "attribution_window_s", int,
+           "last-touch attribution window (inclusive)"),
+    EnvVar("LIVECART_LOG_FORMAT", "log_format", str, "`json` (one object per line) or `text`"),
+    EnvVar("LIVECART_LOG_LEVEL", "log_level", str, "debug, info, warning or error"),
+    EnvVar("LIVECART_REDIS_CLUSTER", "redis_cluster", flag,
+           "`1`: the store is a Valkey/Redis Cluster (any node's URL); `0`: one server",
+           "ask the server (INFO cluster)"),
+    EnvVar("LIVECART_PUBSUB_PROBE_INTERVAL_S", "pubsub_probe_interval_s", float,
+           "a subscriber connection quiet this long is probed (own channel, own shard)"),
+    EnvVar("LIVECART_PUBSUB_PROBE_TIMEOUT_S", "pubsub_probe_timeout_s", float,
+           "a probe not back within this rebuilds the subscriber connection"),
+    EnvVar("LIVECART_SAGA_TAKEOVER_MS", "saga_takeover_ms", int,
+           "a purchase attempt still pending after this is undone by any node's sweep"),
+    EnvVar("LIVECART_SAGA_REDO_MS", "saga_redo_ms", int,
+           "a committed order whose effects are not confirmed by then has them reapplied"),
+    EnvVar("LIVECART_HANDSHAKE_TIMEOUT_S", "handshake_timeout_s", float,
+           "a connection without a complete request head by then gets 408"),
+    EnvVar("LIVECART_IDLE_TIMEOUT_S", "idle_timeout_s", float,
+           "an open WebSocket that neither joins nor sends anything is closed with 4002"),
+    EnvVar("LIVECART_PING_INTERVAL_S", "ping_interval_s", float,
+           "keepalive ping interval; no answer by the next round drops the connection"),
+    EnvVar("LIVECART_MAX_CONNECTIONS_PER_IP", "max_connections_per_ip", int,
+           "handshaking + open WebSockets per client address (0 = no cap)"),
+    EnvVar("LIVECART_MAX_REQUEST_LINE_BYTES", "max_request_line_bytes", int,
+           "a longer HTTP request line gets 414"),
+    EnvVar("LIVECART_MAX_REQUEST_HEAD_BYTES", "max_request_head_bytes", int,
+           "a larger request head gets 431"),
+)
+
+
+def env_table(markdown: bool = False) -> str:
+    """Every variable with its default and meaning (`livecart env`, the README's table)."""
+    if markdown:
+        rows = ["| variable | default | meaning |", "|---|---|---|"]
+        rows += [f"| `{v.name}` | {v.default_text()} | {v.help} |" for v in ENV]
+        return "\n".join(rows)
+    width = max(len(v.name) for v in ENV)
+    return "\n".join(f"{v.name:<{width}}  {v.help} (default: {v.default_text()})"
+                     for v in ENV)
 
 
 def from_env(env: Mapping[str, str] | None = None) -> Settings:
     """Build settings from `LIVECART_*` variables; raise SettingsError naming a bad one."""
     source = os.environ if env is None else env
     values: dict[str, Any] = {}
-    for var, (name, kind) in _ENV.items():
-        raw = source.get(var)
-        if raw is None or raw == "":
+    for var in ENV:
+        raw = source.get(var.name)
+        if raw is None or raw.strip() == "":
+            continue
+        if var.field == "allowed_origins":
+            values[var.field] = tuple(o.strip() for o in raw.split(",") if o.strip())
             continue
         try:
-            values[name] = kind(raw)
+            values[var.field] = var.kind(raw)
         except ValueError as exc:
-            raise SettingsError(f"{var}={raw!r} is not a valid {kind.__name__}") from exc
+            raise SettingsError(
+                f"{var.name}={raw!r} is not a valid {getattr(var.kind, '__name__', 'value')}"
+            ) from exc
     if source.get("LIVECART_REUSE_PORT", "").lower() in ("1", "true", "yes"):
-        values["reuse_port"] = True
-    origins = source.get("LIVECART_ALLOWED_ORIGINS", "")
-    if origins.strip():
-        values["allowed_origins"] = tuple(o.strip() for o in origins.split(",") if o.strip())
+        values["reuse_port"] = True  # set by the workers supervisor for each worker
     settings = Settings(**values)
     validate(settings)
     return settings

@@ -46,15 +46,17 @@ class Proc:
 
 
 def start(data_dir: Path | None, *flags: str, timeout: float = 20) -> Proc:
+    # the ready line is a log record on stderr (JSON by default), like every other line
     proc = subprocess.Popen(serve_cmd(*flags), env=env(data_dir), cwd=ROOT, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert proc.stdout is not None
+    seen: list[str] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
+        seen.append(line)
         if not line:
-            err = proc.stderr.read() if proc.stderr else ""
-            raise AssertionError(f"server exited ({proc.wait()}): {err}")
+            raise AssertionError(f"server exited ({proc.wait()}): {''.join(seen)}")
         m = READY.search(line)
         if m:
             return Proc(proc, m.group(1), m.group(2))
@@ -166,7 +168,7 @@ def test_missing_secret_is_a_startup_error(tmp_path: Path) -> None:
                          capture_output=True, timeout=30)
     assert res.returncode != 0
     assert "LIVECART_SECRET" in res.stderr
-    assert "ready" not in res.stdout
+    assert "ready" not in res.stdout + res.stderr
 
 
 def test_short_secret_is_a_startup_error() -> None:

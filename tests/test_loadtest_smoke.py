@@ -102,3 +102,83 @@ def test_locust_viewer_scenario_headless(demo_server: str, tmp_path: Path) -> No
     assert "pinned fan-out" in rows, stats
     assert int(rows["pinned fan-out"][2]) > 0  # request count
     assert all(int(r[3]) == 0 for r in rows.values()), stats  # failure counts
+
+
+def _locust(host: str, tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    full = {**os.environ, **env}
+    for name in ("LC_SHAPE", "LIVECART_SECRET"):
+        if name not in env:
+            full.pop(name, None)
+    return subprocess.run(
+        [str(BIN / "locust"), "-f", str(ROOT / "loadtest" / "locustfile.py"), "--headless",
+         "--host", host, "--stop-timeout", "3", "--csv", str(tmp_path / "run"),
+         "--only-summary", *args],
+        cwd=ROOT, env=full, capture_output=True, text=True, timeout=90)
+
+
+def _stats(tmp_path: Path) -> dict[str, list[str]]:
+    lines = (tmp_path / "run_stats.csv").read_text().splitlines()[1:]
+    return {line.split(",")[1]: line.split(",") for line in lines}
+
+
+def test_the_storm_shape_pins_deals_and_buys_them(demo_server: str, tmp_path: Path) -> None:
+    out = _locust(demo_server, tmp_path, LC_SHAPE="storm", LC_USERS="20", LC_RAMP_S="1",
+                  LC_HOLD_S="4", LC_DEAL_EVERY_S="2")
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = _stats(tmp_path)
+    assert int(rows["pin deal"][2]) >= 2 and int(rows["pin deal"][3]) == 0
+    assert "pin" not in rows  # the deal creator pins deals only
+    assert int(rows["buy_now deal"][2]) >= 20  # every buyer bought into a deal
+
+
+def test_the_deal_creator_has_no_plain_pin_task() -> None:
+    code = ("import loadtest.locustfile as f; "
+            "print(sorted(t.__name__ for t in f.DealCreatorUser.tasks))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "['pin_deal']"
+
+
+def test_a_run_that_did_not_do_its_job_fails(demo_server: str, tmp_path: Path) -> None:
+    # buyers without a deal creator: no request fails, but no buy_now is ever sent
+    out = _locust(demo_server, tmp_path, "-u", "5", "-r", "5", "-t", "3s", "StormBuyerUser")
+    assert out.returncode == 1, out.stderr[-3000:]
+    assert "StormBuyerUser never succeeded at 'buy_now deal'" in out.stderr
+    # a deal size no product can hold: the deal creator fails and says why
+    out = _locust(demo_server, tmp_path, "-u", "1", "-r", "1", "-t", "3s", "DealCreatorUser",
+                  LC_DEAL_STOCK="100000")
+    assert out.returncode == 1
+    assert "has the 100000 units in stock a deal needs" in out.stderr
+    # viewers of a session that does not exist never join
+    out = _locust(demo_server, tmp_path, "-u", "3", "-r", "3", "-t", "3s", "ViewerUser",
+                  LC_SESSION="sess_nope")
+    assert out.returncode == 1
+    assert "ViewerUser never succeeded at 'join'" in out.stderr
+
+
+def test_an_ended_show_fails_the_run_at_once(demo_server: str, tmp_path: Path) -> None:
+    import httpx2 as httpx
+
+    token = httpx.post(demo_server + "/api/tokens",
+                       json={"sub": "creator_demo", "role": "creator"}).json()["token"]
+    for action in ("start", "end"):
+        r = httpx.post(f"{demo_server}/api/sessions/sess_demo_live/{action}",
+                       headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 200
+    started = time.monotonic()
+    out = _locust(demo_server, tmp_path, LC_SHAPE="storm", LC_USERS="5", LC_RAMP_S="1",
+                  LC_HOLD_S="30")
+    assert out.returncode == 1
+    assert time.monotonic() - started < 25  # it stopped instead of running its 31 s
+    assert "sess_demo_live is ended" in out.stderr and "livecart demo reset" in out.stderr
+    assert "Traceback" not in out.stderr, out.stderr
+
+
+def test_the_spike_recipe_with_two_processes(demo_server: str, tmp_path: Path) -> None:
+    """The README's headless recipe, small: the master judges the workers' stats."""
+    out = _locust(demo_server, tmp_path, "--processes", "2", LC_SHAPE="spike", LC_USERS="40",
+                  LC_RAMP_S="1", LC_HOLD_S="3", LC_DOWN_S="1")
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = _stats(tmp_path)
+    assert int(rows["join"][2]) == 40 and int(rows["join"][3]) == 0
+    assert int(rows["pin"][2]) >= 1

@@ -7,6 +7,7 @@ is gap-free and the same on every node.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from collections.abc import Callable
@@ -22,6 +23,8 @@ from server.facts import Session
 from server.keys import Keys
 from server.scripts import Scripts
 from server.store import Store, as_dict, text
+
+log = logging.getLogger("livecart.sessions")
 
 KINDS = ("live", "video")
 MAX_SHOWCASE = 100
@@ -107,15 +110,23 @@ class Sessions:
             raise forbidden("only the session creator can do this")
         return session
 
-    async def _close_current(self, session: Session) -> bytes:
+    async def _close_current(self, session: Session, why: str) -> bytes:
         """Close the session's open deal in its product's slot; its JSON, or b""."""
         if not session.pin_deal or not session.pin_deal_product:
             return b""
         state, deal = await self.scripts.close_deal(
             session.pin_deal_product, session.id, session.pin_deal)
         if state == "closed":
+            self.closed_deal_log(session.id, deal, why)
             self.on_stock_moved(session.pin_deal_product)
         return deal
+
+    @staticmethod
+    def closed_deal_log(sid: str, deal: bytes, why: str) -> None:
+        """One INFO line per deal, when it closes."""
+        product = orjson.loads(deal)["product"]
+        log.info("deal closed on %s (%s)", product, why,
+                 extra={"session": sid, "product": product})
 
     async def _forget(self, deal: bytes) -> None:
         if deal:
@@ -126,10 +137,12 @@ class Sessions:
     async def set_status(self, sid: str, caller: str, action: str) -> Session:
         closed = b""
         if action == "end":
-            closed = await self._close_current(await self._own(sid, caller))
-        await self.scripts.set_status(sid, action, caller, closed)
+            closed = await self._close_current(await self._own(sid, caller), "the show ended")
+        status, _ = await self.scripts.set_status(sid, action, caller, closed)
         await self._forget(closed)
         self.published += 1
+        log.info("session %s", "went live" if status == "live" else "ended",
+                 extra={"session": sid, "user": caller})
         return await self.get(sid)
 
     async def pin(self, sid: str, caller: str, product_id: str, stream_ts_ms: int | None,
@@ -141,7 +154,7 @@ class Sessions:
             raise not_found("product", product_id)
         if product_id not in session.showcase:
             raise bad_request("product is not in this session's showcase")
-        closed = await self._close_current(session)
+        closed = await self._close_current(session, "a new pin")
         opened = b""
         if deal is not None:
             deal_id = f"deal_{secrets.token_hex(6)}"
@@ -152,8 +165,13 @@ class Sessions:
             except ApiError:
                 await self.store.call("ZREM", self.keys.open_deals(), member)
                 raise
+            if replaced and not closed:
+                self.closed_deal_log(sid, replaced, "a new pin")
             closed = closed or replaced
             self.on_stock_moved(product_id)
+            log.info("deal opened on %s: %d units at %d, %d per buyer", product_id,
+                     deal["stock"], deal["price"], deal["per_buyer_limit"],
+                     extra={"session": sid, "product": product_id, "deal": deal_id})
         product = await self.products.get(product_id)  # after the deal moved its stock
         try:
             pin, seq = await self.scripts.pin(
@@ -172,7 +190,7 @@ class Sessions:
         return pin, seq
 
     async def unpin(self, sid: str, caller: str, stream_ts_ms: int | None) -> int:
-        closed = await self._close_current(await self._own(sid, caller))
+        closed = await self._close_current(await self._own(sid, caller), "unpin")
         seq = await self.scripts.unpin(sid, caller, stream_ts_ms, closed)
         await self._forget(closed)
         self.published += 1 if seq else 0
@@ -191,6 +209,8 @@ class Sessions:
         sid, pid, deal_id = member.split("/", 2)
         state, deal = await self.scripts.close_deal(pid, sid, deal_id, only_due=True)
         if state == "closed":
+            self.closed_deal_log(sid, deal, "its time is up")
+        if state in ("closed", "was_closed"):
             await self.announce_closed(sid, deal)
         elif state == "unknown":  # opened by a node that then failed: nothing to close
             await self.store.call("ZREM", self.keys.open_deals(), member)

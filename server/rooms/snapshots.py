@@ -53,6 +53,7 @@ class Snapshots:
         self._batches: dict[str, _Batch] = {}
         self._showcase: dict[str, list[str]] = {}  # last showcase seen per room
         self._deal_product: dict[str, str] = {}  # last pinned deal's product per room
+        self._creator: dict[str, str] = {}  # each room's creator (not a unique viewer)
         self._last: dict[str, tuple[tuple[Any, ...], Session, dict[str, Any], Encoded]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -74,6 +75,7 @@ class Snapshots:
         """The room is no longer served here."""
         self._showcase.pop(sid, None)
         self._deal_product.pop(sid, None)
+        self._creator.pop(sid, None)
         self._last.pop(sid, None)
 
     def _start(self, sid: str) -> None:
@@ -107,9 +109,11 @@ class Snapshots:
         sinces = sorted(batch.sinces)
         commands += [self.sessions.history_command(sid, s) for s in sinces]
         guess = self._showcase.get(sid)
+        counted = [v for v in batch.viewers if v != self._creator.get(sid)]
         if guess is not None:  # the session existed: count the viewers now
             commands += self.products.read_commands(guess)
-            commands.append(("PFADD", k.uniques(sid), *batch.viewers))
+            commands.append(("PFADD", k.uniques(sid), *counted) if counted
+                            else ("HGET", k.session(sid), "seq"))
         self.reads += 1
         rows = await store.batch(commands)
         state = as_dict(rows[0])
@@ -126,14 +130,16 @@ class Snapshots:
             second: list[tuple[str, ...]] = list(self.products.read_commands(session.showcase))
             if not deal_known:
                 second.append(("HGET", k.deals(session.pin_deal_product), f"s:{sid}"))
-            if guess is None:
-                second.append(("PFADD", k.uniques(sid), *batch.viewers))
+            counted = [v for v in batch.viewers if v != session.creator]
+            if guess is None and counted:  # the creator is not a viewer
+                second.append(("PFADD", k.uniques(sid), *counted))
             self.reads += 1
             replies = await store.batch(second)
             product_rows = replies[:len(session.showcase)]
             if not deal_known:
                 raw_deal = replies[len(session.showcase)]
         self._showcase[sid] = session.showcase
+        self._creator[sid] = session.creator
         if session.pin_deal_product:
             self._deal_product[sid] = session.pin_deal_product
         counters = counters_view(as_dict(rows[2]), as_dict(rows[1]), int(time.time() * 1000))

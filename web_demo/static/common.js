@@ -132,13 +132,17 @@ export async function api(path, { method = "GET", token, body } = {}) {
 
 // --- UI bits ---------------------------------------------------------------------------
 
-/** A short-lived message in the page's toast region (role=status). */
+/** A short-lived message in the page's toast region (role=status), placed just below the
+ * page's header so it never covers the title, badges or controls. */
 export function toast(message, kind = "info", ms = 4000) {
   let region = $("#toasts");
   if (!region) {
     region = h("div", { id: "toasts", class: "toasts", role: "status", "aria-live": "polite" });
     document.body.append(region);
   }
+  const header = $("header");
+  const below = header ? Math.max(0, header.getBoundingClientRect().bottom) : 0;
+  region.style.top = `${Math.round(below + 10)}px`;
   const el = h("div", { class: `toast toast-${kind}` }, message);
   region.append(el);
   setTimeout(() => el.classList.add("leaving"), ms - 300);
@@ -146,11 +150,31 @@ export function toast(message, kind = "info", ms = 4000) {
   return el;
 }
 
-/** Human text for a protocol error (LivecartError or anything thrown). */
+// What a person reads for each error code; the code itself stays out of the text (it is in
+// the reply for programs). `d` are the error's details (limit, available, price, ...).
+const HUMAN = {
+  limit_exceeded: (d) => (typeof d.limit === "number"
+    ? `You’ve reached this deal’s limit of ${d.limit} per buyer.`
+    : "You’ve reached this deal’s limit per buyer."),
+  sold_out: () => "Sold out — every unit is gone.",
+  out_of_stock: (d) => (typeof d.available === "number"
+    ? `Only ${d.available} left in stock.` : "Not enough stock left."),
+  deal_ended: () => "The flash deal has just ended.",
+  not_live: () => "The show isn’t live right now.",
+  rate_limited: () => "Slow down a little and try again.",
+  unavailable: () => "The service is briefly unavailable. Please try again.",
+  disconnected: () => "You’re offline. Reconnecting…",
+  timeout: () => "The server took too long to answer. Please try again.",
+  unauthorized: () => "Your sign-in expired. Reload the page.",
+  forbidden: () => "You’re not allowed to do that here.",
+};
+
+/** Human text for a protocol error (LivecartError or anything thrown): no raw codes. */
 export function errorText(err) {
   if (!err) return "Something went wrong";
-  const code = err.code ? ` (${err.code})` : "";
-  return `${err.message || String(err)}${code}`;
+  const human = err.code && HUMAN[err.code];
+  if (human) return human(err.details || {});
+  return err.message || String(err);
 }
 
 export function idempotencyKey() {

@@ -12,6 +12,7 @@ let token = params.get("token");
 
 const state = {
   status: "loading",
+  kind: "live",
   title: "",
   startedAt: null,
   products: new Map(),
@@ -161,19 +162,27 @@ function drawChart() {
   grad.addColorStop(1, "rgba(255, 77, 125, 0)");
   ctx.fillStyle = grad;
   ctx.fill();
-  // orders as dots where the count went up
+  // orders as dots on the viewers curve where the count went up (inside the plot)
   ctx.fillStyle = "#2bd576";
+  const r = 4 * dpr;
+  const dots = [];
   S.forEach((s, i) => {
     if (i && s.orders > S[i - 1].orders) {
+      const cx = Math.min(W - r, Math.max(r, x(i)));
+      const cy = Math.min(H - pad - r, Math.max(pad + r, y(s.viewers)));
       ctx.beginPath();
-      ctx.arc(x(i), pad + 6 * dpr, 4 * dpr, 0, Math.PI * 2);
+      ctx.arc(cx, cy, r, 0, Math.PI * 2);
       ctx.fill();
+      dots.push({ x: cx / dpr, y: cy / dpr, r: r / dpr });
     }
   });
+  // the label says what the Viewers tile says
+  const label = `${compact(state.numbers.viewers)} viewer${state.numbers.viewers === 1 ? "" : "s"} now`;
   ctx.fillStyle = "rgba(255,255,255,0.5)";
   ctx.font = `${11 * dpr}px system-ui, sans-serif`;
-  ctx.fillText(`${Math.round(maxV / 1.15)} viewers`, pad, pad + 10 * dpr);
+  ctx.fillText(label, pad, pad + 10 * dpr);
   ctx.fillText("−2 min", pad, H - pad - 4 * dpr);
+  state.chart = { label, dots, width: W / dpr, height: H / dpr }; // browser tests read it
 }
 
 // --- showcase, pins, deals -------------------------------------------------------------------
@@ -183,8 +192,16 @@ function openDeal(pid) {
   return d && d.status !== "closed" && (!d.ends_at || d.ends_at > client.serverNow()) ? d : null;
 }
 
+/** Pins and deals need a live show; a shoppable video's products follow its timeline. */
+function canPin() {
+  return state.status === "live" && state.kind !== "video";
+}
+
 function renderProducts() {
   const pinnedId = state.pinned?.product?.id;
+  const live = canPin();
+  const why = state.kind === "video" ? "A shoppable video shows its products on its timeline"
+    : "Go live to pin products";
   $("#products").replaceChildren(...state.showcase.map((pid) => {
     const p = state.products.get(pid);
     const isPinned = pid === pinnedId;
@@ -198,10 +215,12 @@ function renderProducts() {
         h("button", {
           class: "btn btn-small pin-btn", type: "button", "aria-pressed": isPinned ? "true" : "false",
           "aria-label": `${isPinned ? "Unpin" : "Pin"} ${p.title}`, dataset: { action: "pin" },
+          disabled: !live, title: live ? null : why,
           onclick: () => togglePin(pid),
         }, isPinned ? "Pinned ✓" : "Pin"),
-        h("button", {
+        state.kind === "video" ? null : h("button", {
           class: "btn btn-small btn-ghost", type: "button", "aria-label": `Flash deal for ${p.title}`,
+          disabled: !live, title: live ? null : why, dataset: { action: "deal" },
           onclick: () => prepareDeal(pid),
         }, "⚡"),
       ),
@@ -211,6 +230,9 @@ function renderProducts() {
   const current = sel.value;
   sel.replaceChildren(...state.showcase.map((pid) => h("option", { value: pid }, state.products.get(pid).title)));
   if (current && state.products.has(current)) sel.value = current;
+  for (const el of $("#deal-form").elements) el.disabled = !live;
+  $("#deal-locked").hidden = live;
+  $("#showcase-note").textContent = live ? "one click to pin" : why;
   updateDealHint();
 }
 
@@ -324,7 +346,7 @@ async function submitDeal(e) {
     err.textContent = `The server refused the deal: ${errorText(e2)}`;
     err.hidden = false;
   } finally {
-    btn.disabled = false;
+    btn.disabled = !canPin();
   }
 }
 
@@ -363,10 +385,19 @@ function setStatus(status) {
     b.dataset.status = status;
     b.textContent = { live: "LIVE", scheduled: "NOT LIVE", ended: "ENDED" }[status] || status.toUpperCase();
   }
+  if (state.kind === "video") {
+    for (const sel of ["#status-badge", "#preview-badge"]) {
+      $(sel).dataset.status = "vod";
+      $(sel).textContent = status === "live" ? "VIDEO" : status === "ended" ? "ENDED" : "NOT PUBLISHED";
+    }
+  }
   $("#start-btn").disabled = status !== "scheduled";
   $("#start-btn").hidden = status !== "scheduled" && status !== "loading";
+  $("#start-btn").textContent = state.kind === "video" ? "Publish video" : "● Go live";
   $("#end-btn").disabled = status !== "live";
+  $("#end-btn").hidden = state.kind === "video";
   $("#end-btn").textContent = status === "ended" ? "Show ended" : "End show";
+  if (state.showcase.length) renderProducts();
 }
 
 async function learnStartedAt() {
@@ -377,6 +408,15 @@ async function learnStartedAt() {
 }
 
 function onJoined({ snapshot }) {
+  state.kind = snapshot.kind;
+  document.body.dataset.kind = snapshot.kind;
+  if (snapshot.kind === "video") {
+    // a video has no live edge: no HLS-delay viewers, no flash deals, nothing to end
+    $("#deal-card").hidden = true;
+    $("#watch-link-0").hidden = true;
+    $("#watch-link").textContent = "Open the video as a viewer ↗";
+    $("#preview-note").textContent = "shoppable video";
+  }
   state.title = snapshot.title;
   $("#show-title").textContent = snapshot.title;
   document.title = `${snapshot.title} · Creator console`;

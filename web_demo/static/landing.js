@@ -21,7 +21,10 @@ async function card(session) {
   const titleId = `title-${session.id}`;
   return h("li", { class: "session-card", dataset: { session: session.id }, "aria-labelledby": titleId },
     h("div", { class: "session-thumb" },
-      h("span", { class: "badge badge-status", dataset: { status: session.status } }, STATUS[session.status] || session.status),
+      session.kind === "video"
+        // a shoppable video is watched on demand: never badged LIVE
+        ? h("span", { class: "badge badge-status", dataset: { status: "vod" } }, session.status === "ended" ? "ENDED" : "VIDEO")
+        : h("span", { class: "badge badge-status", dataset: { status: session.status } }, STATUS[session.status] || session.status),
       h("div", { class: "thumb-products" },
         products.map((p) => h("img", { src: p.image_url || "/static/img/placeholder.svg", alt: p.title, width: 64, height: 64 }))),
     ),

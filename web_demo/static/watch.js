@@ -25,6 +25,7 @@ const state = {
   shownKey: null,
   deals: new Map(), // product id -> {price, stock_left, per_buyer_limit, ends_at, status}
   soldOut: new Set(), // product ids
+  dealBought: new Map(), // deal key (product@pinned_at) -> units I bought in that deal
   cart: { lines: [], total: 0 },
   cartError: null,
   counters: { viewers: 0, likes: 0, orders: 0, units: 0 },
@@ -208,10 +209,32 @@ function renderCard() {
   }
   card.dataset.soldOut = soldOut ? "true" : "false";
   $("#pin-soldout").hidden = !soldOut;
-  $("#buy-now").disabled = soldOut;
-  $("#buy-now").textContent = soldOut ? "Sold out" : deal ? `Buy now · ${money(deal.price, currency)}` : "Buy now";
-  $("#add-cart").disabled = soldOut && !deal ? true : false;
+  // Deals belong to Buy now: a cart pays list prices (docs/protocol.md), so while a deal
+  // is open here the card offers only Buy now and says why.
+  const limit = deal && deal.per_buyer_limit;
+  const atLimit = !!deal && !soldOut && limit > 0 && dealBought(pin) >= limit;
+  const buy = $("#buy-now");
+  buy.disabled = soldOut || atLimit;
+  buy.textContent = soldOut ? "Sold out" : atLimit ? "Limit reached"
+    : deal ? `Buy now · ${money(deal.price, currency)}` : "Buy now";
+  $("#add-cart").hidden = !!deal;
+  $("#add-cart").disabled = soldOut && !deal;
+  const note = $("#pin-deal-note");
+  note.hidden = !deal;
+  note.textContent = !deal ? ""
+    : atLimit ? `You bought ${limit} — the most this deal allows per buyer.`
+    : `Deal price with Buy now only${limit ? ` · max ${limit} per buyer` : ""} · the cart pays ${money(p.price, currency)}`;
+  card.dataset.atLimit = atLimit ? "true" : "false";
+  renderShowcase();
   renderDealTimer();
+}
+
+function dealKey(pin) {
+  return `${pin.product.id}@${pin.pinned_at}`;
+}
+
+function dealBought(pin) {
+  return state.dealBought.get(dealKey(pin)) || 0;
 }
 
 function renderDealTimer() {
@@ -248,9 +271,16 @@ async function buyNow(pid, { price } = {}) {
   btn.classList.add("busy");
   try {
     const order = await withRetry(() => client.request("buy_now", { product: pid, qty: 1, idempotency_key: key, price: seen }));
+    if (deal && state.shown?.product.id === pid) {
+      state.dealBought.set(dealKey(state.shown), dealBought(state.shown) + 1);
+    }
     showOrder(order);
   } catch (err) {
-    if (err.code === "conflict" && typeof err.details?.price === "number") {
+    if (err.code === "limit_exceeded" && deal && state.shown?.product.id === pid) {
+      const limit = typeof err.details?.limit === "number" ? err.details.limit : deal.per_buyer_limit;
+      state.dealBought.set(dealKey(state.shown), Math.max(dealBought(state.shown), limit));
+      toast(errorText(err), "warn", 5000);
+    } else if (err.code === "conflict" && typeof err.details?.price === "number") {
       toast(`Price changed to ${money(err.details.price, p.currency)} — tap Buy now again to confirm.`, "warn", 6000);
     } else if (err.code === "sold_out") {
       state.soldOut.add(pid);
@@ -491,6 +521,19 @@ function renderShowcase() {
   const list = $("#showcase");
   list.replaceChildren(...state.showcase.map((pid) => {
     const p = productOf(pid);
+    const deal = state.shown?.product.id === pid && openDeal(pid);
+    if (deal) {
+      return h("li", { class: "showcase-item", dataset: { product: pid, deal: "open" } },
+        h("img", { src: p.image_url || "/static/img/placeholder.svg", alt: "", width: 56, height: 56, loading: "lazy" }),
+        h("div", { class: "showcase-body" },
+          h("p", { class: "showcase-title" }, p.title),
+          h("p", { class: "muted small" }, `⚡ ${money(deal.price, p.currency)} with Buy now`),
+        ),
+        h("button", { class: "btn btn-small", type: "button", disabled: true,
+          title: "Flash deal: buy it from the card with Buy now",
+          "aria-label": `${p.title} is on a flash deal: use Buy now on the card` }, "Deal"),
+      );
+    }
     return h("li", { class: "showcase-item", dataset: { product: pid } },
       h("img", { src: p.image_url || "/static/img/placeholder.svg", alt: "", width: 56, height: 56, loading: "lazy" }),
       h("div", { class: "showcase-body" },
