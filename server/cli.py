@@ -254,7 +254,7 @@ def orders_tail(settings: Settings, group: str, consumer: str, from_start: bool,
         return 1
     try:
         asyncio.run(tail(url, Keys(settings.key_prefix), group, consumer,
-                         from_start=from_start, limit=limit))
+                         from_start=from_start, limit=limit, cluster=settings.redis_cluster))
     except KeyboardInterrupt:
         pass
     except OSError as exc:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from pathlib import Path
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
@@ -119,6 +120,7 @@ async def reset(settings: Settings, store_url: str, *, force: bool = False) -> l
     demo's, unless `force`. Stop the nodes first: a node's rooms keep the old `seq`."""
     node = Node(settings, store_url)
     try:
+        await node.store.open()
         ids = await node.sessions.recent_ids(limit=1000)
         foreign = sorted(set(ids) - {DEMO_LIVE_SESSION, DEMO_VIDEO_SESSION})
         if foreign and not force:
@@ -126,15 +128,11 @@ async def reset(settings: Settings, store_url: str, *, force: bool = False) -> l
                 f"the store under prefix {settings.key_prefix!r} holds sessions that are not "
                 f"the demo's ({', '.join(foreign[:5])}{' …' if len(foreign) > 5 else ''}); "
                 "`livecart demo reset --force` deletes them too")
-        redis = node.store.redis
-        cursor = 0
-        while True:
-            cursor, batch = await redis.scan(cursor, match=f"{settings.key_prefix}:*",
-                                             count=1000)
-            if batch:
-                await redis.unlink(*batch)
-            if cursor == 0:
-                break
+        redis: Any = node.store.redis
+        found = [key async for key in redis.scan_iter(match=f"{settings.key_prefix}:*",
+                                                      count=1000)]  # every shard's keys
+        for start in range(0, len(found), 500):  # one key per UNLINK: keys of many slots
+            await node.store.batch([("UNLINK", key) for key in found[start:start + 500]])
         await node.store.load_all()
         await seed(node)
         return ids

@@ -10,6 +10,7 @@ acknowledged after its line is written, so delivery is at-least-once.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +20,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from server.keys import Keys
+from server.store import Store
 
 BATCH = 100
 BLOCK_MS = 1000
@@ -49,11 +51,15 @@ async def ensure_group(redis: aioredis.Redis, stream: str, group: str,
 
 async def tail(url: str, keys: Keys, group: str, consumer: str, *, from_start: bool = False,
                limit: int = 0, write: Callable[[str], None] | None = None,
-               note: Callable[[str], None] | None = None) -> int:
-    """Print entries until `limit` (0: forever); returns how many were printed."""
+               note: Callable[[str], None] | None = None,
+               cluster: bool | None = None) -> int:
+    """Print entries until `limit` (0: forever); returns how many were printed.
+    `cluster`: as LIVECART_REDIS_CLUSTER (None: ask the server)."""
     write = write or (lambda line: print(line, flush=True))
     note = note or (lambda line: print(line, file=sys.stderr, flush=True))
-    redis = aioredis.Redis.from_url(url, decode_responses=True)
+    store = Store(url, cluster=cluster, decode=True)
+    await store.open()
+    redis: Any = store.redis
     streams = keys.orders_streams()
     printed = 0
     try:
@@ -68,8 +74,17 @@ async def tail(url: str, keys: Keys, group: str, consumer: str, *, from_start: b
         while not limit or printed < limit:
             count = BATCH if not limit else min(BATCH, limit - printed)
             block = None if "0" in cursor.values() else BLOCK_MS
-            replies: Any = await redis.xreadgroup(group, consumer, cursor, count=count,
-                                                  block=block)
+            if store.cluster:  # one stream per read: the streams live on different shards
+                replies: Any = []
+                for name in streams:
+                    got = await redis.xreadgroup(group, consumer, {name: cursor[name]},
+                                                 count=count)
+                    replies.extend(got or ([[name, []]] if cursor[name] == "0" else []))
+                if block and not any(entries for _, entries in replies):
+                    await asyncio.sleep(block / 1000)
+            else:
+                replies = await redis.xreadgroup(group, consumer, cursor, count=count,
+                                                 block=block)
             for name, entries in replies or []:
                 if not entries and cursor[name] == "0":
                     cursor[name] = ">"  # the backlog is done: new entries from now on
@@ -84,4 +99,4 @@ async def tail(url: str, keys: Keys, group: str, consumer: str, *, from_start: b
                         return printed
         return printed
     finally:
-        await redis.aclose()
+        await store.close()

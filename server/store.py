@@ -102,10 +102,13 @@ class Script:
 class Store:
     """Commands, scripts and error mapping over one redis-py asyncio client."""
 
-    def __init__(self, url: str, timeout_s: float = 2.0, cluster: bool | None = False) -> None:
+    def __init__(self, url: str, timeout_s: float = 2.0, cluster: bool | None = False,
+                 decode: bool = False) -> None:
         """`cluster`: True for a Redis/Valkey Cluster, False for one server, None to ask
-        the server (`INFO cluster`) in `open()`."""
+        the server (`INFO cluster`) in `open()`. `decode`: replies as str (tools), not
+        bytes (the node)."""
         self.url = url
+        self.decode = decode
         self.timeout_s = timeout_s
         self.cluster = bool(cluster)
         self._detect = cluster is None
@@ -135,14 +138,14 @@ class Store:
             socket_timeout=self.timeout_s,
             socket_connect_timeout=self.timeout_s,
             health_check_interval=0,
-            decode_responses=False,
+            decode_responses=self.decode,
         )
         return aioredis.Redis(connection_pool=pool)
 
     def _cluster(self) -> aioredis.Redis:
         client = RedisCluster.from_url(
             self.url, socket_timeout=self.timeout_s, socket_connect_timeout=self.timeout_s,
-            max_connections=CLUSTER_MAX_CONNECTIONS, decode_responses=False)
+            max_connections=CLUSTER_MAX_CONNECTIONS, decode_responses=self.decode)
         return client  # type: ignore[return-value]  # the same command API
 
     async def open(self) -> None:

@@ -16,9 +16,18 @@ from websockets.frames import Close, Frame, Opcode
 from websockets.http11 import Response
 from websockets.uri import parse_uri
 
+from server.embedded import EmbeddedValkey
 from tests.helpers import ServerThread, WsClient, close_code
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(scope="module")
+def valkey_url(valkey: EmbeddedValkey) -> str:
+    """Input, wire and schema checks: on the standalone store only (the stateful tests
+    run on the cluster too)."""
+    return valkey.url
+
 
 
 def raw_request(port: int, head: bytes, timeout: float = 5.0) -> tuple[bytes, bool]:
@@ -296,6 +305,8 @@ async def test_joins_in_one_tick_share_one_read_and_one_encoding(
     sid = server.session(["p1", "p2"])
     creator = await WsClient.connect(server.ws_url, token=server.token("creator1", "creator"))
     await creator.ok("join", session=sid)
+    watcher = await WsClient.connect(server.ws_url)  # a viewer (the creator is not one)
+    await watcher.ok("join", session=sid)
     pinned = await creator.ok("pin", product="p2")
     node = Node(server.settings, valkey_url)  # its services, without serving
     store = node.store
@@ -306,7 +317,7 @@ async def test_joins_in_one_tick_share_one_read_and_one_encoding(
                                    snaps.read(sid, "late", pinned["seq"] - 1))
         assert snaps.reads == 2  # state + history, then the (not yet known) showcase
         deadline = time.monotonic() + 5
-        while got[0].doc["counters"]["viewers"] != 1:  # the creator's presence report
+        while got[0].doc["counters"]["viewers"] != 1:  # the watcher's presence report
             assert time.monotonic() < deadline
             await asyncio.sleep(0.1)
             got = [await snaps.read(sid, "probe", None)]
@@ -333,3 +344,4 @@ async def test_joins_in_one_tick_share_one_read_and_one_encoding(
     finally:
         await store.close()
         await creator.close()
+        await watcher.close()

@@ -9,12 +9,22 @@ from typing import Any
 
 import msgpack
 import orjson
+import pytest
 import websockets
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from server.codecs import JSON, MSGPACK, DecodeError
+from server.embedded import EmbeddedValkey
 from tests.helpers import ServerThread, WsClient
+
+
+@pytest.fixture(scope="module")
+def valkey_url(valkey: EmbeddedValkey) -> str:
+    """Input, wire and schema checks: on the standalone store only (the stateful tests
+    run on the cluster too)."""
+    return valkey.url
+
 
 LEGAL_CLOSE = {1009, 4029}
 SERVER_FAULTS = {"internal", "unavailable"}

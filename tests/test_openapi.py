@@ -18,8 +18,17 @@ from pathlib import Path
 import httpx2 as httpx
 import pytest
 
+from server.embedded import EmbeddedValkey
 from server.http_api import ROUTES
 from tests.helpers import ServerThread
+
+
+@pytest.fixture(scope="module")
+def valkey_url(valkey: EmbeddedValkey) -> str:
+    """Input, wire and schema checks: on the standalone store only (the stateful tests
+    run on the cluster too)."""
+    return valkey.url
+
 
 HOOKS = Path(__file__).with_name("schemathesis_hooks.py")
 MAX_EXAMPLES = 12

@@ -137,8 +137,7 @@ async def test_orders_tail_reads_every_stream_with_a_consumer_group(
         server: ServerThread) -> None:
     order = await _deal_then_buy(server.base, server.ws_url)
     keys = Keys(server.settings.key_prefix)
-    url = server.node.store.redis.connection_pool.connection_kwargs.get("path")
-    store_url = f"unix://{url}"
+    store_url = server.node.store.url
     lines: list[str] = []
     notes: list[str] = []
     # a fresh group from the start sees the order; a second run of the same group sees

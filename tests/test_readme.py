@@ -44,7 +44,7 @@ FIRST_LINES = [
     'export LIVECART_SECRET=$(python3 -c "import secrets; print(secrets.token_hex(32))")',
     "python3 -m uv run livecart valkey --cluster 3 --port 7000 --data-dir .livecart-cluster &",
     "python3 -m uv run livecart demo reset",
-    "# a viewer spike to 2,000 viewers in 10 s, two generator processes",
+    "# a viewer spike to 1,000 viewers in 5 s, two generator processes",
     "python3 -m uv run ruff check server tests loadtest",
 ]
 
@@ -278,7 +278,7 @@ def test_load_tests_and_benchmarks(tmp_path: Path) -> None:
         out = run(block(FIRST_LINES[10]), ROOT, env, tmp_path / "headless.log", 600)
         stats = (out_dir / "spike_stats.csv").read_text()
         rows = {ln.split(",")[1]: ln.split(",") for ln in stats.splitlines()[1:]}
-        # how many of the 2,000 join within the shape depends on the machine: the run
+        # how many of the 1,000 join within the shape depends on the machine: the run
         # itself fails if no viewer joined or anything failed (exit code checked above)
         assert int(rows["join"][2]) > 0 and int(rows["join"][3]) == 0, stats
         assert int(rows["pin"][2]) > 0 and int(rows["pinned fan-out"][2]) > 0, stats

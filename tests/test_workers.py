@@ -59,7 +59,7 @@ async def test_two_workers_share_one_port_and_one_store(workers2: NodeProcess) -
     await pinner.ok("pin", product="p1")
     for v in viewers:
         await v.wait_event("pinned")
-    await viewers[0].wait_event(lambda e: e["t"] == "counters" and e["d"]["viewers"] == 17,
+    await viewers[0].wait_event(lambda e: e["t"] == "counters" and e["d"]["viewers"] == 16,
                                 timeout=10)
     # recovery works against whichever worker the reconnect lands on
     again = await WsClient.connect(workers2.ws_url)

@@ -14,9 +14,18 @@ import pytest
 import websockets
 
 from server.auth import issue_token
+from server.embedded import EmbeddedValkey
 from tests.helpers import SECRET, ServerThread, WsClient, close_code
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(scope="module")
+def valkey_url(valkey: EmbeddedValkey) -> str:
+    """Input, wire and schema checks: on the standalone store only (the stateful tests
+    run on the cluster too)."""
+    return valkey.url
+
 
 CODECS = [pytest.param(False, id="json"), pytest.param(True, id="msgpack")]
 
