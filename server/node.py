@@ -340,11 +340,13 @@ class Node:
                 log.exception("counters tick failed")
 
     def _audience(self, sid: str, joined: int) -> int:
-        """Viewers of a room here: its joined connections, less the session creator's own
-        (a creator watching the console is not an audience)."""
+        """Viewers of a room here: its live (joined, not joining) connections, less the
+        session creator's own (a creator watching the console is not an audience). A
+        connection is live only once its room's facts are known, so the creator is always
+        recognised."""
         known = self.rooms.facts.get(sid)
         mine = self.users.get(known.session.creator, {}) if known else {}
-        own = sum(1 for c in mine.values() if c.session == sid)
+        own = sum(1 for c in mine.values() if c.session == sid and not c.joining)
         return max(0, joined - own)
 
     async def tick(self) -> None:
@@ -358,7 +360,7 @@ class Node:
             room.likes = 0
         try:
             reports = await self.counters.tick(
-                [(r.sid, self._audience(r.sid, r.size), likes[r.sid]) for r in rooms])
+                [(r.sid, self._audience(r.sid, len(r.clients)), likes[r.sid]) for r in rooms])
         except ApiError:
             for room in rooms:  # keep the likes for the next tick
                 room.likes += likes[room.sid]

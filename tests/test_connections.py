@@ -265,9 +265,14 @@ class SlowReader:
 
 
 async def test_a_slow_consumer_receives_its_4008(
-        make_server: Callable[..., ServerThread]) -> None:
+        make_server: Callable[..., ServerThread], monkeypatch: pytest.MonkeyPatch) -> None:
     """The close frame must not wait behind the viewer's whole backlog: eviction drops
     what is queued for it, so a viewer that reads slowly still sees 4008 (not 1006)."""
+    import server.wire as wire
+
+    # 4 s to deliver the close (a loaded box reads slowly), still short of the ~5 s a
+    # 256 KiB backlog takes at ~50 KB/s: a close queued behind the backlog still fails
+    monkeypatch.setattr(wire, "CLOSE_TIMEOUT_S", 4.0)
     server = make_server(send_buffer_bytes=256 * 1024, rate_per_s=10_000, rate_burst=10_000)
     server.product("big", title="B" * 200)
     sid = server.session(["big"])
@@ -284,7 +289,7 @@ async def test_a_slow_consumer_receives_its_4008(
     while hub.evictions == 0:
         assert time.monotonic() < deadline, "the slow viewer was never evicted"
         await creator.ok("pin", product="big")
-    # ~50 KB/s: a 256 KiB backlog would take 5 s, past the 2 s close timeout
+    # ~50 KB/s: a 256 KiB backlog would take 5 s, past the 4 s close timeout
     code = await asyncio.to_thread(slow.read_slowly, 1024, 0.02, 8.0)
     slow.sock.close()
     assert code == 4008

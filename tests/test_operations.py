@@ -114,10 +114,11 @@ async def test_the_creators_console_is_not_a_viewer(server: ServerThread) -> Non
     server.product("p1")
     sid = server.session(["p1"])
     creator = await WsClient.connect(server.ws_url, token=server.token("creator1", "creator"))
-    await creator.ok("join", session=sid)
+    snap = await creator.ok("join", session=sid)
     await creator.drain(0.7)  # ticks with the creator alone in the room: 0 viewers
-    alone = [e["d"]["viewers"] for e in creator.events if e["t"] == "counters"]
-    assert alone and set(alone) == {0}
+    alone = [snap["counters"]["viewers"],
+             *(e["d"]["viewers"] for e in creator.events if e["t"] == "counters")]
+    assert set(alone) == {0}  # the snapshot's count and every push (pushed on change only)
     viewers = [await WsClient.connect(server.ws_url) for _ in range(2)]
     for v in viewers:
         await v.ok("join", session=sid)
