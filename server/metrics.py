@@ -52,6 +52,9 @@ class NodeCollector(Collector):
                                   value=node.store.errors)
         yield CounterMetricFamily("livecart_store_reconnects", "pub/sub reconnections",
                                   value=node.broker.reconnects)
+        yield CounterMetricFamily("livecart_pubsub_probes_failed",
+                                  "subscriber connections rebuilt because a probe did not "
+                                  "come back", value=node.broker.probes_failed)
         yield CounterMetricFamily("livecart_sold_out_events",
                                   "sold_out room events received by this node's rooms",
                                   value=hub.sold_out)

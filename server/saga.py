@@ -69,7 +69,6 @@ class Saga:
         self.store, self.keys, self.scripts, self.timing = store, keys, scripts, timing
         # told each deal a reservation closed at its ends_at: (session, deal JSON)
         self.on_deal_closed: Any = lambda sid, deal: None
-        self.applied = 0  # effects steps this node applied (for tests and /metrics)
         # told a buyer whose checkout removed lines but left others (publish that cart)
         self.on_cart_left: Any = lambda buyer: None
         # told each product whose units an undone attempt gave back (announce its stock)
@@ -192,7 +191,6 @@ class Saga:
         left_version, *_ = await asyncio.gather(buyer_step, *steps)
         if left_version:
             self.on_cart_left(plan["buyer"])
-        self.applied += 1
         await self.scripts.order_step(oid, "settled", attempt)
 
     # refunds -------------------------------------------------------------------------
@@ -227,7 +225,6 @@ class Saga:
         for creator, entries in sorted(by_creator.items()):
             steps.append(self.scripts.ledger_apply(creator, effect, entries))
         await asyncio.gather(*steps)
-        self.applied += 1
         await self.store.call("ZREM", self.keys.saga(order_bucket(oid)), f"r:{oid}:{refund_id}")
 
     # the sweeper ---------------------------------------------------------------------

@@ -163,13 +163,6 @@ class Store:
             with self._mapped():
                 await self.redis.initialize()
 
-    def primaries(self) -> list[tuple[str, int]]:
-        """(host, port) of every master (one entry for a single server)."""
-        if not self.cluster:
-            return []
-        client: Any = self.redis
-        return [(n.host, n.port) for n in client.get_primaries()]
-
     def script(self, name: str) -> Script:
         found = self._scripts.get(name)
         if found is None:

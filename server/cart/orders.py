@@ -85,6 +85,17 @@ class Orders:
 
     # placing orders ---------------------------------------------------------------
 
+    async def _committed(self, oid: str, fp: str) -> Placed | None:
+        """The committed order of this key (one read, no script), None when there is none;
+        `conflict` when the key was used for another request (order_begin.lua's rule)."""
+        status, req_hash, order = await self.store.call(
+            "HMGET", self.keys.order(oid), "status", "req_hash", "json")
+        if status is None or text(status) != "committed":
+            return None
+        if text(req_hash) != fp:
+            raise ApiError(ErrorCode.CONFLICT, "idempotency key reused with a different request")
+        return Placed(orjson.loads(order), False)
+
     def _plan(self, op: str, buyer: str, lines: list[dict[str, Any]],
               **extra: Any) -> dict[str, Any]:
         return {"op": op, "buyer": buyer, "currency": self.settings.currency,
@@ -101,15 +112,11 @@ class Orders:
         fp = fingerprint({"op": "buy_now", "product": product, "qty": qty, "price": price})
         oid = order_id(buyer, key)
         if known_sold_out:
-            status, req_hash, order = await self.store.call(
-                "HMGET", self.keys.order(oid), "status", "req_hash", "json")
             self.sold_out_answers += 1
-            if status is None or text(status) != "committed":
+            replayed = await self._committed(oid, fp)
+            if replayed is None:
                 raise ApiError(ErrorCode.SOLD_OUT, "sold out", product=product)
-            if text(req_hash) != fp:
-                raise ApiError(ErrorCode.CONFLICT,
-                               "idempotency key reused with a different request")
-            return Placed(orjson.loads(order), False)
+            return replayed
         now = int(time.time() * 1000)
         a = attribute(buyer, Touch(room.id, now), room, now_ms=now,
                       window_ms=self.settings.attribution_window_s * 1000, joined=room.id)
@@ -124,14 +131,10 @@ class Orders:
         fp = fingerprint({"op": "checkout", "total": total})
         oid = order_id(buyer, key)
         if not cart:  # a retry after the order emptied the cart finds the order
-            row = await self.store.call("HMGET", self.keys.order(oid), "status", "req_hash",
-                                        "json")
-            if row[0] is not None and text(row[0]) == "committed":
-                if text(row[1]) != fp:
-                    raise ApiError(ErrorCode.CONFLICT,
-                                   "idempotency key reused with a different request")
-                return Placed(orjson.loads(row[2]), False)
-            raise bad_request("the cart is empty")
+            replayed = await self._committed(oid, fp)
+            if replayed is None:
+                raise bad_request("the cart is empty")
+            return replayed
         touches = as_dict(touches_row)
         attribution = await self._attribute(
             buyer, {pid: touches.get(pid) for pid in sorted(cart)}, joined=room)

@@ -102,26 +102,26 @@ class Snapshots:
         deal_guess = self._deal_product.get(sid, "")
         commands: list[tuple[Any, ...]] = [
             ("HGETALL", k.session(sid)), ("HGETALL", k.presence(sid)),
-            ("HGETALL", k.counters(sid)),
-            # the deal guess, or a stand-in read in the session's slot to keep the layout
-            ("HGET", k.deals(deal_guess), f"s:{sid}") if deal_guess
-            else ("HGET", k.session(sid), "pin_deal")]
+            ("HGETALL", k.counters(sid))]
+        if deal_guess:
+            commands.append(("HGET", k.deals(deal_guess), f"s:{sid}"))
+        histories_at = len(commands)
         sinces = sorted(batch.sinces)
         commands += [self.sessions.history_command(sid, s) for s in sinces]
         guess = self._showcase.get(sid)
         counted = [v for v in batch.viewers if v != self._creator.get(sid)]
         if guess is not None:  # the session existed: count the viewers now
             commands += self.products.read_commands(guess)
-            commands.append(("PFADD", k.uniques(sid), *counted) if counted
-                            else ("HGET", k.session(sid), "seq"))
+            if counted:
+                commands.append(("PFADD", k.uniques(sid), *counted))
         self.reads += 1
         rows = await store.batch(commands)
         state = as_dict(rows[0])
         if not state:
             raise not_found("session", sid)
         session = Session.from_hash(state)
-        first = 4 + len(sinces)
-        histories = dict(zip(sinces, rows[4:first], strict=True))
+        first = histories_at + len(sinces)
+        histories = dict(zip(sinces, rows[histories_at:first], strict=True))
         raw_deal = rows[3] if deal_guess and deal_guess == session.pin_deal_product else None
         deal_known = not session.pin_deal or raw_deal is not None
         if guess == session.showcase and deal_known:
