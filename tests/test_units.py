@@ -270,6 +270,40 @@ def test_bad_tokens_are_unauthorized(make: Any) -> None:
     assert info.value.code is ErrorCode.UNAUTHORIZED
 
 
+def test_tokens_interoperate_with_pyjwt() -> None:
+    """Our HS256 is the standard one: PyJWT reads what we sign and we read what it signs."""
+    ours = issue_token(SECRET, "ana", "creator", 60, name="Ana")
+    assert jwt.decode(ours, SECRET, algorithms=["HS256"])["sub"] == "ana"
+    theirs = jwt.encode({"sub": "bo", "role": "viewer", "exp": int(time.time()) + 60,
+                         "nbf": int(time.time()) - 1, "iat": time.time()}, SECRET,
+                        algorithm="HS256")
+    ident = verify_token(SECRET, theirs)
+    assert (ident.sub, ident.role) == ("bo", "viewer")
+
+
+@pytest.mark.parametrize("make", [
+    # not yet valid, tampered payload, padding or extra parts, a header without HS256
+    lambda: jwt.encode({"sub": "a", "role": "viewer", "exp": int(time.time()) + 60,
+                        "nbf": int(time.time()) + 30}, SECRET, algorithm="HS256"),
+    lambda: _swap_payload(issue_token(SECRET, "a", "viewer", 60),
+                          issue_token(SECRET, "a", "admin", 60)),
+    lambda: issue_token(SECRET, "a", "viewer", 60) + "=",
+    lambda: issue_token(SECRET, "a", "viewer", 60) + ".x",
+    lambda: jwt.encode({"sub": "a", "role": "viewer", "exp": int(time.time()) + 60}, SECRET,
+                       algorithm="HS256", headers={"alg": "HS384"}),
+    lambda: "e30." + issue_token(SECRET, "a", "viewer", 60).split(".", 1)[1],
+])
+def test_forged_or_early_tokens_are_unauthorized(make: Any) -> None:
+    with pytest.raises(ApiError) as info:
+        verify_token(SECRET, make())
+    assert info.value.code is ErrorCode.UNAUTHORIZED
+
+
+def _swap_payload(token: str, other: str) -> str:
+    head, _, sig = token.split(".")
+    return ".".join((head, other.split(".")[1], sig))
+
+
 def test_issue_token_rejects_unknown_roles() -> None:
     with pytest.raises(ApiError) as info:
         issue_token(SECRET, "a", "king", 60)
