@@ -62,7 +62,7 @@ class Node:
         self.products.on_deal_closed = self._deal_closed_by_price
         self.saga.on_deal_closed = self._deal_closed_lazily
         self.saga.on_cart_left = self._cart_left
-        self.saga.on_released = self.social.stock_changed
+        self.saga.on_released = self.social.units_returned
         self._background: set[asyncio.Task[None]] = set()
         self._attached_at: dict[str, int] = {}  # user -> when this node subscribed for them
         self._orders_seen: dict[str, set[str]] = {}  # user -> orders delivered here

@@ -56,6 +56,7 @@ class Settings:
     token_ttl_s: int = 24 * 3600
     saga_takeover_ms: int = 5000  # a purchase attempt pending this long is undone by a sweep
     saga_redo_ms: int = 2000  # a committed order's effects not done by then are redone
+    buy_now_lane: int = 32  # buy_now attempts of one product in one room in flight per node
     attribution_window_s: int = 14 * 24 * 3600
     log_level: str = "info"
     log_format: str = "json"
@@ -164,6 +165,8 @@ ENV: tuple[EnvVar, ...] = (
            "a purchase attempt still pending after this is undone by any node's sweep"),
     EnvVar("LIVECART_SAGA_REDO_MS", "saga_redo_ms", int,
            "a committed order whose effects are not confirmed by then has them reapplied"),
+    EnvVar("LIVECART_BUY_NOW_LANE", "buy_now_lane", int,
+           "buy_now attempts of one product in one room a node runs at once (the rest wait)"),
     EnvVar("LIVECART_HANDSHAKE_TIMEOUT_S", "handshake_timeout_s", float,
            "a connection without a complete request head by then gets 408"),
     EnvVar("LIVECART_IDLE_TIMEOUT_S", "idle_timeout_s", float,

@@ -99,6 +99,11 @@ class Script:
         self.sha = hashlib.sha1(self.source.encode()).hexdigest()
 
 
+# a queued pipeline entry: the command, (script, keys, args) for a script, its future
+_Queued = tuple[Sequence[Any], "tuple[Script, Sequence[str], Sequence[Any]] | None",
+                "asyncio.Future[Any]"]
+
+
 class Store:
     """Commands, scripts and error mapping over one redis-py asyncio client."""
 
@@ -115,7 +120,7 @@ class Store:
         self.redis: aioredis.Redis = self._standalone() if not cluster else self._cluster()
         self._scripts: dict[str, Script] = {}
         self.errors = 0
-        self._queued: list[tuple[Script, Sequence[str], Sequence[Any], asyncio.Future[Any]]] = []
+        self._queued: list[_Queued] = []
         self._flushing: set[asyncio.Task[None]] = set()
         self._in_flight: asyncio.Semaphore | None = None
 
@@ -208,12 +213,24 @@ class Store:
         """Like `run`, but calls made in the same loop tick share one pipeline (one round
         trip, one connection): a burst of purchases costs a few round trips, not thousands.
         Each call is still its own atomic script with its own result or error."""
+        script = self.script(name)
+        return await self._enqueue(
+            ("EVALSHA", script.sha, len(keys), *keys, *args), (script, keys, args))
+
+    async def call_pipelined(self, *args: Any) -> Any:
+        """One plain command in the loop tick's shared pipeline (see `run_pipelined`): a
+        burst of cheap reads — a storm's sold-out answers — costs a few round trips."""
+        return await self._enqueue(args, None)
+
+    def _enqueue(self, command: Sequence[Any],
+                 script: tuple[Script, Sequence[str], Sequence[Any]] | None,
+                 ) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
         if not self._queued:
             loop.call_soon(self._spawn_flush)
-        self._queued.append((self.script(name), keys, args, fut))
-        return await fut
+        self._queued.append((command, script, fut))
+        return fut
 
     def _spawn_flush(self) -> None:
         task = asyncio.ensure_future(self._flush_queued())
@@ -225,12 +242,10 @@ class Store:
         for start in range(0, len(queued), PIPELINE_MAX):
             await self._execute_chunk(queued[start:start + PIPELINE_MAX])
 
-    async def _execute_chunk(
-            self, chunk: list[tuple[Script, Sequence[str], Sequence[Any], asyncio.Future[Any]]],
-    ) -> None:
+    async def _execute_chunk(self, chunk: list[_Queued]) -> None:
         pipe = self.redis.pipeline(transaction=False)
-        for script, keys, args, _ in chunk:
-            pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+        for command, _, _ in chunk:
+            pipe.execute_command(*command)
         try:
             async with self._slot():
                 results = await pipe.execute(raise_on_error=False)
@@ -253,12 +268,12 @@ class Store:
                 if not fut.done():
                     fut.set_exception(exc)
             raise
-        for (script, keys, args, fut), result in zip(chunk, results, strict=True):
+        for (_, script, fut), result in zip(chunk, results, strict=True):
             if fut.done():
                 continue
-            if isinstance(result, NoScriptError):  # the server restarted: load and retry once
-                try:
-                    fut.set_result(await self.run(script.name, keys, args))
+            if isinstance(result, NoScriptError) and script is not None:
+                try:  # the server restarted: load and retry once
+                    fut.set_result(await self.run(script[0].name, script[1], script[2]))
                 except BaseException as exc:
                     fut.set_exception(exc)
             elif isinstance(result, StoreDown):

@@ -203,6 +203,32 @@ async def test_after_a_sell_out_the_node_answers_without_a_script(server: Server
         await c.close()
 
 
+async def test_a_storm_waits_in_its_lane_and_late_buyers_need_no_script(
+        make_server: Any) -> None:
+    """One attempt at a time in the lane: 4 units, 30 buyers at once → 4 orders, 26
+    `sold_out`, and once the node heard the sell-out the rest were answered without a saga."""
+    server = make_server(buy_now_lane=1)
+    server.product("p1", price=1000, stock=50)
+    sid = server.session(["p1"])
+    creator = await WsClient.connect(server.ws_url, token=server.token("creator1", "creator"))
+    await creator.ok("join", session=sid)
+    await creator.ok("pin", product="p1", deal={"price": 500, "stock": 4, "per_buyer_limit": 1,
+                                                "ends_at": int(time.time() * 1000) + 60_000})
+    buyers = [await _viewer(server, f"s{i}", sid) for i in range(30)]
+    before = server.node.orders.sold_out_answers
+    replies = await asyncio.gather(*(
+        b.request("buy_now", product="p1", qty=1, idempotency_key="k", price=500)
+        for b in buyers))
+    won = [r for r in replies if r["ok"]]
+    codes = [r["error"]["code"] for r in replies if not r["ok"]]
+    assert len(won) == 4 and codes == ["sold_out"] * 26
+    assert server.node.orders.sold_out_answers > before
+    assert server.node.orders.lanes.waiting() == 0
+    assert server.http("GET", "/api/products/p1").json()["stock"] == 46
+    for c in (creator, *buyers):
+        await c.close()
+
+
 async def test_a_deal_is_never_dearer_than_the_list_price(server: ServerThread) -> None:
     server.product("p1", price=1000, stock=10)
     sid = server.session(["p1"])

@@ -3,6 +3,7 @@ abuse limits, tokens, argument validation, settings."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Generator
 from typing import Any
@@ -24,6 +25,7 @@ from server.auth import (
     require_user,
     verify_token,
 )
+from server.cart.lanes import Lanes
 from server.client import Client, ErrorWindow, TokenBucket
 from server.codecs import (
     JSON,
@@ -36,6 +38,7 @@ from server.codecs import (
     frame,
 )
 from server.errors import ApiError, CloseCode, ErrorCode
+from server.rooms.sold_out import SoldOut
 from server.settings import Settings, SettingsError, from_env
 
 SECRET = "unit-secret-0123456789abcdef-0123456789"
@@ -469,3 +472,54 @@ def test_an_integral_number_is_an_integer() -> None:
     assert v.integer({"n": 5.0}, "n") == 5 and type(v.integer({"n": 5.0}, "n")) is int
     for value in (5.5, float(2**53), "5", True, float("inf"), float("nan")):
         bad(v.integer, {"n": value}, "n")
+
+
+@pytest.mark.anyio
+async def test_lanes_run_at_most_their_width_in_arrival_order() -> None:
+    lanes = Lanes(3)
+    running, peak, order = 0, 0, []
+
+    async def attempt(i: int) -> None:
+        nonlocal running, peak
+        async with lanes.turn(("room", "p1")):
+            running += 1
+            peak = max(peak, running)
+            order.append(i)
+            await asyncio.sleep(0.01)
+            running -= 1
+
+    tasks = [asyncio.ensure_future(attempt(i)) for i in range(12)]
+    await asyncio.sleep(0.005)
+    assert lanes.waiting() == 9
+    await asyncio.gather(*tasks)
+    assert peak == 3 and order == list(range(12)) and lanes.waiting() == 0
+    async with lanes.turn(("room", "p2")):  # another product has its own lane
+        assert lanes.waiting() == 0
+
+
+def test_sold_out_facts_clear_only_when_buy_now_could_get_units() -> None:
+    facts = SoldOut()
+    pin = {"product": {"id": "p1"}, "deal": {"price": 5, "stock": 2}}
+    facts.on_event("s1", "pinned", pin)
+    facts.on_event("s1", "sold_out", {"product": "p1"})
+    assert facts.known("s1", "p1") and not facts.known("s2", "p1")
+    # sales elsewhere lower list stock and the deal's own progress says 0 left: still sold out
+    facts.on_event("s1", "product", {"id": "p1", "price": 9, "stock": 7})
+    facts.on_event("s1", "deal", {"product": "p1", "status": "open", "stock_left": 0})
+    facts.on_event("s1", "purchase", {"product": "p1", "qty": 1})
+    assert facts.known("s1", "p1")
+    # an undone attempt gave the deal a unit back
+    facts.on_event("s1", "deal", {"product": "p1", "status": "open", "stock_left": 1})
+    assert not facts.known("s1", "p1")
+    facts.on_event("s1", "sold_out", {"product": "p1"})
+    facts.on_event("s1", "deal", {"product": "p1", "status": "closed", "stock_left": 0})
+    assert not facts.known("s1", "p1")  # list price again: the store decides
+    # without a deal, list stock is what buy_now sells: a restock clears it, 0 does not
+    facts.on_event("s1", "sold_out", {"product": "p1"})
+    facts.on_event("s1", "product", {"id": "p1", "price": 9, "stock": 0})
+    assert facts.known("s1", "p1")
+    facts.on_event("s1", "product", {"id": "p1", "price": 9, "stock": 3})
+    assert not facts.known("s1", "p1")
+    facts.on_event("s1", "sold_out", {"product": "p1"})
+    facts.forget("s1")
+    assert not facts.known("s1", "p1")

@@ -87,6 +87,6 @@ class CartOps:
                               field="product")
         placed = await self.orders.buy_now(
             buyer, room.session, product, qty, key, price,
-            known_sold_out=self.known_sold_out(client.session, product))
+            known_sold_out=lambda: self.known_sold_out(room.session.id, product))
         await self.on_order(client, placed)
         return placed.order

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
 
 from server import validate as v
+from server.cart.lanes import Lanes
 from server.counters.attribution import Attribution, Touch, attribute
 from server.errors import ApiError, ErrorCode, bad_request, forbidden, not_found
 from server.facts import SessionFacts
@@ -46,6 +47,7 @@ class Orders:
     def __init__(self, store: Store, keys: Keys, saga: Saga, settings: Settings) -> None:
         self.store, self.keys, self.saga, self.settings = store, keys, saga, settings
         self.sold_out_answers = 0  # buy_now answered from the node's sold-out facts
+        self.lanes = Lanes(settings.buy_now_lane)
 
     # attribution inputs ---------------------------------------------------------
 
@@ -88,7 +90,7 @@ class Orders:
     async def _committed(self, oid: str, fp: str) -> Placed | None:
         """The committed order of this key (one read, no script), None when there is none;
         `conflict` when the key was used for another request (order_begin.lua's rule)."""
-        status, req_hash, order = await self.store.call(
+        status, req_hash, order = await self.store.call_pipelined(
             "HMGET", self.keys.order(oid), "status", "req_hash", "json")
         if status is None or text(status) != "committed":
             return None
@@ -102,27 +104,31 @@ class Orders:
                 "lines": lines, **extra}
 
     async def buy_now(self, buyer: str, room: SessionFacts, product: str, qty: int, key: str,
-                      price: int | None, *, known_sold_out: bool = False) -> Placed:
+                      price: int | None, *,
+                      known_sold_out: Callable[[], bool] = lambda: False) -> Placed:
         """Buy from the stream: the buy itself is the last touch, so the attribution needs
-        no store read. `known_sold_out`: this node heard the product sell out in this room,
-        so unless the key already bought (one read) the answer is `sold_out` with no
-        script run — a flash-sale storm costs the store one read per late buyer."""
+        no store read. Attempts wait their turn in the (room, product) lane; when the node
+        has heard the product sell out in this room (`known_sold_out()`, asked once the
+        turn comes), the answer is `sold_out` with no script run unless the key already
+        bought (one read, shared with the tick's other reads) — so a flash-sale storm costs
+        the store about one read per late buyer."""
         if room.status == "scheduled":
             raise ApiError(ErrorCode.NOT_LIVE, "session has not started")
         fp = fingerprint({"op": "buy_now", "product": product, "qty": qty, "price": price})
         oid = order_id(buyer, key)
-        if known_sold_out:
-            self.sold_out_answers += 1
-            replayed = await self._committed(oid, fp)
-            if replayed is None:
-                raise ApiError(ErrorCode.SOLD_OUT, "sold out", product=product)
-            return replayed
-        now = int(time.time() * 1000)
-        a = attribute(buyer, Touch(room.id, now), room, now_ms=now,
-                      window_ms=self.settings.attribution_window_s * 1000, joined=room.id)
-        return await self.saga.place(oid, fp, self._plan(
-            "buy_now", buyer, [_line(product, qty, price, a)], room=room.id, total=None,
-            touch=[product, f"{room.id}|{now}"], sold_out_rooms={product: room.id}))
+        async with self.lanes.turn((room.id, product)):
+            if known_sold_out():
+                self.sold_out_answers += 1
+                replayed = await self._committed(oid, fp)
+                if replayed is None:
+                    raise ApiError(ErrorCode.SOLD_OUT, "sold out", product=product)
+                return replayed
+            now = int(time.time() * 1000)
+            a = attribute(buyer, Touch(room.id, now), room, now_ms=now,
+                          window_ms=self.settings.attribution_window_s * 1000, joined=room.id)
+            return await self.saga.place(oid, fp, self._plan(
+                "buy_now", buyer, [_line(product, qty, price, a)], room=room.id, total=None,
+                touch=[product, f"{room.id}|{now}"], sold_out_rooms={product: room.id}))
 
     async def checkout(self, buyer: str, room: str | None, key: str, total: int | None) -> Placed:
         cart_row, touches_row = await self.store.batch([

@@ -23,6 +23,7 @@ from server.facts import RoomFacts, Session
 from server.hub import Hub
 from server.rooms.sessions import Sessions, parse_history
 from server.rooms.snapshots import Snapshots
+from server.rooms.sold_out import SoldOut
 from server.rooms.timeline import Entry, active_at, replay_timeline
 
 log = logging.getLogger("livecart.rooms")
@@ -44,7 +45,7 @@ class RoomOps:
         self._timers: set[asyncio.Task[None]] = set()
         # what this node knows of sessions it serves: kept current by their events
         self.facts: dict[str, RoomFacts] = {}
-        self.sold_out: dict[str, set[str]] = {}  # room -> products sold out there
+        self.sold_out = SoldOut()
         self.snapshots = Snapshots(sessions, products)
 
     def handlers(self) -> dict[str, Handler]:
@@ -79,7 +80,7 @@ class RoomOps:
     def forget(self, sid: str) -> None:
         """The room is no longer served on this node: drop what it knew of it."""
         self.facts.pop(sid, None)
-        self.sold_out.pop(sid, None)
+        self.sold_out.forget(sid)
         self.snapshots.forget(sid)
 
     async def join(self, client: Client, args: Mapping[str, Any]) -> Any:
@@ -181,27 +182,19 @@ class RoomOps:
 
     def on_room_event(self, sid: str, event: Any) -> None:
         """Keep this node's facts of a room it serves: the session's status, and which
-        products are sold out in it (a `sold_out` event; any later deal, pin or stock
-        change of the product clears that, and the purchase scripts decide again)."""
+        products are sold out in it (server/rooms/sold_out.py has the rules)."""
         kind, data = event["t"], event["d"]
         if kind == "session":
             known = self.facts.get(sid)
             if known is not None:
                 self.facts[sid] = replace(known, session=replace(known.session,
                                                                  status=data["status"]))
-        elif kind == "sold_out":
-            self.sold_out.setdefault(sid, set()).add(str(data["product"]))
-        elif sid in self.sold_out:
-            product = data["product"]["id"] if kind == "pinned" else (
-                data.get("id") if kind == "product" else data.get("product"))
-            self.sold_out[sid].discard(str(product))
+        else:
+            self.sold_out.on_event(sid, kind, data)
 
     def known_sold_out(self, sid: str, product: str) -> bool:
-        """True when this node knows `product` is sold out in room `sid` (it serves the
-        room and heard its `sold_out` event since; units that come back — a refund, a
-        restock, an undone purchase attempt, a deal opening or closing — are announced with
-        a `product`, `deal` or `pinned` event, which clears it)."""
-        return sid in self.hub.rooms and product in self.sold_out.get(sid, ())
+        """True when this node serves room `sid` and knows `product` is sold out there."""
+        return sid in self.hub.rooms and self.sold_out.known(sid, product)
 
     async def room_facts(self, sid: str) -> RoomFacts:
         """The session's creator/kind/status/showcase: from this node's copy when it serves
