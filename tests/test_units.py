@@ -481,20 +481,44 @@ async def test_lanes_run_at_most_their_width_in_arrival_order() -> None:
 
     async def attempt(i: int) -> None:
         nonlocal running, peak
-        async with lanes.turn(("room", "p1")):
-            running += 1
-            peak = max(peak, running)
-            order.append(i)
-            await asyncio.sleep(0.01)
-            running -= 1
+        assert await lanes.enter(("room", "p1"), lambda: False)
+        running += 1
+        peak = max(peak, running)
+        order.append(i)
+        await asyncio.sleep(0.01)
+        running -= 1
+        lanes.leave(("room", "p1"), lambda: False)
 
     tasks = [asyncio.ensure_future(attempt(i)) for i in range(12)]
     await asyncio.sleep(0.005)
     assert lanes.waiting() == 9
     await asyncio.gather(*tasks)
     assert peak == 3 and order == list(range(12)) and lanes.waiting() == 0
-    async with lanes.turn(("room", "p2")):  # another product has its own lane
-        assert lanes.waiting() == 0
+
+
+@pytest.mark.anyio
+async def test_a_lane_lets_its_whole_queue_go_once_skipping_holds() -> None:
+    lanes = Lanes(1)
+    sold_out = False
+    assert await lanes.enter("k", lambda: sold_out)
+    waiters = [asyncio.ensure_future(lanes.enter("k", lambda: sold_out)) for _ in range(50)]
+    await asyncio.sleep(0)
+    assert lanes.waiting() == 50
+    sold_out = True
+    lanes.leave("k", lambda: sold_out)  # one leave answers all fifty in the same tick
+    assert await asyncio.gather(*waiters) == [False] * 50
+    assert lanes.waiting() == 0 and not await lanes.enter("k", lambda: sold_out)
+    # a cancelled waiter gives its turn to the next one
+    sold_out = False
+    assert await lanes.enter("k", lambda: sold_out)
+    first = asyncio.ensure_future(lanes.enter("k", lambda: sold_out))
+    second = asyncio.ensure_future(lanes.enter("k", lambda: sold_out))
+    await asyncio.sleep(0)
+    lanes.leave("k", lambda: sold_out)
+    first.cancel()
+    assert await second is True
+    lanes.leave("k", lambda: sold_out)
+    assert lanes.waiting() == 0
 
 
 def test_sold_out_facts_clear_only_when_buy_now_could_get_units() -> None:

@@ -3,15 +3,18 @@
 A flash sale sends thousands of `buy_now` for a hundred units within a few milliseconds,
 before this node can hear that the product sold out. Unlimited, every one of them would
 run the purchase saga and fail at the reservation (four scripts each). In a lane the first
-N run; the rest wait their turn in arrival order, and by the time they get it the node has
-usually heard the `sold_out` event, so each is answered with one cheap read instead.
+N run and the rest queue in arrival order. Each caller names a `skip` condition (for
+`buy_now`: "this node knows the product is sold out in this room"): a caller whose
+condition holds on arrival never queues, and once a caller leaving the lane finds it
+true, the whole queue is let go at once — every waiter is answered in the same loop
+tick instead of one after another.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Hashable
+from collections import deque
+from collections.abc import Callable, Hashable
 
 
 class Lanes:
@@ -19,28 +22,59 @@ class Lanes:
         self.width = max(1, width)
         self._lanes: dict[Hashable, _Lane] = {}
 
-    @contextlib.asynccontextmanager
-    async def turn(self, key: Hashable) -> AsyncIterator[None]:
-        lane = self._lanes.get(key)
-        if lane is None:
-            lane = self._lanes[key] = _Lane(self.width)
-        lane.users += 1
-        try:
-            async with lane.slots:
-                yield
-        finally:
-            lane.users -= 1
-            if lane.users == 0:
-                del self._lanes[key]
+    async def enter(self, key: Hashable, skip: Callable[[], bool]) -> bool:
+        """Wait for a place in `key`'s lane: True with a place (call `leave` after), False
+        without one as soon as `skip()` is true (asked on arrival and whenever woken)."""
+        while True:
+            if skip():
+                return False
+            lane = self._lanes.get(key)
+            if lane is None:
+                lane = self._lanes[key] = _Lane()
+            if lane.running < self.width:
+                lane.running += 1
+                return True
+            waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+            lane.waiters.append(waiter)
+            try:
+                handed = await waiter
+            except asyncio.CancelledError:
+                if waiter in lane.waiters:
+                    lane.waiters.remove(waiter)
+                elif waiter.done() and not waiter.cancelled() and waiter.result():
+                    self.leave(key, skip)  # the place handed to us goes to the next one
+                raise
+            if handed:  # a leaving caller passed its place on to us
+                if not skip():
+                    return True
+                self.leave(key, skip)
+                return False
+
+    def leave(self, key: Hashable, skip: Callable[[], bool]) -> None:
+        """Give the place back: to the next waiter, or — when `skip()` is now true — let
+        every waiter go (each finds `skip()` true and returns False)."""
+        lane = self._lanes[key]
+        while lane.waiters and lane.waiters[0].done():  # cancelled, not yet removed
+            lane.waiters.popleft()
+        if lane.waiters and not skip():
+            lane.waiters.popleft().set_result(True)
+            return
+        lane.running -= 1
+        waiters, lane.waiters = lane.waiters, deque()
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(False)
+        if lane.running == 0:
+            del self._lanes[key]
 
     def waiting(self) -> int:
-        """Attempts queued behind a full lane (for /metrics and tests)."""
-        return sum(max(0, lane.users - self.width) for lane in self._lanes.values())
+        """Attempts queued behind full lanes (for /metrics and tests)."""
+        return sum(len(lane.waiters) for lane in self._lanes.values())
 
 
 class _Lane:
-    __slots__ = ("slots", "users")
+    __slots__ = ("running", "waiters")
 
-    def __init__(self, width: int) -> None:
-        self.slots = asyncio.Semaphore(width)
-        self.users = 0
+    def __init__(self) -> None:
+        self.running = 0
+        self.waiters: deque[asyncio.Future[bool]] = deque()

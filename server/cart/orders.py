@@ -116,19 +116,24 @@ class Orders:
             raise ApiError(ErrorCode.NOT_LIVE, "session has not started")
         fp = fingerprint({"op": "buy_now", "product": product, "qty": qty, "price": price})
         oid = order_id(buyer, key)
-        async with self.lanes.turn((room.id, product)):
-            if known_sold_out():
-                self.sold_out_answers += 1
-                replayed = await self._committed(oid, fp)
-                if replayed is None:
-                    raise ApiError(ErrorCode.SOLD_OUT, "sold out", product=product)
-                return replayed
-            now = int(time.time() * 1000)
-            a = attribute(buyer, Touch(room.id, now), room, now_ms=now,
-                          window_ms=self.settings.attribution_window_s * 1000, joined=room.id)
-            return await self.saga.place(oid, fp, self._plan(
-                "buy_now", buyer, [_line(product, qty, price, a)], room=room.id, total=None,
-                touch=[product, f"{room.id}|{now}"], sold_out_rooms={product: room.id}))
+        lane = (room.id, product)
+        if await self.lanes.enter(lane, known_sold_out):
+            try:
+                now = int(time.time() * 1000)
+                a = attribute(buyer, Touch(room.id, now), room, now_ms=now,
+                              window_ms=self.settings.attribution_window_s * 1000,
+                              joined=room.id)
+                return await self.saga.place(oid, fp, self._plan(
+                    "buy_now", buyer, [_line(product, qty, price, a)], room=room.id,
+                    total=None, touch=[product, f"{room.id}|{now}"],
+                    sold_out_rooms={product: room.id}))
+            finally:
+                self.lanes.leave(lane, known_sold_out)
+        self.sold_out_answers += 1
+        replayed = await self._committed(oid, fp)
+        if replayed is None:
+            raise ApiError(ErrorCode.SOLD_OUT, "sold out", product=product)
+        return replayed
 
     async def checkout(self, buyer: str, room: str | None, key: str, total: int | None) -> Placed:
         cart_row, touches_row = await self.store.batch([

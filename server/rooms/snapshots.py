@@ -1,6 +1,7 @@
-"""The join snapshot: read once per room per loop tick, encoded once per room state.
+"""The join snapshot: one read in flight per room, encoded once per room state.
 
-Every `join` of a room that arrives in the same loop tick shares one read: one pipeline
+Every `join` of a room that arrives in the same loop tick — or while the room's previous
+snapshot read is still in flight, so a join spike batches itself — shares one read: one pipeline
 with the session, its presence, counters, the pinned deal (it lives with its product: from
 the deal product this node saw last for that room) and the showcase products (from the
 showcase this node saw last; a changed or unknown showcase or deal product costs a second
@@ -56,16 +57,18 @@ class Snapshots:
         self._creator: dict[str, str] = {}  # each room's creator (not a unique viewer)
         self._last: dict[str, tuple[tuple[Any, ...], Session, dict[str, Any], Encoded]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._reading: set[str] = set()  # rooms with a read in flight
 
     async def read(self, sid: str, viewer: str, since: int | None) -> Snapshot:
         """The snapshot for one joining viewer (and its history after `since`), shared
-        with every other join of `sid` in this loop tick."""
+        with every other join of `sid` in this loop tick or queued behind its read."""
         batch = self._batches.get(sid)
         if batch is None:
             loop = asyncio.get_running_loop()
             batch = self._batches[sid] = _Batch(loop.create_future())
             batch.future.add_done_callback(_retrieve)
-            loop.call_soon(self._start, sid)
+            if sid not in self._reading:
+                loop.call_soon(self._start, sid)
         batch.viewers.append(viewer)
         if since is not None:
             batch.sinces.add(since)
@@ -79,7 +82,10 @@ class Snapshots:
         self._last.pop(sid, None)
 
     def _start(self, sid: str) -> None:
-        batch = self._batches.pop(sid)
+        batch = self._batches.pop(sid, None)
+        if batch is None:
+            return
+        self._reading.add(sid)
         task = asyncio.ensure_future(self._run(sid, batch))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -88,13 +94,21 @@ class Snapshots:
         try:
             result = await self._read(sid, batch)
         except BaseException as exc:
+            self._next(sid)
             if not batch.future.done():
                 batch.future.set_exception(exc)
             if not isinstance(exc, Exception):
                 raise
         else:
+            self._next(sid)
             if not batch.future.done():
                 batch.future.set_result(result)
+
+    def _next(self, sid: str) -> None:
+        """This room's read is done: start the batch that queued behind it, if any."""
+        self._reading.discard(sid)
+        if sid in self._batches:
+            asyncio.get_running_loop().call_soon(self._start, sid)
 
     async def _read(self, sid: str, batch: _Batch) -> Snapshot:
         k = self.sessions.keys
