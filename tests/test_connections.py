@@ -350,3 +350,31 @@ async def test_joins_in_one_tick_share_one_read_and_one_encoding(
         await store.close()
         await creator.close()
         await watcher.close()
+
+
+async def test_joins_behind_a_read_in_flight_share_the_next_read(
+        server: ServerThread, valkey_url: str) -> None:
+    from server.node import Node
+    from server.rooms.snapshots import Snapshots
+
+    server.product("p1")
+    sid = server.session(["p1"])
+    node = Node(server.settings, valkey_url)
+    await node.store.open()
+    snaps = Snapshots(node.sessions, node.products)
+    try:
+        await snaps.read(sid, "first", None)  # learns the showcase: one round trip from now
+        before = snaps.reads
+        first = asyncio.ensure_future(snaps.read(sid, "a", None))
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # that read is in flight now
+        queued = [asyncio.ensure_future(snaps.read(sid, f"q{i}", None)) for i in range(30)]
+        await asyncio.sleep(0)
+        more = [asyncio.ensure_future(snaps.read(sid, f"r{i}", None)) for i in range(5)]
+        got = await asyncio.gather(first, *queued, *more)
+        assert snaps.reads - before == 2  # the one in flight, then one for all 35 behind it
+        assert len({id(s.encoded) for s in got[1:]}) == 1
+        uniques = await node.store.call("PFCOUNT", node.keys.uniques(sid))
+        assert int(uniques) == 37
+    finally:
+        await node.store.close()
