@@ -150,7 +150,8 @@ class Sessions:
         session = await self._own(sid, caller)
         if session.status != "live":
             raise ApiError(ErrorCode.NOT_LIVE, "session is not live")
-        if await self.products.find(product_id) is None:
+        product = await self.products.find(product_id)
+        if product is None:
             raise not_found("product", product_id)
         if product_id not in session.showcase:
             raise bad_request("product is not in this session's showcase")
@@ -172,7 +173,8 @@ class Sessions:
             log.info("deal opened on %s: %d units at %d, %d per buyer", product_id,
                      deal["stock"], deal["price"], deal["per_buyer_limit"],
                      extra={"session": sid, "product": product_id, "deal": deal_id})
-        product = await self.products.get(product_id)  # after the deal moved its stock
+        if opened or closed:  # a deal moved stock since the read above
+            product = await self.products.get(product_id)
         try:
             pin, seq = await self.scripts.pin(
                 sid, caller, stream_ts_ms, orjson.dumps(product.to_wire()), product_id,
