@@ -17,7 +17,7 @@ seed, the entrant list, its hash and the winners, so anyone can re-run the draw:
 
 (a partial Fisher-Yates shuffle; a 256-bit value mod n is uniform within n / 2^256).
 Entrants are published as `entrant_id`s, not user ids (which may be e-mail addresses): an
-entrant finds their own as the first 16 hex digits of sha256("<giveaway id>:<user id>").
+entrant finds their own as `e_` + the first 16 hex digits of sha256("<giveaway id>:<user id>").
 
 "Still joined": each node refreshes, every tick while a giveaway is open in a room it
 serves, when its signed-in viewers of that room were last seen (`keys.joined`, valid for
