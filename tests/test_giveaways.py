@@ -124,7 +124,10 @@ async def test_two_nodes_racing_draw_the_same_winners_once(valkey_url: str) -> N
         await a.scripts.open_giveaway(s.id, "gw_race", "cr", "cap", 3, ends, "")
         await a.store.call("ZADD", a.keys.open_giveaways(), ends, f"{s.id}/gw_race")
         until = ends + 60_000
-        for i in range(8):
+        entered = await asyncio.gather(*(  # one user entering from many devices at once
+            n.scripts.enter_giveaway(s.id, "gw_race", "u0", "U0", until) for n in (a, b) * 5))
+        assert sorted(entered) == [(False, 1)] * 9 + [(True, 1)]
+        for i in range(1, 8):
             await a.scripts.enter_giveaway(s.id, "gw_race", f"u{i}", f"U{i}", until)
         await a.scripts.enter_giveaway(s.id, "gw_race", "gone", "Gone", ends - 200)  # left
         await asyncio.sleep(0.35)
