@@ -233,6 +233,28 @@ async def test_two_nodes_closing_at_once_close_once_with_one_order(valkey_url: s
             await n.store.close()
 
 
+async def test_equal_bids_at_once_one_wins_the_rest_conflict(valkey_url: str) -> None:
+    node = Node(make_settings(), valkey_url)
+    await node.store.open()
+    await node.store.load_all()
+    try:
+        s, _ = await node.sessions.create("cr", NewSession("live", "S", ["p"]))
+        await node.store.call("HSET", node.keys.session(s.id), "status", "live")
+        terms = {"start_price": 100, "increment": 10, "duration_ms": 60_000,
+                 "reserve_price": 0, "sudden_death": 0}
+        await node.scripts.open_auction(s.id, "auc_eq", "cr", "p", terms, 1000)
+        results = await asyncio.gather(*(
+            node.scripts.bid(s.id, "auc_eq", f"u{i}", f"U{i}", 250, "k") for i in range(20)),
+            return_exceptions=True)
+        won = [r for r in results if not isinstance(r, BaseException)]
+        lost = [r for r in results if isinstance(r, ApiError)]
+        assert len(won) == 1 and len(lost) == 19
+        assert all(e.code.value == "conflict" and e.details["top_bid"] == 250
+                   and e.details["min_bid"] == 260 for e in lost)
+    finally:
+        await node.store.close()
+
+
 # bid ordering, against the Lua itself ------------------------------------------------
 
 async def _bid_programme(url: str, start: int, inc: int, bids: list[tuple[int, int]]) -> None:
@@ -310,7 +332,10 @@ async def test_200_bidders_on_two_nodes_agree_and_one_order(tmp_path: Path) -> N
                 if reply["ok"]:
                     accepted.append(reply["result"]["amount"])
                 else:
-                    assert reply["error"]["code"] in ("conflict", "ended"), reply
+                    error = reply["error"]
+                    assert error["code"] in ("conflict", "ended"), reply
+                    if error["code"] == "conflict":  # it names the bid that beat this one
+                        assert error["min_bid"] > amount and error["top_bid"] >= amount - 10
 
         await asyncio.gather(*(bidder(i, c) for i, c in enumerate(bidders)))
         finals = await asyncio.gather(*(c.wait_event(_closed, timeout=20)
