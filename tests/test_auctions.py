@@ -372,3 +372,33 @@ async def test_200_bidders_on_two_nodes_agree_and_one_order(tmp_path: Path) -> N
             await c.close()
     finally:
         cluster.close()
+
+
+async def test_malformed_format_commands_get_precise_errors(
+        make_server: Callable[..., ServerThread]) -> None:
+    """Random arguments to the four new ops: always a reply with a client error code (never
+    `internal`), and the connection lives on (limits raised: this is about the answers)."""
+    server = make_server(abuse_errors=100_000, rate_per_s=10_000.0, rate_burst=10_000)
+    server.product("fz", stock=3)
+    sid = server.session(["fz"])
+    creator = await _creator(server, sid)
+    viewer = await _viewer(server, "fuzzy", sid)
+    rng = random.Random(1616)
+    junk: list[Any] = [None, True, -1, 0, 1, 2.5, 2**60, "", " ", "x" * 70, "fz", "a/b",
+                       [], {}, {"a": 1}, [1], "auc_x", "gw_x", 1e300]
+    fields = ["product", "start_price", "increment", "duration_s", "reserve_price",
+              "sudden_death", "auction", "amount", "idempotency_key", "giveaway", "winners",
+              "ends_at", "keyword", "session"]
+    codes = set()
+    for i in range(240):
+        who = creator if i % 2 else viewer
+        op = rng.choice(["auction", "bid", "giveaway", "enter"])
+        args = {f: rng.choice(junk) for f in rng.sample(fields, rng.randrange(0, 6))}
+        reply = await who.request(op, **args)
+        if not reply["ok"]:
+            codes.add(reply["error"]["code"])
+            assert reply["error"]["code"] not in ("internal", "unavailable"), (op, args, reply)
+    assert {"bad_request"} <= codes
+    assert await viewer.ok("ping")
+    for c in (creator, viewer):
+        await c.close()
