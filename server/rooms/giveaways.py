@@ -35,7 +35,7 @@ import hashlib
 import logging
 import secrets
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import orjson
@@ -96,7 +96,8 @@ class Giveaways:
         self.sessions, self.products, self.orders, self.hub = sessions, products, orders, hub
         self.publish_private = publish_private
         self.ttl_ms = int(presence_ttl_s * 1000)
-        self.on_order: Any = lambda order: None  # told each new prize order
+        # told each new prize order (metrics, stock notices)
+        self.on_order: Callable[[dict[str, Any]], None] = lambda order: None
         self.open_in: set[str] = set()  # sessions with an open giveaway (last sweep)
         self._timers: set[asyncio.Task[None]] = set()
 
@@ -224,13 +225,12 @@ class Giveaways:
     async def sweep(self) -> int:
         """Every tick: note which sessions have an open giveaway (for `refresh_joined`)
         and close every giveaway past its end."""
-        rows = await self.store.call("ZRANGE", self.keys.open_giveaways(), 0, -1,
-                                     "WITHSCORES")
-        pairs = list(zip(rows[::2], rows[1::2], strict=True)) if rows and not isinstance(
-            rows[0], (list, tuple)) else [(r[0], r[1]) for r in rows]
-        now = now_ms()
-        self.open_in = {text(m).split("/", 1)[0] for m, _ in pairs}
-        due = [text(m) for m, score in pairs if float(score) <= now][:SWEEP_BATCH]
+        index = self.keys.open_giveaways()
+        members, due_rows = await self.store.batch([
+            ("ZRANGE", index, 0, -1),
+            ("ZRANGEBYSCORE", index, 0, now_ms(), "LIMIT", 0, SWEEP_BATCH)])
+        self.open_in = {text(m).split("/", 1)[0] for m in members}
+        due = [text(m) for m in due_rows]
         for entry in due:
             try:
                 await self.close_due(entry)
