@@ -30,6 +30,7 @@ class ErrorCode(StrEnum):
     LIMIT_EXCEEDED = "limit_exceeded"
     DEAL_ENDED = "deal_ended"
     CONFLICT = "conflict"
+    ENDED = "ended"
     TOO_LARGE = "too_large"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
@@ -54,6 +55,7 @@ _HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.LIMIT_EXCEEDED: 409,
     ErrorCode.DEAL_ENDED: 409,
     ErrorCode.CONFLICT: 409,
+    ErrorCode.ENDED: 409,
     ErrorCode.TOO_LARGE: 413,
     ErrorCode.METHOD_NOT_ALLOWED: 405,
     ErrorCode.UNSUPPORTED_MEDIA_TYPE: 415,

@@ -244,6 +244,16 @@ async def session_report(request: Request) -> Response:
     return JSON(await build(node.store, node.keys, session))
 
 
+async def get_auction(request: Request) -> Response:
+    node = node_of(request)
+    return JSON(await node.auctions.get(path_id(request), path_id(request, "aid")))
+
+
+async def get_giveaway(request: Request) -> Response:
+    node = node_of(request)
+    return JSON(await node.giveaways.get(path_id(request), path_id(request, "gid")))
+
+
 # orders, refunds, ledgers -----------------------------------------------------
 
 async def create_external_order(request: Request) -> Response:
@@ -366,6 +376,8 @@ ROUTES = [
     route("/api/sessions/{id}/rates", PUT=set_rates),
     route("/api/sessions/{id}/timeline", PUT=put_timeline),
     route("/api/sessions/{id}/report", GET=session_report),
+    route("/api/sessions/{id}/auctions/{aid}", GET=get_auction),
+    route("/api/sessions/{id}/giveaways/{gid}", GET=get_giveaway),
     route("/api/orders", POST=create_external_order),
     route("/api/orders/{id}", GET=get_order),
     route("/api/orders/{id}/refund", POST=refund_order),

@@ -156,3 +156,34 @@ class Keys:
         """Sorted set: `<session>/<product>/<deal id>` -> ends_at (ms): written before a
         deal opens, removed once it is closed and announced; any node sweeps due ones."""
         return f"{self.prefix}:deals:open"
+
+    # auctions and giveaways (slot {s:<session>}; docs/architecture.md "Auctions and
+    # giveaways")
+    def auction(self, sid: str, aid: str) -> str:
+        """Hash: one auction's terms, status, top bid and bidder, bid count, outcome."""
+        return f"{self.prefix}:{{s:{sid}}}:auction:{aid}"
+
+    def auction_bids(self, sid: str, aid: str) -> str:
+        """Hash: `<bidder> <idempotency key>` -> the answer an accepted bid got."""
+        return f"{self.prefix}:{{s:{sid}}}:auction:{aid}:bids"
+
+    def giveaway(self, sid: str, gid: str) -> str:
+        """Hash: one giveaway's terms, status, seed, frozen entrant list and winners."""
+        return f"{self.prefix}:{{s:{sid}}}:giveaway:{gid}"
+
+    def giveaway_entrants(self, sid: str, gid: str) -> str:
+        """Hash: entrant user id -> display name (one entry per user)."""
+        return f"{self.prefix}:{{s:{sid}}}:giveaway:{gid}:entrants"
+
+    def joined(self, sid: str) -> str:
+        """Sorted set: signed-in user -> until when a node last saw them joined (ms)."""
+        return f"{self.prefix}:{{s:{sid}}}:joined"
+
+    def open_auctions(self) -> str:
+        """Sorted set: `<session>/<auction id>` -> ends_at (ms, as last known): written
+        before an auction opens, removed once it is settled; any node sweeps due ones."""
+        return f"{self.prefix}:auctions:open"
+
+    def open_giveaways(self) -> str:
+        """Sorted set: `<session>/<giveaway id>` -> ends_at (ms), like open_auctions."""
+        return f"{self.prefix}:giveaways:open"

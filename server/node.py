@@ -28,6 +28,8 @@ from server.errors import ApiError, CloseCode, ErrorCode
 from server.hub import Hub, deliver
 from server.keys import Keys
 from server.metrics import Metrics
+from server.rooms.auctions import Auctions
+from server.rooms.giveaways import Giveaways
 from server.rooms.ops import RoomOps
 from server.rooms.sessions import Sessions
 from server.rooms.social import SocialProof
@@ -85,6 +87,15 @@ class Node:
         handlers: dict[str, Handler] = {"ping": self.ping, "auth": self.auth}
         handlers.update(self.rooms.handlers())
         handlers.update(self.cart_ops.handlers())
+        self.auctions = Auctions(self.store, self.keys, self.scripts, self.sessions,
+                                 self.products, self.orders, self.publish_private,
+                                 settings.auction_extend_s)
+        self.giveaways = Giveaways(self.store, self.keys, self.scripts, self.sessions,
+                                   self.products, self.orders, self.hub, self.publish_private,
+                                   settings.presence_ttl_s)
+        self.auctions.on_order = self.giveaways.on_order = self._prize_placed
+        handlers.update(self.auctions.handlers())
+        handlers.update(self.giveaways.handlers())
         self.metrics = Metrics()
         self.dispatcher = Dispatcher(handlers, observe=self.metrics.observe_command)
         self.hub.observe_fanout = self.metrics.fanout_seconds.observe
@@ -132,6 +143,7 @@ class Node:
         return client
 
     def disconnect(self, client: Client) -> None:
+        self.giveaways.left(client, self.users.get(client.user or "", {}).values())
         self.hub.remove(client)
         self.clients.pop(client.id, None)
         self._detach_user(client)
@@ -222,6 +234,14 @@ class Node:
             name = client.identity.display_name()
             for line in order["lines"]:
                 self.social.note(client.session, str(line["product"]), int(line["qty"]), name)
+
+    def _prize_placed(self, order: dict[str, Any]) -> None:
+        """A new auction or giveaway order: metrics and stock notices."""
+        self.metrics.order_placed(order)
+        log.info("order %s placed (%s): %s %s", order["id"], order["source"], order["total"],
+                 order["currency"], extra={"order": order["id"], "user": order["buyer"]})
+        for line in order["lines"]:
+            self.social.stock_changed(str(line["product"]))
 
     def _on_message(self, channel: str, data: bytes) -> None:
         parsed = self.keys.parse_channel(channel)
@@ -352,6 +372,9 @@ class Node:
     async def tick(self) -> None:
         await self._close_due_deals()
         await self.saga.sweep()
+        await self.auctions.sweep()
+        await self.giveaways.sweep()
+        await self.giveaways.refresh_joined()
         rooms = list(self.hub.rooms.values())
         if not rooms:
             return

@@ -104,6 +104,11 @@ def _id_param() -> list[dict[str, Any]]:
              "description": "an id (1-64 of A-Z a-z 0-9 _ - . : @ + |); anything else: 404"}]
 
 
+def _two_params(second: str, what: str) -> list[dict[str, Any]]:
+    return [*_id_param(), {"name": second, "in": "path", "required": True, "schema": ident(),
+                           "description": f"the {what} id; an unknown one: 404"}]
+
+
 def _schemas() -> dict[str, Any]:
     string, int_ = {"type": "string"}, {"type": "integer"}
     opt_int = {"type": ["integer", "null"]}
@@ -168,7 +173,8 @@ def _schemas() -> dict[str, Any]:
         "Order": shape({"id": string, "buyer": string, "currency": string, "total": int_,
                         "lines": {"type": "array", "items": ref("Line")},
                         "created_at": int_, "source": {"enum": ["buy_now", "checkout",
-                                                                "external"]},
+                                                                "external", "auction",
+                                                                "giveaway"]},
                         "external_id": string},
                        required=("id", "buyer", "currency", "total", "lines", "source")),
         "ExternalOrder": closed({
@@ -202,6 +208,23 @@ def _schemas() -> dict[str, Any]:
             "commission_clawed_back": int_, "replay": {"type": "object"},
             "products": {"type": "array", "items": {"type": "object"}}},
             required=("session", "orders", "units", "gmv", "commission")),
+        "Auction": shape({
+            "id": string, "product": string, "status": {"enum": ["open", "closed"]},
+            "top_bid": opt_int, "bidder": {"type": ["string", "null"]}, "ends_at": int_,
+            "bids": int_, "start_price": int_, "increment": int_,
+            "reserve_met": {"type": "boolean"}, "sudden_death": {"type": "boolean"},
+            "outcome": {"enum": ["sold", "unsold", "reserve_not_met", "no_bids", None]},
+            "order": {"type": ["string", "null"]}}),
+        "Giveaway": shape({
+            "id": string, "session": string, "product": string,
+            "status": {"enum": ["open", "closed"]}, "ends_at": int_, "winner_count": int_,
+            "entries": int_, "keyword": {"type": ["string", "null"]},
+            "seed": {"type": ["string", "null"]},
+            "entrants": {"type": ["array", "null"], "items": string},
+            "entrant_hash": {"type": ["string", "null"]},
+            "winners": {"type": "array", "items": shape({
+                "entrant": string, "name": string, "order": {"type": ["string", "null"]}})},
+            "algorithm": string}),
         "Health": shape({"ok": {"const": True}, "node": string}),
         "Ready": shape({"ready": {"type": "boolean"}, "node": string}),
     }
@@ -258,6 +281,17 @@ def openapi_document() -> dict[str, Any]:
             "/api/sessions/{id}/report": {"parameters": _id_param(), "get": _op(
                 "The session's funnel, GMV, commission, live vs replay (its creator/admin)",
                 result=ref("Report"), errors=(403, 404))},
+            "/api/sessions/{id}/auctions/{aid}": {"parameters": _two_params(
+                "aid", "auction"), "get": _op(
+                "An auction: top bid, bidder's display name, bids, end, outcome and order",
+                result=ref("Auction"), auth=False, errors=(404,))},
+            "/api/sessions/{id}/giveaways/{gid}": {"parameters": _two_params(
+                "gid", "giveaway"), "get": _op(
+                "A giveaway with what re-running its draw needs",
+                result=ref("Giveaway"), auth=False, errors=(404,),
+                description="Once drawn: the seed, the frozen entrant ids (sorted), their "
+                            "hash, the winners in draw order, and the algorithm "
+                            "(docs/protocol.md, Giveaways).")},
             "/api/orders": {"post": _op(
                 "External checkout webhook, idempotent by external_id (seller)",
                 body=ref("ExternalOrder"), ok="201", result=ref("Order"),

@@ -61,7 +61,8 @@ class Timing:
 
 
 def reserve_mode(op: str) -> str:
-    return {"buy_now": "deal", "checkout": "list", "external": "external"}[op]
+    return {"buy_now": "deal", "checkout": "list", "external": "external",
+            "auction": "fixed", "giveaway": "fixed"}[op]
 
 
 class Saga:

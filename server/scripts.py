@@ -222,3 +222,61 @@ class Scripts:
              self.keys.orders_stream(bucket)],
             [refund_id, lines, caller, "1" if admin else "0", redo_at])
         return text(status) == "new", bytes(result), bytes(effects)
+
+    # auctions and giveaways (slot {s:<session>}; order_void in the order's bucket) -----
+
+    async def open_auction(self, sid: str, aid: str, caller: str, product: str,
+                           terms: dict[str, int], extend_ms: int) -> tuple[bytes, int]:
+        k = self.keys
+        data, seq = await self.store.run(
+            "auction_open.lua", [*k.room(sid), k.auction(sid, aid), k.counters(sid)],
+            [*self._context(), aid, caller, product, terms["start_price"], terms["increment"],
+             terms["duration_ms"], terms["reserve_price"], terms["sudden_death"], extend_ms])
+        return bytes(data), int(seq)
+
+    async def bid(self, sid: str, aid: str, bidder: str, name: str, amount: int,
+                  key: str) -> tuple[dict[str, Any], str, bool]:
+        """(the answer, the previous top bidder or '', whether the bid is new)."""
+        k = self.keys
+        answer, previous, new = await self.store.run_pipelined(
+            "auction_bid.lua", [*k.room(sid), k.auction(sid, aid), k.auction_bids(sid, aid)],
+            [*self._context(), bidder, name, amount, key])
+        return orjson.loads(answer), text(previous), bool(new)
+
+    async def close_auction(self, sid: str, aid: str, phase: str, outcome: str = "",
+                            order: str = "") -> tuple[str, dict[str, Any]]:
+        k = self.keys
+        state, auction = await self.store.run(
+            "auction_close.lua", [*k.room(sid), k.auction(sid, aid), k.counters(sid)],
+            [*self._context(), phase, outcome, order])
+        return text(state), dict(orjson.loads(auction))
+
+    async def void_order(self, oid: str, op: str = "void") -> str:
+        return text(await self.store.run("order_void.lua", [self.keys.order(oid)], [op]))
+
+    async def open_giveaway(self, sid: str, gid: str, caller: str, product: str,
+                            winners: int, ends_at: int, keyword: str) -> tuple[bytes, int]:
+        k = self.keys
+        data, seq = await self.store.run(
+            "giveaway_open.lua", [*k.room(sid), k.giveaway(sid, gid), k.counters(sid)],
+            [*self._context(), gid, caller, product, winners, ends_at, keyword])
+        return bytes(data), int(seq)
+
+    async def enter_giveaway(self, sid: str, gid: str, user: str, name: str,
+                             joined_until: int) -> tuple[bool, int]:
+        k = self.keys
+        new, entries = await self.store.run_pipelined(
+            "giveaway_enter.lua",
+            [k.giveaway(sid, gid), k.giveaway_entrants(sid, gid), k.joined(sid)],
+            [user, name, joined_until])
+        return bool(new), int(entries)
+
+    async def close_giveaway(self, sid: str, gid: str, phase: str, arg: bytes | str,
+                             names: bytes | str) -> tuple[str, dict[str, Any]]:
+        k = self.keys
+        state, giveaway = await self.store.run(
+            "giveaway_close.lua",
+            [*k.room(sid), k.giveaway(sid, gid), k.giveaway_entrants(sid, gid), k.joined(sid),
+             k.counters(sid)],
+            [*self._context(), phase, arg, names])
+        return text(state), dict(orjson.loads(giveaway))

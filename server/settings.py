@@ -58,6 +58,7 @@ class Settings:
     saga_redo_ms: int = 2000  # a committed order's effects not done by then are redone
     buy_now_lane: int = 32  # buy_now attempts of one product in one room in flight per node
     attribution_window_s: int = 14 * 24 * 3600
+    auction_extend_s: float = 10.0  # anti-sniping: a late bid moves the end this far out
     log_level: str = "info"
     log_format: str = "json"
     workers: int = 1  # `serve --workers N`: node processes on one port (server/workers.py)
@@ -179,6 +180,8 @@ ENV: tuple[EnvVar, ...] = (
            "a longer HTTP request line gets 414"),
     EnvVar("LIVECART_MAX_REQUEST_HEAD_BYTES", "max_request_head_bytes", int,
            "a larger request head gets 431"),
+    EnvVar("LIVECART_AUCTION_EXTEND_S", "auction_extend_s", float,
+           "anti-sniping: a bid this close to an auction's end moves the end this far out"),
 )
 
 
@@ -240,6 +243,6 @@ def validate(settings: Settings) -> None:
     for name in ("rate_per_s", "abuse_window_s", "counters_interval_s", "social_interval_s",
                  "presence_ttl_s", "store_timeout_s", "drain_timeout_s", "handshake_timeout_s",
                  "idle_timeout_s", "ping_interval_s", "pubsub_probe_interval_s",
-                 "pubsub_probe_timeout_s"):
+                 "pubsub_probe_timeout_s", "auction_extend_s"):
         if getattr(settings, name) <= 0:
             raise SettingsError(f"{name} must be positive")

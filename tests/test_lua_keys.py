@@ -32,7 +32,8 @@ def test_keys_of_one_call_share_one_hash_tag() -> None:
     oid = "ord_" + "a" * 20
     groups = [
         [*k.room("s1"), k.pin_log("s1"), k.counters("s1"), k.presence("s1"),
-         k.session_applied("s1")],
+         k.session_applied("s1"), k.auction("s1", "a1"), k.auction_bids("s1", "a1"),
+         k.giveaway("s1", "g1"), k.giveaway_entrants("s1", "g1"), k.joined("s1")],
         [k.product("p1"), k.deals("p1"), k.rates("p1"), k.reservations("p1"),
          k.product_applied("p1"), k.product_sessions("p1")],
         [k.user_applied("u1"), k.user_orders("u1"), k.cart("u1"), k.touches("u1"),

@@ -34,20 +34,46 @@ HOOKS = Path(__file__).with_name("schemathesis_hooks.py")
 MAX_EXAMPLES = 12
 
 
+def _seed_formats(server: ServerThread) -> dict[str, str]:
+    """A live session with an auction and a giveaway: the reads of those have data (the
+    hooks put these ids in valid requests of their paths)."""
+    import asyncio
+    import time
+
+    from tests.helpers import WsClient
+
+    server.product("st_prize", stock=5)
+    sid = server.session(["st_prize"], creator="st_creator")
+
+    async def run() -> tuple[str, str]:
+        c = await WsClient.connect(server.ws_url, token=server.token("st_creator", "creator"))
+        await c.ok("join", session=sid)
+        a = await c.ok("auction", product="st_prize", start_price=100, increment=10,
+                       duration_s=600)
+        g = await c.ok("giveaway", product="st_prize", winners=1,
+                       ends_at=int(time.time() * 1000) + 600_000)
+        await c.close()
+        return str(a["auction"]["id"]), str(g["giveaway"]["id"])
+
+    aid, gid = asyncio.run(run())
+    return {"LC_ST_SESSION": sid, "LC_ST_AUCTION": aid, "LC_ST_GIVEAWAY": gid}
+
+
 @pytest.mark.e2e
 def test_schemathesis_every_check_passes(server: ServerThread, tmp_path: Path) -> None:
     token = server.token("st-admin", "admin")  # admin: every operation reaches its logic
+    seeded = _seed_formats(server)
     cmd = [sys.executable, "-m", "schemathesis.cli", "run", f"{server.base}/openapi.json",
            "--checks", "all", "--max-examples", str(MAX_EXAMPLES), "--seed", "13",
            "--workers", "1", "--request-timeout", "10",
            "-H", f"Authorization: Bearer {token}"]
-    env = {**os.environ, "SCHEMATHESIS_HOOKS": str(HOOKS), "NO_COLOR": "1"}
+    env = {**os.environ, "SCHEMATHESIS_HOOKS": str(HOOKS), "NO_COLOR": "1", **seeded}
     run = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True,
                          timeout=300, check=False)
     report = run.stdout[-8000:] + run.stderr[-2000:]
     assert run.returncode == 0, report
     assert "No issues found" in run.stdout, report
-    assert "Tested: 19" in run.stdout, report  # every operation of the document
+    assert "Tested: 21" in run.stdout, report  # every operation of the document
 
 
 def test_the_document_names_every_route_and_method(server: ServerThread) -> None:

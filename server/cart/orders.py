@@ -26,7 +26,8 @@ from server.saga import Placed, Saga
 from server.settings import Settings
 from server.store import Store, as_dict, text
 
-__all__ = ["Orders", "Placed", "check_external_lines", "fingerprint", "order_id"]
+__all__ = ["Orders", "Placed", "check_external_lines", "fingerprint", "order_id",
+           "prize_order_id"]
 
 
 def fingerprint(request: dict[str, Any]) -> str:
@@ -36,6 +37,13 @@ def fingerprint(request: dict[str, Any]) -> str:
 def order_id(owner: str, key: str) -> str:
     """The order a (buyer, idempotency key) — or (seller, `ext:` external id) — names."""
     return "ord_" + hashlib.sha256(f"{owner}\0{key}".encode()).hexdigest()[:20]
+
+
+def prize_order_id(kind: str, key: str) -> str:
+    """The one order an auction (`auction`, its id) or a giveaway winner (`giveaway`,
+    `<giveaway id>:<user>`) can ever have: a re-run of its close finds the same order.
+    The owner part has a `/`, which no user id has, so no buyer's key can name it."""
+    return order_id(f"{kind}/", key)
 
 
 def _line(product: str, qty: int, seen: int | None, a: Attribution) -> dict[str, Any]:
@@ -167,6 +175,37 @@ class Orders:
             [_line(str(line["product"]), int(line["qty"]), int(line["unit_price"]),
                    attribution[str(line["product"])]) for line in lines],
             room="", total=None, external_id=external_id))
+
+    async def prize(self, kind: str, key: str, buyer: str, room: SessionFacts, product: str,
+                    price: int) -> Placed | None:
+        """The order of a prize — an auction's winner (`kind` auction) or a giveaway's
+        (`giveaway`, price 0): one unit at `price` from the product's stock (deals
+        ignored), attributed `direct` to the session, commission on `price`. None when
+        it can never be placed (the stock is gone: the order id is voided first, so no
+        later re-run can place it either). `conflict` when another node's attempt is in
+        flight: ask again later."""
+        oid = prize_order_id(kind, key)
+        a = Attribution("direct", room.id, room.creator)
+        try:
+            return await self.saga.place(
+                oid, fingerprint({"op": kind, "product": product, "price": price}),
+                self._plan(kind, buyer, [_line(product, 1, price, a)], room=room.id,
+                           total=None, sold_out_rooms={product: room.id}))
+        except ApiError as exc:
+            stock_gone = exc.code in (ErrorCode.SOLD_OUT, ErrorCode.OUT_OF_STOCK,
+                                      ErrorCode.NOT_FOUND)
+            if not stock_gone and exc.code is not ErrorCode.CONFLICT:
+                raise
+            state = await self.saga.scripts.void_order(oid, "void" if stock_gone else "peek")
+            if state == "void":
+                return None
+            if state == "committed":
+                return await self._committed_any(oid)
+            raise ApiError(ErrorCode.CONFLICT, "the prize order is in flight; retry") from exc
+
+    async def _committed_any(self, oid: str) -> Placed:
+        order = await self.store.call("HGET", self.keys.order(oid), "json")
+        return Placed(orjson.loads(order), False)
 
     # reading ------------------------------------------------------------------------
 

@@ -41,6 +41,10 @@ def build_report(session: Session, counters: dict[str, str], presence: dict[str,
         "replay": {"orders": n("replay_orders"), "units": n("replay_units"),
                    "gmv": n("replay_gmv"), "commission": n("replay_commission")},
         "products": products,
+        "auctions": {"run": n("auctions"), "sold": n("auctions_sold"),
+                     "revenue": n("auction_revenue")},
+        "giveaways": {"run": n("giveaways"), "entrants": n("giveaway_entrants"),
+                      "winners": n("giveaway_winners")},
     }
 
 

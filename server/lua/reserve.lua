@@ -6,6 +6,7 @@
 -- ARGV[1] reservation id `<order id>#<attempt>`   ARGV[2] buyer   ARGV[3] qty
 -- ARGV[4] the unit price the buyer saw, or ''   ARGV[5] mode: 'deal' (buy_now: the room's
 -- open deal applies) | 'list' (checkout) | 'external' (ARGV[4] is the unit price; no stock)
+-- | 'fixed' (a prize: ARGV[4] is the unit price, from the product's stock; deals ignored)
 -- ARGV[6] the room (session) whose deal applies, or ''
 -- ARGV[7] the attributed session (its live-exclusive rate applies), or '' (no commission)
 -- ARGV[8] product id (for error details)
@@ -35,7 +36,8 @@ local pid, list_price, stock = p[1], tonumber(p[2]), tonumber(p[3])
 local unit, kind, deal, closed, sold_out = list_price, 'stock', nil, nil, false
 if mode == 'external' then
   unit, kind = seen, 'external'
-elseif mode == 'list' then
+elseif mode == 'list' or mode == 'fixed' then
+  if mode == 'fixed' then unit = seen end
   if stock < qty then
     return fail('out_of_stock', {message = 'not enough stock for ' .. pid, product = pid,
       available = stock})
