@@ -343,6 +343,11 @@ async def run_target(target: Target, args: argparse.Namespace, valkey_pid: int,
             async with Valkey(valkey_pid, vk, valkey_idle_per_s) as cost:
                 res["orders"] = await burst(workers, orders, body)
             res["orders"]["valkey"] = cost.per(res["orders"]["replies"].get("ok", 0))
+        if isinstance(target, Livecart) and args.quiet_pins > 0:
+            progress.phase(f"{target.name}: {args.quiet_pins} pins, no viewers", 30, pids)
+            async with Valkey(valkey_pid, vk, valkey_idle_per_s) as cost:
+                res["quiet_pins"] = await quiet_pins(target, args.quiet_pins)
+            res["quiet_pins"]["valkey"] = cost.per(res["quiet_pins"]["ok"])
     finally:
         progress.phase(f"{target.name}: stopping", 5, [])
         await workers.close()
@@ -428,6 +433,20 @@ async def storm(target: Livecart, workers: Workers, buyers: int) -> dict[str, An
     return {"buyers": got["sent"], "replies": got["replies"],
             "orders": got["replies"].get("ok", 0), "expected_orders": 100,
             "p50_ms": got["p50_ms"], "p99_ms": got["p99_ms"], "max_ms": got["max_ms"]}
+
+
+async def quiet_pins(target: Livecart, count: int) -> dict[str, Any]:
+    """`count` pins (alternating two products, 8 in flight) in the show nobody watches:
+    enough of them for /proc's 10 ms ticks to measure Valkey's CPU per pin."""
+    products = [target.product_id, target.storm_product]
+    ok = 0
+    for start in range(0, count, 8):
+        replies = await asyncio.gather(*(
+            target.trigger.command({"op": "pin", "session": target.quiet_session,
+                                    "product": products[i % 2]})
+            for i in range(start, min(count, start + 8))))
+        ok += sum(1 for r in replies if r.get("ok"))
+    return {"sent": count, "ok": ok}
 
 
 async def burst(workers: Workers, count: int, body: str) -> dict[str, Any]:
@@ -609,6 +628,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--storm-buyers", type=int, default=5000,
                    help="flash-sale storm buyers (livecart; capped at --viewers; 0 skips it); "
                         "a ping burst of the same size runs first on the same connections")
+    p.add_argument("--quiet-pins", type=int, default=1000,
+                   help="after the bursts: this many pins in a show with no viewers "
+                        "(Valkey cost per pin, without the fan-out)")
     p.add_argument("--order-buyers", type=int, default=1000,
                    help="after the storm: this many buy_now of an in-stock product at once "
                         "(Valkey cost per successful order)")

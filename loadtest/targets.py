@@ -179,6 +179,7 @@ class Livecart(Target):
             self.name = f"livecart-w{workers}"
         self.prefix = f"bench{int(time.time()) % 100000}r{next(_runs)}"
         self.storm_product = ""
+        self.quiet_session = ""
 
     def token(self, sub: str, role: str) -> str:
         from server.auth import issue_token
@@ -211,6 +212,12 @@ class Livecart(Target):
                     creator)
         self.session = sess["id"]
         http("POST", f"{base}/api/sessions/{self.session}/start", {}, creator)
+        # a second live show nobody watches: Valkey's cost of a pin without its fan-out
+        quiet = http("POST", base + "/api/sessions",
+                     {"kind": "live", "title": "bench (no viewers)",
+                      "showcase": [self.product_id, self.storm_product]}, creator)
+        self.quiet_session = quiet["id"]
+        http("POST", f"{base}/api/sessions/{self.quiet_session}/start", {}, creator)
         self.creator_token = creator
 
     @property

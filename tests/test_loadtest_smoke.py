@@ -33,8 +33,8 @@ def test_bench_smoke_every_viewer_gets_every_event_in_order(tmp_path: Path) -> N
     args = bench.parse(["--servers", "livecart", "--viewers", "300", "--spread", "1",
                         "--settle", "0.3", "--pins", "2", "--pin-gap", "0.1", "--rate", "20",
                         "--duration", "2", "--burst", "2", "--drain-timeout", "15",
-                        "--workers", "2", "--out", str(tmp_path), "--no-plots",
-                        "--no-progress"])
+                        "--workers", "2", "--quiet-pins", "40", "--out", str(tmp_path),
+                        "--no-plots", "--no-progress"])
     assert bench.main_args(args) == 0
     result = orjson.loads((tmp_path / "result.json").read_bytes())
     res = result["rounds"][0]["livecart"]
@@ -52,9 +52,11 @@ def test_bench_smoke_every_viewer_gets_every_event_in_order(tmp_path: Path) -> N
     assert res["orders"]["replies"] == {"ok": 300}
     assert result["reference"]["count"] == 5000 and result["reference"]["usec_per"] > 0
     assert res["storm"]["valkey"]["usec_per"] > 0
+    assert res["quiet_pins"]["ok"] == 40 and res["quiet_pins"]["valkey"]["usec_per"] > 0
     md = (tmp_path / "result.md").read_text()
     assert md.count("| livecart |") == 2  # the fan-out table and the bursts table
     assert "storm p99 / ping p99 (livecart)" in md
+    assert "Valkey per pin / reference (livecart)" in md
 
 
 @pytest.fixture
