@@ -18,11 +18,12 @@ from server.cart.products import Products
 from server.client import Client
 from server.commands import Handler, Then
 from server.counters.room_counters import RoomCounters
-from server.errors import ApiError, bad_request, not_found, unavailable
+from server.errors import ApiError, ErrorCode, bad_request, not_found, unavailable
 from server.facts import RoomFacts, Session
 from server.hub import Hub
+from server.rooms.chat import parse_chat
 from server.rooms.sessions import Sessions, parse_history
-from server.rooms.snapshots import Snapshots
+from server.rooms.snapshots import Snapshot, Snapshots
 from server.rooms.timeline import Entry, active_at, replay_timeline
 
 log = logging.getLogger("livecart.rooms")
@@ -34,7 +35,8 @@ MAX_STREAM_TS = 10 * 24 * 3600 * 1000
 
 class RoomOps:
     def __init__(self, sessions: Sessions, products: Products, counters: RoomCounters,
-                 hub: Hub, broker: Broker, subscribe_timeout_s: float) -> None:
+                 hub: Hub, broker: Broker, subscribe_timeout_s: float,
+                 chat_messages: int = 50) -> None:
         self.sessions = sessions
         self.products = products
         self.counters = counters
@@ -45,7 +47,7 @@ class RoomOps:
         # what this node knows of sessions it serves: kept current by their events
         self.facts: dict[str, RoomFacts] = {}
         self.sold_out: dict[str, set[str]] = {}  # room -> products sold out there
-        self.snapshots = Snapshots(sessions, products)
+        self.snapshots = Snapshots(sessions, products, chat_messages)
 
     def handlers(self) -> dict[str, Handler]:
         return {
@@ -86,9 +88,13 @@ class RoomOps:
         sid = v.req_ident(args, "session")
         since = v.integer(args, "since", lo=0, required=False)
         epoch = v.string(args, "epoch", max_len=64, required=False)
+        chat_since = v.integer(args, "chat_since", lo=0, required=False)
+        chat_on = args.get("chat", True)
+        if not isinstance(chat_on, bool):
+            raise bad_request("`chat` must be true or false", field="chat")
         if client.session is not None:
             self.hub.remove(client)
-        self.hub.add_joining(client, sid)
+        self.hub.add_joining(client, sid, chat=chat_on)
         try:
             try:
                 channel = self.sessions.keys.channel(sid)
@@ -99,9 +105,13 @@ class RoomOps:
                     raise ConnectionError("store unreachable")
             except (TimeoutError, ConnectionError) as exc:
                 raise unavailable() from exc
-            snap = await self.snapshots.read(sid, client.user or client.viewer_key, since)
+            snap = await self.snapshots.read(sid, client.user or client.viewer_key, since,
+                                             chat_since if chat_on else None, client.user)
+            if client.user in snap.banned:
+                raise ApiError(ErrorCode.BANNED, "you are banned from this session")
             session = snap.session
-            result: Any = snap.encoded  # the same bytes for every viewer of this state
+            # the same bytes for every viewer of this state
+            result: Any = snap.encoded if chat_on else snap.quiet
             replay: list[tuple[int, bytes]] = []
             if since is not None:
                 recovered = False
@@ -110,10 +120,18 @@ class RoomOps:
                     if found is not None:
                         replay = [(s, e) for s, e in found if s <= session.seq]
                         recovered = len(replay) == session.seq - since
-                result = {**snap.doc, "recovered": recovered}
+                result = {**(snap.doc if chat_on else snap.quiet.doc), "recovered": recovered}
                 if not recovered:
                     replay = []
-            await self.hub.caught_up(sid, session.seq, self.subscribe_timeout_s)
+            chat_replay: list[tuple[int, bytes]] = []
+            if chat_on and chat_since is not None:
+                chat_replay, chat_recovered = self._chat_recovery(snap, epoch, chat_since)
+                base = result if isinstance(result, dict) else snap.doc
+                result = {**base, "chat_recovered": chat_recovered}
+                if chat_recovered:
+                    del result["chat"]  # the missed chat follows as events instead
+            await self.hub.caught_up(sid, session.seq, self.subscribe_timeout_s,
+                                     snap.cseq if chat_on else 0)
         except BaseException:
             self.hub.remove(client)
             raise
@@ -121,7 +139,7 @@ class RoomOps:
         counters = snap.doc["counters"]
 
         def go_live() -> None:
-            self.hub.activate(client, session.seq, replay)
+            self.hub.activate(client, session.seq, replay, snap.cseq, chat_replay)
             room = self.hub.rooms.get(sid)
             latest = room.last_counters if room is not None else None
             if latest is not None and latest != tuple(counters[k] for k in COUNTER_KEYS):
@@ -130,6 +148,18 @@ class RoomOps:
                                  "d": dict(zip(COUNTER_KEYS, latest, strict=True))})
 
         return Then(result, go_live)
+
+    @staticmethod
+    def _chat_recovery(snap: Snapshot, epoch: str | None,
+                       chat_since: int) -> tuple[list[tuple[int, bytes]], bool]:
+        """The chat events after `chat_since` up to the snapshot's cseq, and whether they
+        are all there (same epoch, the chat stream still reaches back)."""
+        if epoch != snap.session.epoch or chat_since > snap.cseq:
+            return [], False
+        found = parse_chat(snap.chats[chat_since], chat_since, snap.chat_floor)
+        if found is None:
+            return [], False
+        return [(c, e) for c, e in found if c <= snap.cseq], True
 
     async def leave(self, client: Client, args: Mapping[str, Any]) -> Any:
         left = client.session
