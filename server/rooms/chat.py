@@ -151,7 +151,7 @@ class Chat:
         return {"session": sid, "action": action, "cseq": cseq or None}
 
     async def delete(self, client: Client, args: Mapping[str, Any]) -> Any:
-        message = v.req_int(args, "id", lo=1)
+        message = v.req_int(args, "message", lo=1)  # the message's id (`id` names the command)
         return {**await self._moderate(client, args, "delete", str(message)), "id": message}
 
     async def mute(self, client: Client, args: Mapping[str, Any]) -> Any:
