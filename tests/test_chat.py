@@ -216,3 +216,22 @@ def test_random_text_gets_delivery_or_a_precise_error(make_server: Callable[...,
         await listener.close()
 
     asyncio.run(run())
+
+
+async def test_chat_recovery_is_bounded_by_the_chat_history(
+        make_server: Callable[..., ServerThread]) -> None:
+    server = make_server(**FAST, chat_history_max=5)
+    sid = show(server)
+    ana, snap = await joined(server.ws_url, sid, "ana")
+    for i in range(10):
+        await ana.ok("chat", text=f"m{i}")
+    late, fresh = await joined(server.ws_url, sid, "bo")
+    assert [m["cseq"] for m in fresh["chat"]] == [6, 7, 8, 9, 10]
+    gone, old = await joined(server.ws_url, sid, "cy", chat_since=4, epoch=snap["epoch"])
+    assert old["chat_recovered"] is False and len(old["chat"]) == 5
+    back, again = await joined(server.ws_url, sid, "cy", chat_since=5, epoch=snap["epoch"])
+    assert again["chat_recovered"] is True
+    await back.wait_event(lambda e: e.get("cseq") == 10)
+    assert [e["cseq"] for e in chats(back)] == [6, 7, 8, 9, 10]
+    for c in (ana, late, gone, back):
+        await c.close()

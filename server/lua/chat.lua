@@ -14,7 +14,7 @@ local K_MOD, K_MODS, K_RATE = KEYS[4], KEYS[5], KEYS[6]
 local user, words, has_link = ARGV[2], ARGV[4], ARGV[5] == '1'
 local rate, burst = tonumber(ARGV[6]), tonumber(ARGV[7])
 
-local s = redis.call('HMGET', K_SESSION, 'status', 'creator')
+local s = redis.call('HMGET', K_SESSION, 'status', 'creator', 'cseq')
 if not s[1] then return fail('not_found', 'session does not exist') end
 if s[1] ~= 'live' then return fail('not_live', 'chat is open while the session is live') end
 local m = redis.call('HMGET', K_MOD, 'ban:' .. user, 'mute:' .. user, 'slow_s',
@@ -56,4 +56,4 @@ if tokens < 1 then
 end
 redis.call('HSET', K_RATE, user, string.format('%.4f', tokens - 1) .. ':' .. int(stamp))
 if slow > 0 then redis.call('HSET', K_MOD, 'last:' .. user, int(NOW)) end
-return {chat_emit('chat', function(cseq) return ARGV[3] .. ',"id":' .. cseq .. '}' end)}
+return {chat_emit('chat', function(cseq) return ARGV[3] .. ',"id":' .. cseq .. '}' end, s[3])}

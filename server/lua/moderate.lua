@@ -11,7 +11,8 @@
 local K_MOD, K_MODS, K_AUDIT = KEYS[4], KEYS[5], KEYS[6]
 local caller, action, target, value = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 
-local creator = redis.call('HGET', K_SESSION, 'creator')
+local head = redis.call('HMGET', K_SESSION, 'creator', 'cseq')
+local creator = head[1]
 if not creator then return fail('not_found', 'session does not exist') end
 if not is_moderator(creator, caller, K_MODS) then
   return fail('forbidden', 'only the session creator or its moderators can moderate')
@@ -30,14 +31,14 @@ if action == 'delete' then
     return fail('not_found', {message = 'no such message in the chat history', message_id = tonumber(target)})
   end
   redis.call('XDEL', K_CHAT, id)
-  cseq = chat_emit('chat_deleted', '{"id":' .. target .. '}')
+  cseq = chat_emit('chat_deleted', '{"id":' .. target .. '}', head[2])
 elseif action == 'mute' then
   redis.call('HSET', K_MOD, 'mute:' .. target, int(NOW + tonumber(value) * 1000))
 elseif action == 'unmute' then
   redis.call('HDEL', K_MOD, 'mute:' .. target)
 elseif action == 'ban' then
   redis.call('HSET', K_MOD, 'ban:' .. target, int(NOW))
-  cseq = chat_emit('banned', '{"user":' .. cjson.encode(target) .. '}')
+  cseq = chat_emit('banned', '{"user":' .. cjson.encode(target) .. '}', head[2])
 elseif action == 'unban' then
   redis.call('HDEL', K_MOD, 'ban:' .. target)
 elseif action == 'slow_mode' then

@@ -9,20 +9,19 @@ local K_SESSION, K_CHAT, K_CHANNEL = KEYS[1], KEYS[2], KEYS[3]
 local CHAT_MAX = tonumber(ARGV[1])
 
 -- Append one chat-lane event (type t, data d as JSON text) to the chat stream (id
--- `<cseq>-0`, field `k` = t) and publish it on the room channel. The stream keeps
--- CHAT_MAX entries; `chat_floor` is the lowest cseq a recovery may still start from
--- (entries removed by moderation are holes above it, not a trim). `d` may be a function
--- of the new cseq (a message's id is its cseq). Returns cseq, event.
-local function chat_emit(t, d)
-  local cseq = redis.call('HINCRBY', K_SESSION, 'cseq', 1)
+-- `<cseq>-0`, field `k` = t) and publish it on the room channel. `last` is the session's
+-- current `cseq` (the caller read it with the rest of the session). The XADD itself trims
+-- the stream to the last CHAT_MAX sequence numbers (MINID), and `chat_floor` records that
+-- bound: the lowest cseq a recovery may still start from (entries removed by moderation
+-- are holes above it, not a trim). `d` may be a function of the new cseq (a message's id
+-- is its cseq). Three calls. Returns cseq, event.
+local function chat_emit(t, d, last)
+  local cseq = tonumber(last or '0') + 1
+  local floor = math.max(1, cseq - CHAT_MAX + 1)
   if type(d) == 'function' then d = d(cseq) end
   local ev = '{"t":"' .. t .. '","cseq":' .. cseq .. ',"ts":' .. int(NOW) .. ',"d":' .. d .. '}'
-  redis.call('XADD', K_CHAT, cseq .. '-0', 'e', ev, 'k', t)
-  if redis.call('XLEN', K_CHAT) > CHAT_MAX then
-    local oldest = redis.call('XRANGE', K_CHAT, '-', '+', 'COUNT', 1)[1][1]
-    redis.call('XDEL', K_CHAT, oldest)
-    redis.call('HSET', K_SESSION, 'chat_floor', tonumber(string.match(oldest, '^(%d+)')) + 1)
-  end
+  redis.call('HSET', K_SESSION, 'cseq', cseq, 'chat_floor', floor)
+  redis.call('XADD', K_CHAT, 'MINID', '=', floor .. '-0', cseq .. '-0', 'e', ev, 'k', t)
   redis.call('SPUBLISH', K_CHANNEL, ev)
   return cseq, ev
 end
