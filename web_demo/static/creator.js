@@ -5,6 +5,8 @@ import {
   fmtCountdown, compact, avatarFor,
 } from "./common.js";
 import { FakeStream } from "./stage.js";
+import { claims } from "./common.js";
+import { mountChat, mountModeration } from "./chat.js";
 
 const params = new URLSearchParams(location.search);
 const SESSION = params.get("session") || "sess_demo_live";
@@ -507,6 +509,8 @@ async function main() {
   client = new LivecartClient({ url: wsUrlFor("/ws"), token, pingIntervalMs: 5000, pingTimeoutMs: 3000 });
   window.__livecart = { client, state };
   wire();
+  window.__livecart.chat = mountChat({ client, session: SESSION, me: claims(token), root: $("#chat-panel"), moderator: true, toggle: false });
+  mountModeration({ client, session: SESSION, token, root: $("#moderation") });
   new FakeStream($("#preview"), creatorPosition, () => state.status).start();
   setInterval(() => {
     const pos = creatorPosition();

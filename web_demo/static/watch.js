@@ -5,6 +5,7 @@ import {
   fmtCountdown, compact, randomName, randomId, avatarFor,
 } from "./common.js";
 import { FakeStream } from "./stage.js";
+import { mountChat } from "./chat.js";
 
 const params = new URLSearchParams(location.search);
 const SESSION = params.get("session") || "sess_demo_live";
@@ -692,6 +693,7 @@ async function main() {
   client = new LivecartClient({ url: wsUrlFor("/ws"), token: me.token, pingIntervalMs: 5000, pingTimeoutMs: 3000 });
   window.__livecart = { client, state }; // debugging and browser-test hook
   wireEvents();
+  window.__livecart.chat = mountChat({ client, session: SESSION, me, root: $("#chat-panel") });
   const stream = new FakeStream(canvas, playerPosition, () => (state.vod ? "live" : state.status));
   stream.start();
   setInterval(tick, 50);
