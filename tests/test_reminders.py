@@ -45,8 +45,11 @@ async def test_remind_and_undo(server: ServerThread) -> None:
     r = server.http("POST", "/api/sessions", token=tok("creator1", "creator"), json={
         "kind": "live", "title": "x", "showcase": [], "scheduled_at": "tomorrow"})
     assert r.status_code == 400
+    assert (await ana.ok("remind", session=sid))["reminded"] is True
     assert server.http("POST", f"/api/sessions/{sid}/start",
                        token=tok("creator1", "creator")).status_code == 200
+    live = await ana.wait_event("live")
+    assert live["d"] == {"session": sid, "title": "Friday drop"} and "seq" not in live
     assert (await ana.err("remind", session=sid))["code"] == "conflict"
     await ana.close()
     await anon.close()
