@@ -45,12 +45,13 @@ from server.errors import CloseCode
 log = logging.getLogger("livecart.hub")
 
 HistoryFetch = Callable[[str, int], Awaitable[list[tuple[int, bytes]] | None]]
+SLOW_CONSUMER = 4008
+FACT_EVENTS = frozenset({"session", "sold_out", "deal", "pinned", "product"})
 
 
 async def _no_chat_history(sid: str, since: int) -> list[tuple[int, bytes]] | None:
+    """The chat history of a hub nobody wired (tests): none, so a gap evicts."""
     return None
-SLOW_CONSUMER = 4008
-FACT_EVENTS = frozenset({"session", "sold_out", "deal", "pinned", "product"})
 
 
 class _Generic:

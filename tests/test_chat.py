@@ -5,14 +5,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
+from server.client import Client
+from server.codecs import JSON
+from server.hub import Hub
 from tests.chat_support import TwoNodes, chats, joined, show, two_nodes
 from tests.helpers import ServerThread, WsClient
+from tests.test_units import FakeSink
 
 pytestmark = pytest.mark.anyio
 __all__ = ["two_nodes"]  # the fixture, imported for the tests below
@@ -235,3 +241,50 @@ async def test_chat_recovery_is_bounded_by_the_chat_history(
     assert [e["cseq"] for e in chats(back)] == [6, 7, 8, 9, 10]
     for c in (ana, late, gone, back):
         await c.close()
+
+
+def _payloads(frames: list[bytes]) -> list[Any]:
+    """The events in server WebSocket frames (unmasked; one event or an array each)."""
+    out: list[Any] = []
+    for data in frames:
+        n, at = data[1] & 0x7F, 2
+        if n == 126:
+            n, at = int.from_bytes(data[2:4], "big"), 4
+        elif n == 127:
+            n, at = int.from_bytes(data[2:10], "big"), 10
+        doc = orjson.loads(data[at:at + n])
+        out.extend(doc if isinstance(doc, list) else [doc])
+    return out
+
+
+async def test_the_hub_repairs_a_chat_gap_and_keeps_the_audiences_apart() -> None:
+    def ev(cseq: int) -> bytes:
+        return orjson.dumps({"t": "chat", "cseq": cseq, "ts": 1, "d": {"id": cseq}})
+
+    asked: list[int] = []
+
+    async def chat_history(sid: str, since: int) -> list[tuple[int, bytes]] | None:
+        asked.append(since)
+        return [(2, ev(2)), (3, ev(3))]
+
+    async def no_history(sid: str, since: int) -> list[tuple[int, bytes]] | None:
+        return []
+
+    hub = Hub(no_history)
+    hub.fetch_chat = chat_history
+    loud, quiet = Client(FakeSink(), JSON), Client(FakeSink(), JSON)
+    for client, chat in ((loud, True), (quiet, False)):
+        hub.add_joining(client, "s1", chat=chat)
+        hub.activate(client, 0, [], 0)
+    hub.on_event("s1", ev(1))
+    hub.on_event("s1", ev(3))  # 2 is missing: repaired from the chat stream
+    hub.on_event("s1", orjson.dumps({"t": "pinned", "seq": 1, "ts": 1, "d": {}}))
+    for _ in range(50):
+        await asyncio.sleep(0.01)
+        if len(_payloads(loud.sink.written)) == 4:
+            break
+    got = _payloads(loud.sink.written)  # each lane in order (no order across the lanes)
+    assert [e["cseq"] for e in got if e["t"] == "chat"] == [1, 2, 3]
+    assert [e["seq"] for e in got if e["t"] == "pinned"] == [1]
+    assert asked == [1]
+    assert [e["t"] for e in _payloads(quiet.sink.written)] == ["pinned"]
