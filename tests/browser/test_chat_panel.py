@@ -88,3 +88,40 @@ def _muted(page: Any) -> bool:
     say(page, "let me talk")
     page.wait_for_timeout(300)
     return page.locator("#chat-error").is_visible()
+
+
+def test_the_creator_console_sets_chat_rules_and_moderators(live_server: LiveServer,
+                                                            pages: Pages) -> None:
+    sid, token = live_session(live_server, "Console rules")
+    creator = pages.creator(sid, token)
+    viewer = pages.viewer("viewer", sid)
+    creator.fill("#mod-words", "scam, fake deal")
+    creator.click("#mod-apply")
+    creator.wait_for_selector(".toast:has-text('Chat rules applied')")
+    creator.fill("#mod-list", "mod_zed, mod_amy")
+    creator.click("#mod-save")
+    wait_until(lambda: live_server.http("GET", f"/api/sessions/{sid}")["moderators"]
+               == ["mod_amy", "mod_zed"], what="moderators saved")
+    say(viewer, "this is a SCAM")
+    viewer.wait_for_selector("#chat-error:visible")
+    assert "allow" in viewer.locator("#chat-error").inner_text()
+    say(viewer, "love the mug")
+    creator.wait_for_selector("#chat-list .chat-msg [data-action=delete]")
+    assert messages(creator) == ["love the mug"]
+    pages.shoot("console-chat", creator)
+
+
+def test_landing_notify_me_on_an_upcoming_show(live_server: LiveServer, pages: Pages) -> None:
+    creator = "creator_soon"
+    token = live_server.token(creator, "creator", creator)
+    session = live_server.http("POST", "/api/sessions", {
+        "kind": "live", "title": "Upcoming drop", "showcase": ["demo_mug"],
+        "scheduled_at": 4102444800000}, token)
+    landing = pages.open("landing", "/")
+    card = f".session-card[data-session={session['id']}]"
+    landing.wait_for_selector(f"{card} [data-role=notify]")
+    assert "Starts" in landing.locator(f"{card} .upcoming").inner_text()
+    landing.click(f"{card} [data-role=notify]")
+    landing.wait_for_selector(f"{card} [data-role=notify][aria-pressed=true]")
+    landing.click(f"{card} [data-role=notify]")
+    landing.wait_for_selector(f"{card} [data-role=notify][aria-pressed=false]")
