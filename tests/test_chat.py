@@ -41,6 +41,9 @@ async def test_chat_reaches_everyone_in_the_session(server: ServerThread) -> Non
     assert err["code"] == "unauthorized"
     lonely = await WsClient.connect(server.ws_url, token=server.token("bo"))
     assert (await lonely.err("chat", text="hi"))["code"] == "bad_request"  # not joined
+    metrics = server.http("GET", "/metrics").text
+    assert "livecart_chat_messages_total 1.0" in metrics
+    assert "livecart_chat_events_received_total 1.0" in metrics
     for c in (ana, anon, lonely):
         await c.close()
 
