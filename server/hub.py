@@ -408,9 +408,7 @@ class Hub:
         task.add_done_callback(self._tasks.discard)
 
     def _spawn_repair(self, room: Room) -> None:
-        task = asyncio.ensure_future(self._repair(room))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(self._repair(room))
 
     async def _repair(self, room: Room) -> None:
         assert room.last_seq is not None

@@ -24,6 +24,8 @@ from server.client import Client
 from server.commands import Handler
 from server.errors import bad_request
 from server.keys import Keys
+from server.rooms.ops import caller_and_session
+from server.rooms.sessions import parse_chat
 from server.scripts import Scripts
 from server.store import Store, text
 
@@ -124,14 +126,6 @@ class Chat:
             "chat_settings": self.settings,
         }
 
-    @staticmethod
-    def _room(client: Client, args: Mapping[str, Any]) -> tuple[str, str]:
-        caller = require_user(client.identity)
-        sid = v.ident(args, "session", required=False) or client.session
-        if sid is None:
-            raise bad_request("join the session (or name it in `session`) first")
-        return caller, sid
-
     async def chat(self, client: Client, args: Mapping[str, Any]) -> Any:
         caller = require_user(client.identity)
         if client.session is None or client.joining:
@@ -146,7 +140,7 @@ class Chat:
 
     async def _moderate(self, client: Client, args: Mapping[str, Any], action: str,
                         target: str = "", value: str = "") -> Any:
-        caller, sid = self._room(client, args)
+        caller, sid = caller_and_session(client, args)
         cseq = await self.scripts.moderate(sid, caller, action, target, value, self.audit_max)
         return {"session": sid, "action": action, "cseq": cseq or None}
 
@@ -188,7 +182,7 @@ class Chat:
             changes.append(("links", "1" if _flag(args, "links_allowed") else "0"))
         if not changes:
             raise bad_request("name at least one of slow_mode_s, blocked_words, links_allowed")
-        caller, sid = self._room(client, args)
+        caller, sid = caller_and_session(client, args)
         for action, value in changes:
             await self.scripts.moderate(sid, caller, action, "", value, self.audit_max)
         return await self.read_settings(sid)
@@ -221,16 +215,3 @@ class Chat:
             ("HGET", self.keys.session(sid), "chat_floor"),
             ("XRANGE", self.keys.chat(sid), f"{since + 1}-0", "+")])
         return parse_chat(rows, since, int(floor or 0))
-
-
-def parse_chat(rows: Any, since: int, floor: int) -> list[tuple[int, bytes]] | None:
-    """An XRANGE reply of the chat stream as (cseq, event); None when `since` lies before
-    what the stream still holds."""
-    if since + 1 < floor:
-        return None
-    events: list[tuple[int, bytes]] = []
-    for entry_id, fields in rows:
-        cseq = int(text(entry_id).split("-", 1)[0])
-        body = fields[b"e"] if isinstance(fields, dict) else fields[fields.index(b"e") + 1]
-        events.append((cseq, bytes(body)))
-    return events

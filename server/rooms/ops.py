@@ -21,8 +21,7 @@ from server.counters.room_counters import RoomCounters
 from server.errors import ApiError, ErrorCode, bad_request, not_found, unavailable
 from server.facts import RoomFacts, Session
 from server.hub import Hub
-from server.rooms.chat import parse_chat
-from server.rooms.sessions import Sessions, parse_history
+from server.rooms.sessions import Sessions, parse_chat, parse_history
 from server.rooms.snapshots import Snapshot, Snapshots
 from server.rooms.timeline import Entry, active_at, replay_timeline
 
@@ -31,6 +30,16 @@ log = logging.getLogger("livecart.rooms")
 MAX_LIKES_PER_COMMAND = 1000
 COUNTER_KEYS = ("viewers", "likes", "orders", "units")
 MAX_STREAM_TS = 10 * 24 * 3600 * 1000
+
+
+def caller_and_session(client: Client, args: Mapping[str, Any]) -> tuple[str, str]:
+    """(the signed-in caller, the session a command acts on: `session`, else the joined
+    one); the rights themselves are decided by the scripts."""
+    caller = require_user(client.identity)
+    sid = v.ident(args, "session", required=False) or client.session
+    if sid is None:
+        raise bad_request("join the session (or name it in `session`) first")
+    return caller, sid
 
 
 class RoomOps:
@@ -191,11 +200,7 @@ class RoomOps:
         return {"product": product}
 
     async def _own_session(self, client: Client, args: Mapping[str, Any]) -> tuple[str, str]:
-        caller = require_user(client.identity)
-        sid = v.ident(args, "session", required=False) or client.session
-        if sid is None:
-            raise bad_request("join the session (or name it in `session`) first")
-        return caller, sid
+        return caller_and_session(client, args)
 
     async def pin(self, client: Client, args: Mapping[str, Any]) -> Any:
         caller, sid = await self._own_session(client, args)

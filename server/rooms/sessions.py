@@ -298,3 +298,16 @@ def parse_history(rows: Any, since: int) -> list[tuple[int, bytes]] | None:
         body = fields[b"e"] if isinstance(fields, dict) else fields[fields.index(b"e") + 1]
         events.append((seq, bytes(body)))
     return events
+
+
+def parse_chat(rows: Any, since: int, floor: int) -> list[tuple[int, bytes]] | None:
+    """An XRANGE reply of the chat stream as (cseq, event); None when `since` lies before
+    what the stream still holds."""
+    if since + 1 < floor:
+        return None
+    events: list[tuple[int, bytes]] = []
+    for entry_id, fields in rows:
+        cseq = int(text(entry_id).split("-", 1)[0])
+        body = fields[b"e"] if isinstance(fields, dict) else fields[fields.index(b"e") + 1]
+        events.append((cseq, bytes(body)))
+    return events
