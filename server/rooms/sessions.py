@@ -167,7 +167,11 @@ class Sessions:
                  extra={"session": sid, "user": caller})
         session = await self.get(sid)
         if status == "live":
-            await self.on_live(session)
+            try:
+                await self.on_live(session)
+            except ApiError:  # the show is live either way; the notices are at most once
+                log.warning("could not tell the reminded users that the show is live",
+                            extra={"session": sid})
         return session
 
     async def pin(self, sid: str, caller: str, product_id: str, stream_ts_ms: int | None,
