@@ -30,10 +30,12 @@ async def test_chat_reaches_everyone_in_the_session(server: ServerThread) -> Non
     sid = show(server)
     ana, snap = await joined(server.ws_url, sid, "ana")
     anon, _ = await joined(server.ws_url, sid)
+    packed = await WsClient.connect(server.ws_url, use_msgpack=True)
+    await packed.ok("join", session=sid)
     assert snap["chat"] == [] and snap["cseq"] == 0
     result = await ana.ok("chat", text="  hello room  ")
     assert result == {"id": 1, "cseq": 1}
-    for client in (ana, anon):
+    for client in (ana, anon, packed):
         event = await client.wait_event("chat")
         assert event["cseq"] == 1 and "seq" not in event
         assert event["d"] == {"user": "ana", "name": "Ana", "text": "hello room", "id": 1}
@@ -44,7 +46,10 @@ async def test_chat_reaches_everyone_in_the_session(server: ServerThread) -> Non
     metrics = server.http("GET", "/metrics").text
     assert "livecart_chat_messages_total 1.0" in metrics
     assert "livecart_chat_events_received_total 1.0" in metrics
-    for c in (ana, anon, lonely):
+    late = await WsClient.connect(server.ws_url, use_msgpack=True)
+    assert [m["d"]["text"] for m in (await late.ok("join", session=sid))["chat"]] == [
+        "hello room"]
+    for c in (ana, anon, lonely, packed, late):
         await c.close()
 
 
