@@ -14,6 +14,9 @@ same generator (loadtest/gen.py worker processes) and the same ~250-byte `pinned
    Valkey CPU per published event, latency over time (receive - event `ts`).
 4. flash-sale storm (livecart, when `buy_now` and deals exist): B buyers hit `buy_now` on
    a 100-unit deal at once → exactly 100 orders expected.
+5. chat storm (livecart, `--chatters M` > 0): loadtest/chatstorm.py — chat viewers,
+   pins-only viewers, M chatters at `--chat-rate` msgs/s; delivered chat msgs/s and pin
+   latency before vs during the storm.
 
 Everything is on loopback, every loop bounded in count and time; every process started
 is stopped in `finally`. Results: JSON + Markdown + PNG plots in --out.
@@ -348,6 +351,14 @@ async def run_target(target: Target, args: argparse.Namespace, valkey_pid: int,
             async with Valkey(valkey_pid, vk, valkey_idle_per_s) as cost:
                 res["quiet_pins"] = await quiet_pins(target, args.quiet_pins)
             res["quiet_pins"]["valkey"] = cost.per(res["quiet_pins"]["ok"])
+        if args.chatters > 0 and isinstance(target, Livecart):
+            from loadtest.chatstorm import chat_storm
+
+            progress.phase(f"{target.name}: chat storm {args.chatters} x {args.chat_rate}/s",
+                           args.chat_duration * 2 + 5, pids)
+            res["chat_storm"] = await chat_storm(
+                target, args.chat_viewers, args.chat_pins_only, args.chatters, args.chat_rate,
+                args.chat_duration)
     finally:
         progress.phase(f"{target.name}: stopping", 5, [])
         await workers.close()
@@ -635,6 +646,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                    help="after the storm: this many buy_now of an in-stock product at once "
                         "(Valkey cost per successful order)")
     p.add_argument("--workers", type=int, default=0, help="generator processes (default N/2500)")
+    p.add_argument("--chatters", type=int, default=0,
+                   help="chat storm (phase 5): chatters; 0 skips it")
+    p.add_argument("--chat-viewers", type=int, default=100)
+    p.add_argument("--chat-pins-only", type=int, default=50)
+    p.add_argument("--chat-rate", type=float, default=100.0, help="chat messages/s in total")
+    p.add_argument("--chat-duration", type=float, default=10.0)
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--out", default="bench-out")
     p.add_argument("--plots", action=argparse.BooleanOptionalAction, default=True)

@@ -7,8 +7,11 @@
 
 Users: `ViewerUser` (anonymous: join, watch, like), `CreatorUser` (one: pins showcase
 products), `DealCreatorUser` (one: pins flash deals), `StormBuyerUser` (buys the moment a
-deal is pinned), `ShopperUser` (clicks, carts, checkouts, buy_now). Shapes (LC_SHAPE):
-`spike`, `storm`, `shopping` (loadtest/shapes.py); without LC_SHAPE, -u/-r/-t apply.
+deal is pinned), `ShopperUser` (clicks, carts, checkouts, buy_now), `ChatterUser` (signed
+in: a chat message every LC_CHAT_EVERY_S; "chat fan-out" = its own message's way back),
+`PinsOnlyViewerUser` (`join {chat: false}`: any chat event it receives is a failure).
+Shapes (LC_SHAPE): `spike`, `storm`, `shopping`, `chatstorm` (loadtest/shapes.py);
+without LC_SHAPE, -u/-r/-t apply.
 
 Fan-out latency is a custom metric: request_type "WS", name "<event> fan-out" (e.g.
 "pinned fan-out"), response time = local receive time - the event's server `ts`. `seq`
@@ -54,6 +57,7 @@ CREATOR = os.environ.get("LC_CREATOR", "creator_demo")
 PIN_EVERY_S = float(os.environ.get("LC_PIN_EVERY_S", 2))
 DEAL_EVERY_S = float(os.environ.get("LC_DEAL_EVERY_S", 10))
 DEAL_STOCK = int(os.environ.get("LC_DEAL_STOCK", 100))
+CHAT_EVERY_S = float(os.environ.get("LC_CHAT_EVERY_S", 1.0))
 _ids = itertools.count(1)
 logger = logging.getLogger("livecart.locust")
 _RUN = uuid.uuid4().hex[:8]
@@ -325,6 +329,54 @@ class ShopperUser(LivecartUser):
                          idempotency_key=f"{self.sub}-{uuid.uuid4().hex[:10]}")
 
 
+class ChatterUser(LivecartUser):
+    """The chat storm: signed in, one chat message every LC_CHAT_EVERY_S (a server with
+    the default per-user chat rate answers `rate_limited` below 1 s: counted as expected).
+    Reports "chat fan-out": the time its own message took to come back as an event."""
+
+    weight = 3
+    role = "viewer"
+    join_name = "join chatter"
+    wait_time = constant(CHAT_EVERY_S)
+    proves = "chat"
+
+    def on_event(self, ev: dict[str, Any]) -> None:
+        if ev.get("t") == "chat" and (ev.get("d") or {}).get("user") == self.sub and "ts" in ev:
+            self.fire(request_type="WS", name="chat fan-out",
+                      response_time=max(0.0, time.time() * 1000 - float(ev["ts"])),
+                      response_length=0)
+
+    @task
+    def chat(self) -> None:
+        self.command("chat", expected=frozenset({"rate_limited"}),
+                     text=f"{self.sub[-6:]} says hi #{random.randint(0, 9999)}")
+
+
+class PinsOnlyViewerUser(LivecartUser):
+    """Joins with `chat: false`: pins, deals and counters only; a chat event is a failure."""
+
+    weight = 5
+    join_name = "join pins-only"
+    wait_time = between(2, 5)
+    proves = "join pins-only"
+
+    def connect(self, token: str | None) -> None:
+        self.conn = LiveConnection(self.ws_url(token), self.fire, self.on_event)
+        self.conn.connect()
+        reply = self.conn.command("join", name=self.join_name, session=SESSION, chat=False)
+        self.snapshot = reply["result"]
+
+    def on_event(self, ev: dict[str, Any]) -> None:
+        if ev.get("t") in ("chat", "chat_deleted", "banned"):
+            self.fire(request_type="WS", name="chat to pins-only", response_time=0,
+                      response_length=0,
+                      exception=RuntimeError("a pins-only viewer received a chat event"))
+
+    @task
+    def watch(self) -> None:
+        pass
+
+
 def _why(exc: BaseException) -> str:
     if isinstance(exc, urllib.error.HTTPError):
         try:
@@ -350,7 +402,8 @@ def unproven(environment: Environment, stats: Any = None) -> list[str]:
 
 
 shapes.USERS.update({c.__name__: c for c in (ViewerUser, CreatorUser, DealCreatorUser,
-                                             StormBuyerUser, ShopperUser)})
+                                             StormBuyerUser, ShopperUser, ChatterUser,
+                                             PinsOnlyViewerUser)})
 _shape = os.environ.get("LC_SHAPE")
 if _shape:
     if _shape not in shapes.SHAPES:

@@ -4,6 +4,8 @@
 - `storm`: ramp to LC_USERS buyers, hold while the creator pins flash deals (every buyer
   hits `buy_now` the moment a deal is pinned), then stop.
 - `shopping`: a steady mix of viewers and shoppers (clicks, carts, checkouts) at LC_USERS.
+- `chatstorm`: LC_USERS split over viewers, pins-only viewers and chatters while the
+  creator pins: chat fan-out next to pinned fan-out, pins-only viewers must get no chat.
 Numbers come from the environment so the same file serves the UI and headless runs.
 Each shape's `classes` are the scenarios it runs; the locustfile fails a run in which one
 of them never did its job.
@@ -72,6 +74,22 @@ class SteadyShopping(LoadTestShape):
         return None
 
 
+class ChatStorm(LoadTestShape):
+    """Viewers, pins-only viewers and chatters (by weight) while the creator pins."""
+
+    use_common_options = True
+    classes = ("CreatorUser", "ViewerUser", "PinsOnlyViewerUser", "ChatterUser")
+
+    def tick(self) -> tuple[int, float] | tuple[int, float, list[type]] | None:
+        users, ramp = int(_env("LC_USERS", 300)), _env("LC_RAMP_S", 10)
+        hold = _env("LC_HOLD_S", 30)
+        t = self.get_run_time()
+        if t < ramp + hold:
+            return users + 1, max(users / max(ramp, 0.1), 1.0), [USERS[n] for n in self.classes]
+        return None
+
+
 SHAPES: dict[str, type[LoadTestShape]] = {
     "spike": ViewerSpike, "storm": FlashSaleStorm, "shopping": SteadyShopping,
+    "chatstorm": ChatStorm,
 }

@@ -189,7 +189,9 @@ class Livecart(Target):
     def start(self) -> None:
         env = {"LIVECART_REDIS_URL": self.valkey_url, "LIVECART_SECRET": SECRET,
                "LIVECART_KEY_PREFIX": self.prefix, "LIVECART_RATE_PER_S": "100000",
-               "LIVECART_RATE_BURST": "100000", "LIVECART_LOG_LEVEL": "warning"}
+               "LIVECART_RATE_BURST": "100000", "LIVECART_LOG_LEVEL": "warning",
+               # the chat storm measures fan-out, not the per-user chat policy
+               "LIVECART_CHAT_RATE_PER_S": "100000", "LIVECART_CHAT_RATE_BURST": "100000"}
         self.procs = [
             Proc(f"livecart-{i}", [livecart_bin(), "serve", "--demo", "--port", "0",
                                    "--workers", str(self.workers)],

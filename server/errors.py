@@ -35,6 +35,9 @@ class ErrorCode(StrEnum):
     METHOD_NOT_ALLOWED = "method_not_allowed"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     RATE_LIMITED = "rate_limited"
+    MUTED = "muted"
+    BANNED = "banned"
+    BLOCKED = "blocked"
     INTERNAL = "internal"
     UNAVAILABLE = "unavailable"
 
@@ -60,6 +63,9 @@ _HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.METHOD_NOT_ALLOWED: 405,
     ErrorCode.UNSUPPORTED_MEDIA_TYPE: 415,
     ErrorCode.RATE_LIMITED: 429,
+    ErrorCode.MUTED: 403,
+    ErrorCode.BANNED: 403,
+    ErrorCode.BLOCKED: 422,
     ErrorCode.INTERNAL: 500,
     ErrorCode.UNAVAILABLE: 503,
 }
@@ -77,6 +83,7 @@ class CloseCode(IntEnum):
     BAD_TOKEN = 4001  # bad or expired token at connect
     IDLE = 4002  # open without joining a session (or sending anything) for the idle timeout
     SLOW_CONSUMER = 4008  # send buffer overflowed; reconnect with `since`
+    BANNED = 4003  # banned from the session by its creator or a moderator; do not rejoin
     ABUSE = 4029  # too many errors or sustained rate abuse
 
 

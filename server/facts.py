@@ -45,6 +45,7 @@ class Session:
     seq: int
     epoch: str
     timeline: list[dict[str, Any]]  # video sessions: [{at_ms, product, until_ms?}]
+    scheduled_at: int | None = None  # epoch ms the show is announced for
 
     @classmethod
     def from_hash(cls, h: Mapping[str, str]) -> Session:
@@ -58,6 +59,7 @@ class Session:
             pin_deal_product=h.get("pin_deal_product", ""),
             seq=int(h.get("seq") or 0), epoch=h.get("epoch", ""),
             timeline=list(orjson.loads(h.get("timeline") or "[]")),
+            scheduled_at=int(h["scheduled_at"]) if h.get("scheduled_at") else None,
         )
 
     def pinned(self, deal: dict[str, Any] | None = None) -> Any:
@@ -75,7 +77,7 @@ class Session:
         return {
             "id": self.id, "creator": self.creator, "kind": self.kind, "title": self.title,
             "status": self.status, "showcase": self.showcase, "started_at": self.started_at,
-            "ended_at": self.ended_at,
+            "ended_at": self.ended_at, "scheduled_at": self.scheduled_at,
         }
 
 

@@ -184,7 +184,33 @@ async def get_session(request: Request) -> Response:
     body["pinned"] = session.pinned(deal)
     if session.kind == "video" or session.status == "ended":
         body["timeline"] = [e.to_wire() for e in await node.rooms.timed_entries(session)]
+    body["moderators"] = await node.chat.moderator_list(session.id)
     return JSON(body)
+
+
+async def put_moderators(request: Request) -> Response:
+    node = node_of(request)
+    caller = require_user(identity_of(request))
+    sid = path_id(request)
+    body = await body_of(request)
+    # moderators_set.lua answers not_found / forbidden (only the creator) itself
+    users = await node.chat.set_moderators(sid, caller, body)
+    return JSON({"session": sid, "moderators": sorted(users)})
+
+
+async def put_reminder(request: Request) -> Response:
+    return await _reminder(request, True)
+
+
+async def delete_reminder(request: Request) -> Response:
+    return await _reminder(request, False)
+
+
+async def _reminder(request: Request, on: bool) -> Response:
+    node = node_of(request)
+    caller = require_user(identity_of(request))
+    sid = path_id(request)
+    return JSON({"session": sid, "reminded": await node.reminders.set(sid, caller, on)})
 
 
 async def put_timeline(request: Request) -> Response:
@@ -241,7 +267,9 @@ async def session_report(request: Request) -> Response:
     session = await node.sessions.get(path_id(request))
     if identity.role != "admin" and caller != session.creator:
         raise forbidden("only the session's creator or an admin can read its report")
-    return JSON(await build(node.store, node.keys, session))
+    report = await build(node.store, node.keys, session)
+    report["moderation"] = await node.chat.audit(session.id)
+    return JSON(report)
 
 
 async def get_auction(request: Request) -> Response:
@@ -378,6 +406,8 @@ ROUTES = [
     route("/api/sessions/{id}/report", GET=session_report),
     route("/api/sessions/{id}/auctions/{aid}", GET=get_auction),
     route("/api/sessions/{id}/giveaways/{gid}", GET=get_giveaway),
+    route("/api/sessions/{id}/moderators", PUT=put_moderators),
+    route("/api/sessions/{id}/reminder", PUT=put_reminder, DELETE=delete_reminder),
     route("/api/orders", POST=create_external_order),
     route("/api/orders/{id}", GET=get_order),
     route("/api/orders/{id}/refund", POST=refund_order),

@@ -17,6 +17,15 @@ queue in the Wire, bounded by `limit`; or it is gone). Sinks that are not a `Wir
 
 A joining viewer is held back: live events are kept in its `hold` list until its join
 reply and its missed history are written, then the ones newer than its snapshot follow.
+
+**The chat lane.** Chat-lane events (`chat`, `chat_deleted`, `banned`) arrive on the same
+channel but carry `cseq` (their own gap-free sequence) instead of `seq`; the room keeps a
+second lane for them (last cseq, pending events, gap repair from the chat stream, a hold
+list per joining chat viewer). A room has two audiences: chat viewers get room and chat
+events, pins-only viewers (`join {chat: false}`) room events only. Each flush encodes the
+room events once per codec and, when chat arrived, room + chat events once more per codec
+for the chat audience: never per viewer. A `banned` event closes the banned user's
+connections to the room here (4003) as it arrives.
 """
 
 from __future__ import annotations
@@ -31,12 +40,18 @@ import orjson
 
 from server.client import Client, HeldEvent
 from server.codecs import JSON, MSGPACK, OP_BINARY, OP_TEXT, batch, frame
+from server.errors import CloseCode
 
 log = logging.getLogger("livecart.hub")
 
 HistoryFetch = Callable[[str, int], Awaitable[list[tuple[int, bytes]] | None]]
 SLOW_CONSUMER = 4008
 FACT_EVENTS = frozenset({"session", "sold_out", "deal", "pinned", "product"})
+
+
+async def _no_chat_history(sid: str, since: int) -> list[tuple[int, bytes]] | None:
+    """The chat history of a hub nobody wired (tests): none, so a gap evicts."""
+    return None
 
 
 class _Generic:
@@ -96,10 +111,14 @@ def deliver(clients: Iterable[Client], doc: bytes) -> None:
             client.send_frame(json_frame)
 
 
+Lists = tuple[list[Entry], list[Entry], list[Entry], list[Entry]]
+
+
 class Room:
     __slots__ = (
-        "_entries", "backlog", "clients", "flush_handle", "flush_scheduled", "joining",
-        "last_counters", "last_flush", "last_seq", "likes", "pending", "received_at",
+        "_entries", "backlog", "chat_backlog", "chat_hold", "chat_last", "chat_pending",
+        "chat_repairing", "clients", "flush_handle", "flush_scheduled", "joining",
+        "last_counters", "last_flush", "last_seq", "likes", "pending", "quiet", "received_at",
         "repairing", "sid", "waiters",
     )
 
@@ -117,8 +136,15 @@ class Room:
         self.backlog: list[HeldEvent] = []
         self.likes = 0
         self.last_counters: tuple[int, ...] | None = None
-        self.waiters: list[tuple[int, asyncio.Future[None]]] = []  # see Hub.caught_up
-        self._entries: tuple[list[Entry], list[Entry]] | None = None
+        self.waiters: list[tuple[int, int, asyncio.Future[None]]] = []  # see Hub.caught_up
+        self._entries: Lists | None = None
+        # the chat lane (cseq): see the module docstring
+        self.chat_last: int | None = None
+        self.chat_pending: list[HeldEvent] = []
+        self.chat_repairing = False
+        self.chat_backlog: list[HeldEvent] = []
+        self.chat_hold: dict[int, list[HeldEvent]] = {}  # joining chat viewers' held chat
+        self.quiet: set[int] = set()  # clients (here) that joined with `chat: false`
 
     @property
     def size(self) -> int:
@@ -134,18 +160,21 @@ class Room:
         if self._entries is not None:
             entry = _entry(client)
             if entry is not None:
-                self._entries[1 if client.codec is MSGPACK else 0].append(entry)
+                self._entries[self._list_of(client)].append(entry)
 
-    def entries(self) -> tuple[list[Entry], list[Entry]]:
-        """(JSON viewers, msgpack viewers) as fan-out entries, cached until `changed()`."""
+    def _list_of(self, client: Client) -> int:
+        return (1 if client.codec is MSGPACK else 0) + (2 if client.id in self.quiet else 0)
+
+    def entries(self) -> Lists:
+        """(JSON chat viewers, msgpack chat viewers, JSON pins-only viewers, msgpack
+        pins-only viewers) as fan-out entries, cached until `changed()`."""
         if self._entries is None:
-            json_entries: list[Entry] = []
-            msgpack_entries: list[Entry] = []
+            lists: Lists = ([], [], [], [])
             for client in self.clients.values():
                 entry = _entry(client)
                 if entry is not None:
-                    (msgpack_entries if client.codec is MSGPACK else json_entries).append(entry)
-            self._entries = (json_entries, msgpack_entries)
+                    lists[self._list_of(client)].append(entry)
+            self._entries = lists
         return self._entries
 
 
@@ -168,11 +197,13 @@ class Hub:
         # told (session, event) for every event of a room served here whose type is in
         # FACT_EVENTS (the node's copy of session status and sold-out products)
         self.on_fact: Callable[[str, Any], None] = lambda sid, event: None
+        self.fetch_chat: HistoryFetch = _no_chat_history  # the chat lane's history
+        self.chat_received = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
     # membership -------------------------------------------------------------
 
-    def add_joining(self, client: Client, sid: str) -> Room:
+    def add_joining(self, client: Client, sid: str, chat: bool = True) -> Room:
         room = self.rooms.get(sid)
         if room is None:
             room = self.rooms[sid] = Room(sid)
@@ -180,14 +211,21 @@ class Hub:
         client.joining = True
         client.hold = []
         room.joining[client.id] = client
+        if chat:
+            room.chat_hold[client.id] = []
+        else:
+            room.quiet.add(client.id)
         return room
 
-    def activate(self, client: Client, snapshot_seq: int, replay: list[tuple[int, bytes]]) -> None:
-        """Write missed history then held events (seq > snapshot), and go live. Synchronous."""
+    def activate(self, client: Client, snapshot_seq: int, replay: list[tuple[int, bytes]],
+                 snapshot_cseq: int = 0, chat_replay: list[tuple[int, bytes]] | None = None,
+                 ) -> None:
+        """Write missed history then held events (seq > snapshot), the missed chat then
+        held chat (cseq > the snapshot's), and go live. Synchronous."""
         room = self.rooms.get(client.session or "")
         if room is None or client.id not in room.joining:
             return
-        if room.pending:
+        if room.pending or room.chat_pending:
             # Events waiting for the next fan-out may be older than this snapshot: send
             # them now, while this client is still joining (they go to its hold list and
             # are filtered by seq below), so it never gets one twice.
@@ -204,6 +242,17 @@ class Hub:
                 frames.append(self._single(client, data, obj))
                 last = seq
         client.hold = []
+        if room.chat_last is None:
+            room.chat_last = snapshot_cseq
+        held_chat = room.chat_hold.pop(client.id, None)
+        if held_chat is not None:
+            for _cseq, data in chat_replay or ():
+                frames.append(self._single(client, data, None))
+            last = snapshot_cseq
+            for cseq, data, obj in held_chat:
+                if cseq > last:
+                    frames.append(self._single(client, data, obj))
+                    last = cseq
         client.joining = False
         if frames:
             client.send_frame(b"".join(frames))
@@ -221,19 +270,32 @@ class Hub:
         if room is None:
             return
         room.joining.pop(client.id, None)
+        room.chat_hold.pop(client.id, None)
         if room.clients.pop(client.id, None) is not None:
             room.changed()
+        room.quiet.discard(client.id)
 
-    async def caught_up(self, sid: str, seq: int, timeout_s: float) -> None:
+    @staticmethod
+    def _caught(room: Room, seq: int, cseq: int) -> bool:
+        return ((room.last_seq is None or room.last_seq >= seq)
+                and (room.chat_last is None or room.chat_last >= cseq))
+
+    def _wake(self, room: Room) -> None:
+        for seq, cseq, waiter in room.waiters:
+            if not waiter.done() and self._caught(room, seq, cseq):
+                waiter.set_result(None)
+
+    async def caught_up(self, sid: str, seq: int, timeout_s: float, cseq: int = 0) -> None:
         """Wait (at most `timeout_s`) until this node has received the room's events up to
-        `seq`, so none published before a joiner's snapshot reaches it after it goes live."""
+        `seq` (and its chat up to `cseq`), so none published before a joiner's snapshot
+        reaches it after it goes live."""
         room = self.rooms.get(sid)
-        if room is None or room.last_seq is None or room.last_seq >= seq:
+        if room is None or self._caught(room, seq, cseq):
             return
-        waiter = (seq, asyncio.get_running_loop().create_future())
+        waiter = (seq, cseq, asyncio.get_running_loop().create_future())
         room.waiters.append(waiter)
         try:
-            await asyncio.wait_for(waiter[1], timeout_s)
+            await asyncio.wait_for(waiter[2], timeout_s)
         except TimeoutError:
             pass  # events lost beyond repair: the room's gap handling takes over
         finally:
@@ -254,6 +316,9 @@ class Hub:
             return
         self.received += 1
         obj = orjson.loads(data)
+        if "cseq" in obj:
+            self._on_chat(room, obj, bytes(data))
+            return
         if obj["t"] in FACT_EVENTS:
             self.on_fact(sid, obj)
         if obj["t"] == "sold_out":
@@ -278,11 +343,72 @@ class Hub:
         if room is not None and not room.repairing and room.last_seq is not None:
             room.repairing = True
             self._spawn_repair(room)
+        if room is not None and not room.chat_repairing and room.chat_last is not None:
+            room.chat_repairing = True
+            self._spawn(self._repair_chat(room))
 
-    def _spawn_repair(self, room: Room) -> None:
-        task = asyncio.ensure_future(self._repair(room))
+    # the chat lane ------------------------------------------------------------------
+
+    def _on_chat(self, room: Room, obj: Any, data: bytes) -> None:
+        self.chat_received += 1
+        if obj["t"] == "banned":
+            user = obj["d"]["user"]
+            for client in [*room.clients.values(), *room.joining.values()]:
+                if client.user == user:
+                    client.evict(CloseCode.BANNED, "banned from this session")
+        entry: HeldEvent = (int(obj["cseq"]), data, obj)
+        if room.chat_repairing:
+            room.chat_backlog.append(entry)
+            return
+        last = room.chat_last
+        if last is not None and entry[0] <= last:
+            return
+        if last is not None and entry[0] > last + 1:
+            room.chat_repairing = True
+            room.chat_backlog.append(entry)
+            self._spawn(self._repair_chat(room))
+            return
+        self._enqueue_chat(room, entry)
+
+    async def _repair_chat(self, room: Room) -> None:
+        assert room.chat_last is not None
+        try:
+            missed = await self.fetch_chat(room.sid, room.chat_last)
+        except Exception:
+            missed = None
+        if missed is None:
+            log.warning("room %s lost chat beyond its history; evicting its chat viewers",
+                        room.sid)
+            for client in [*room.clients.values(), *room.joining.values()]:
+                if client.id not in room.quiet:
+                    client.evict(4008, "missed chat: rejoin")
+            room.chat_last = None
+        else:
+            for cseq, data in missed:
+                self._enqueue_chat(room, (cseq, data, orjson.loads(data)))
+        backlog, room.chat_backlog = room.chat_backlog, []
+        room.chat_repairing = False
+        for entry in backlog:
+            self._enqueue_chat(room, entry)
+
+    def _enqueue_chat(self, room: Room, entry: HeldEvent) -> None:
+        if room.chat_last is not None and entry[0] <= room.chat_last:
+            return
+        room.chat_last = entry[0]
+        if room.waiters:
+            self._wake(room)
+        if not room.pending and not room.chat_pending:
+            room.received_at = time.perf_counter()
+        room.chat_pending.append(entry)
+        self._schedule(room)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _spawn_repair(self, room: Room) -> None:
+        self._spawn(self._repair(room))
 
     async def _repair(self, room: Room) -> None:
         assert room.last_seq is not None
@@ -309,12 +435,13 @@ class Hub:
             return
         room.last_seq = entry[0]
         if room.waiters:
-            for seq, waiter in room.waiters:
-                if seq <= entry[0] and not waiter.done():
-                    waiter.set_result(None)
-        if not room.pending:
+            self._wake(room)
+        if not room.pending and not room.chat_pending:
             room.received_at = time.perf_counter()
         room.pending.append(entry)
+        self._schedule(room)
+
+    def _schedule(self, room: Room) -> None:
         if not room.flush_scheduled:
             room.flush_scheduled = True
             loop = asyncio.get_running_loop()
@@ -330,34 +457,56 @@ class Hub:
             room.flush_handle.cancel()
             room.flush_handle = None
         entries, room.pending = room.pending, []
-        if not entries:
+        chats, room.chat_pending = room.chat_pending, []
+        if not entries and not chats:
             return
-        for client in room.joining.values():
-            client.hold.extend(entries)
+        if entries:
+            for client in room.joining.values():
+                client.hold.extend(entries)
+        if chats:
+            for held in room.chat_hold.values():
+                held.extend(chats)
         if not room.clients:
             return
-        if len(entries) == 1:
-            json_frame = frame(OP_TEXT, entries[0][1])
-        else:
-            json_frame = frame(OP_TEXT, batch(JSON, [e[1] for e in entries]))
-        json_entries, msgpack_entries = room.entries()
-        sent = fan_out(json_entries, json_frame)
-        if msgpack_entries:
-            packed = [MSGPACK.encode(e[2]) for e in entries]
-            body = packed[0] if len(packed) == 1 else batch(MSGPACK, packed)
-            sent += fan_out(msgpack_entries, frame(OP_BINARY, body))
-        self.delivered += len(entries) * sent
+        json_chat, msgpack_chat, json_quiet, msgpack_quiet = room.entries()
+        if entries:  # room events: to everyone (with the chat, when some arrived)
+            self._send(json_quiet, msgpack_quiet, entries)
+            if not chats:
+                self._send(json_chat, msgpack_chat, entries)
+        if chats:
+            self._send(json_chat, msgpack_chat, entries + chats)
         room.last_flush = asyncio.get_running_loop().time()
         self.observe_fanout(time.perf_counter() - room.received_at)
+
+    def _send(self, json_entries: list[Entry], msgpack_entries: list[Entry],
+              events: list[HeldEvent]) -> None:
+        """One frame per codec for `events` (one event, or an array), to those viewers."""
+        sent = 0
+        if json_entries:
+            if len(events) == 1:
+                json_frame = frame(OP_TEXT, events[0][1])
+            else:
+                json_frame = frame(OP_TEXT, batch(JSON, [e[1] for e in events]))
+            sent += fan_out(json_entries, json_frame)
+        if msgpack_entries:
+            packed = [MSGPACK.encode(e[2]) for e in events]
+            body = packed[0] if len(packed) == 1 else batch(MSGPACK, packed)
+            sent += fan_out(msgpack_entries, frame(OP_BINARY, body))
+        self.delivered += len(events) * sent
 
     def push(self, room: Room, obj: Any) -> None:
         """An unsequenced event (counters) to the room's live viewers, encoded once per codec."""
         if not room.clients:
             return
-        json_entries, msgpack_entries = room.entries()
-        fan_out(json_entries, frame(OP_TEXT, JSON.encode(obj)))
-        if msgpack_entries:
-            fan_out(msgpack_entries, frame(OP_BINARY, MSGPACK.encode(obj)))
+        json_chat, msgpack_chat, json_quiet, msgpack_quiet = room.entries()
+        if json_chat or json_quiet:
+            json_frame = frame(OP_TEXT, JSON.encode(obj))
+            fan_out(json_chat, json_frame)
+            fan_out(json_quiet, json_frame)
+        if msgpack_chat or msgpack_quiet:
+            msgpack_frame = frame(OP_BINARY, MSGPACK.encode(obj))
+            fan_out(msgpack_chat, msgpack_frame)
+            fan_out(msgpack_quiet, msgpack_frame)
 
     @staticmethod
     def _single(client: Client, data: bytes, obj: Any) -> bytes:

@@ -67,6 +67,41 @@ class Keys:
         """The KEYS head of every script that emits room events (lib/room.lua)."""
         return [self.session(sid), self.history(sid), self.channel(sid)]
 
+    # chat and moderation (the session's slot; docs/protocol.md "Chat")
+    def chat(self, sid: str) -> str:
+        """Stream: the chat lane's events (`chat`, `chat_deleted`, `banned`), id `<cseq>-0`."""
+        return f"{self.prefix}:{{s:{sid}}}:chat"
+
+    def moderation(self, sid: str) -> str:
+        """Hash: `ban:<user>`, `mute:<user>` (until ms), `last:<user>` (slow mode), `slow_s`,
+        `words` (JSON list of blocked phrases), `links` ('1' when links are allowed)."""
+        return f"{self.prefix}:{{s:{sid}}}:moderation"
+
+    def moderators(self, sid: str) -> str:
+        """Set: the session's moderators (user ids)."""
+        return f"{self.prefix}:{{s:{sid}}}:moderators"
+
+    def chat_rate(self, sid: str) -> str:
+        """Hash: user -> `tokens:stamp_ms`, the per-user chat token bucket in this session."""
+        return f"{self.prefix}:{{s:{sid}}}:chat_rate"
+
+    def audit(self, sid: str) -> str:
+        """List: moderation actions as JSON `{by, action, target, value, at}`, oldest first."""
+        return f"{self.prefix}:{{s:{sid}}}:audit"
+
+    def reminders(self, sid: str) -> str:
+        """Set: users who asked to be told when the session goes live."""
+        return f"{self.prefix}:{{s:{sid}}}:reminders"
+
+    def chat_lane(self, sid: str) -> list[str]:
+        """The KEYS head of every script that emits chat-lane events (lib/chat.lua)."""
+        return [self.session(sid), self.chat(sid), self.channel(sid)]
+
+    def notifications(self) -> str:
+        """Stream: `live` notifications for a push service (one entry per reminded user);
+        its own slot, written outside scripts (docs/protocol.md)."""
+        return f"{self.prefix}:notifications"
+
     def probe_channel(self, node_id: str, k: int = 0) -> str:
         """A node's own pub/sub liveness probe channel (k picks one per shard)."""
         return f"{self.prefix}:{{n:{node_id}:{k}}}:probe"

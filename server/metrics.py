@@ -55,6 +55,15 @@ class NodeCollector(Collector):
         yield CounterMetricFamily("livecart_pubsub_probes_failed",
                                   "subscriber connections rebuilt because a probe did not "
                                   "come back", value=node.broker.probes_failed)
+        yield CounterMetricFamily("livecart_chat_messages",
+                                  "chat messages published by this node's commands",
+                                  value=node.chat.messages)
+        yield CounterMetricFamily("livecart_chat_events_received",
+                                  "chat-lane events received from pub/sub",
+                                  value=hub.chat_received)
+        yield CounterMetricFamily("livecart_live_notifications",
+                                  "`live` notices sent to reminded users",
+                                  value=node.reminders.sent)
         yield CounterMetricFamily("livecart_sold_out_events",
                                   "sold_out room events received by this node's rooms",
                                   value=hub.sold_out)

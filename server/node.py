@@ -29,8 +29,10 @@ from server.hub import Hub, deliver
 from server.keys import Keys
 from server.metrics import Metrics
 from server.rooms.auctions import Auctions
+from server.rooms.chat import Chat
 from server.rooms.giveaways import Giveaways
 from server.rooms.ops import RoomOps
+from server.rooms.reminders import Reminders
 from server.rooms.sessions import Sessions
 from server.rooms.social import SocialProof
 from server.saga import Placed, Saga, Timing
@@ -50,7 +52,7 @@ class Node:
         self.store = Store(store_url, timeout_s=settings.store_timeout_s,
                            cluster=settings.redis_cluster)
         self.scripts = Scripts(self.store, self.keys, settings.history_max_events,
-                               settings.history_max_age_s * 1000)
+                               settings.history_max_age_s * 1000, settings.chat_history_max)
         self.saga = Saga(self.store, self.keys, self.scripts,
                          Timing(settings.saga_takeover_ms, settings.saga_redo_ms))
         self.products = Products(self.store, self.keys, self.scripts, settings.currency)
@@ -77,7 +79,13 @@ class Node:
             probe_interval_s=settings.pubsub_probe_interval_s,
             probe_timeout_s=settings.pubsub_probe_timeout_s)
         self.rooms = RoomOps(self.sessions, self.products, self.counters, self.hub, self.broker,
-                             subscribe_timeout_s=settings.store_timeout_s)
+                             subscribe_timeout_s=settings.store_timeout_s,
+                             chat_messages=settings.chat_snapshot_messages)
+        self.chat = Chat(self.store, self.keys, self.scripts, rate_per_s=settings.chat_rate_per_s,
+                         burst=settings.chat_rate_burst, audit_max=settings.audit_max)
+        self.hub.fetch_chat = self.chat.chat_since
+        self.reminders = Reminders(self.store, self.keys, self.scripts)
+        self.sessions.on_live = self.reminders.went_live
         self.sessions.on_stock_moved = self.social.stock_changed
         self.hub.on_fact = self.rooms.on_room_event  # keeps the node's room facts
         self.cart_ops = CartOps(self.carts, self.orders, self.rooms.room_facts,
@@ -96,6 +104,8 @@ class Node:
         self.auctions.on_order = self.giveaways.on_order = self._prize_placed
         handlers.update(self.auctions.handlers())
         handlers.update(self.giveaways.handlers())
+        handlers.update(self.chat.handlers())
+        handlers.update(self.reminders.handlers())
         self.metrics = Metrics()
         self.dispatcher = Dispatcher(handlers, observe=self.metrics.observe_command)
         self.hub.observe_fanout = self.metrics.fanout_seconds.observe

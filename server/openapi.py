@@ -15,10 +15,11 @@ from typing import Any
 
 from server import __version__
 from server.cart.products import MAX_PRICE, MAX_STOCK
-from server.errors import ErrorCode
+from server.errors import CloseCode, ErrorCode
 from server.http_api import MAX_LINES
 from server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from server.rooms.sessions import KINDS, MAX_SHOWCASE
+from server.rooms.chat import MAX_MODERATORS
+from server.rooms.sessions import KINDS, MAX_SCHEDULED_AT, MAX_SHOWCASE
 from server.rooms.timeline import MAX_ENTRIES, MAX_MS
 from server.validate import ID_MAX, ID_PATTERN, MAX_INT, NOT_BLANK
 
@@ -122,7 +123,7 @@ def _schemas() -> dict[str, Any]:
     session = shape({"id": string, "creator": string, "kind": {"enum": list(KINDS)},
                      "title": string, "status": {"enum": ["scheduled", "live", "ended"]},
                      "showcase": {"type": "array", "items": string},
-                     "started_at": opt_int, "ended_at": opt_int})
+                     "started_at": opt_int, "ended_at": opt_int, "scheduled_at": opt_int})
     line = shape({"product": string, "qty": int_, "unit_price": int_, "amount": int_,
                   "session": {"type": ["string", "null"]},
                   "attribution": {"enum": ["direct", "replay", "indirect", "none"]},
@@ -154,13 +155,21 @@ def _schemas() -> dict[str, Any]:
         "Pin": pin,
         "NewSession": closed({"kind": {"enum": list(KINDS)}, "title": text(),
                               "showcase": {"type": "array", "items": ident(),
-                                           "maxItems": MAX_SHOWCASE, "uniqueItems": True}},
+                                           "maxItems": MAX_SHOWCASE, "uniqueItems": True},
+                              "scheduled_at": nullable(integer(0, MAX_SCHEDULED_AT))},
                              ("kind", "title")),
         "Session": session,
         "SessionDetail": {"allOf": [ref("Session")], "properties": {
             "pinned": {"anyOf": [ref("Pin"), {"type": "null"}]},
-            "timeline": {"type": "array", "items": ref("TimelineEntry")}},
-            "required": ["pinned"]},
+            "timeline": {"type": "array", "items": ref("TimelineEntry")},
+            "moderators": {"type": "array", "items": string}},
+            "required": ["pinned", "moderators"]},
+        "Moderators": {"type": "array", "items": ident(), "maxItems": MAX_MODERATORS},
+        "ModeratorsSet": shape({"session": string,
+                                "moderators": {"type": "array", "items": string}}),
+        "Reminder": shape({"session": string, "reminded": {"type": "boolean"}}),
+        "AuditEntry": shape({"by": string, "action": string, "target": string,
+                             "value": string, "at": int_}),
         "Sessions": shape({"sessions": {"type": "array", "items": ref("Session")}}),
         "TimelineEntry": entry,
         "Timeline": {"type": "array", "items": ref("TimelineEntry"), "maxItems": MAX_ENTRIES},
@@ -206,8 +215,9 @@ def _schemas() -> dict[str, Any]:
             "session": string, "viewers": {"type": "object"}, "orders": int_,
             "units": int_, "gmv": int_, "gmv_refunded": int_, "commission": int_,
             "commission_clawed_back": int_, "replay": {"type": "object"},
-            "products": {"type": "array", "items": {"type": "object"}}},
-            required=("session", "orders", "units", "gmv", "commission")),
+            "products": {"type": "array", "items": {"type": "object"}},
+            "moderation": {"type": "array", "items": ref("AuditEntry")}},
+            required=("session", "orders", "units", "gmv", "commission", "moderation")),
         "Auction": shape({
             "id": string, "product": string, "status": {"enum": ["open", "closed"]},
             "top_bid": opt_int, "bidder": {"type": ["string", "null"]}, "ends_at": int_,
@@ -292,6 +302,18 @@ def openapi_document() -> dict[str, Any]:
                 description="Once drawn: the seed, the frozen entrant ids (sorted), their "
                             "hash, the winners in draw order, and the algorithm "
                             "(docs/protocol.md, Giveaways).")},
+            "/api/sessions/{id}/moderators": {"parameters": _id_param(), "put": _op(
+                "Name the session's moderators (its creator); replaces the list",
+                body=ref("Moderators"), result=ref("ModeratorsSet"), errors=(403, 404),
+                description="A moderator may pin and unpin (without a deal) and moderate "
+                            "the chat of this session, nothing else. Duplicates count once.")},
+            "/api/sessions/{id}/reminder": {
+                "parameters": _id_param(),
+                "put": _op("Notify me when this scheduled session goes live (signed in)",
+                           result=ref("Reminder"), errors=(404, 409),
+                           description="409 when the session is live or has ended."),
+                "delete": _op("Stop the reminder", result=ref("Reminder"), errors=(404,)),
+            },
             "/api/orders": {"post": _op(
                 "External checkout webhook, idempotent by external_id (seller)",
                 body=ref("ExternalOrder"), ok="201", result=ref("Order"),
@@ -323,9 +345,33 @@ def openapi_document() -> dict[str, Any]:
                                         "schema": {"type": "string"}}})},
             "/openapi.json": {"get": _op("This document", auth=False, store=False)},
         },
+        "x-websocket": _websocket(),
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
                                            "bearerFormat": "JWT (HS256)"}},
             "schemas": _schemas(),
         },
+    }
+
+
+def _websocket() -> dict[str, Any]:
+    """The WebSocket side in brief (docs/protocol.md is the full description): the chat,
+    moderation and reminder commands, their events, error and close codes."""
+    return {
+        "path": "/ws",
+        "commands": {
+            "chat": "{text} signed in, joined, live: 1-300 characters after trimming, no "
+                    "control characters -> {id, cseq}",
+            "chat_delete": "{message, session?} creator/moderator -> chat_deleted to the room",
+            "mute": "{user, seconds, session?} creator/moderator: chat answers muted",
+            "unmute": "{user, session?}", "ban": "{user, session?}: closes 4003 everywhere",
+            "unban": "{user, session?}",
+            "chat_settings": "{slow_mode_s?, blocked_words?, links_allowed?, session?}",
+            "remind": "{session, on?} signed in, scheduled session -> {session, reminded}",
+            "join": "{session, since?, epoch?, chat?, chat_since?}",
+        },
+        "events": {"chat": "{id, user, name, text} with cseq", "chat_deleted": "{id} with cseq",
+                   "banned": "{user} with cseq", "live": "{session, title} (private)"},
+        "errors": {c.value: c.http_status for c in ErrorCode},
+        "close_codes": {c.name.lower(): int(c) for c in CloseCode},
     }

@@ -47,9 +47,10 @@ class Reserved:
 
 class Scripts:
     def __init__(self, store: Store, keys: Keys, history_max_events: int,
-                 history_max_age_ms: int) -> None:
+                 history_max_age_ms: int, chat_history_max: int = 500) -> None:
         self.store, self.keys = store, keys
         self.history = (history_max_events, history_max_age_ms)
+        self.chat_max = chat_history_max
 
     def _context(self) -> list[Any]:
         return [*self.history, new_epoch()]
@@ -57,10 +58,12 @@ class Scripts:
     # sessions (slot {s:<session>}) ------------------------------------------------
 
     async def create_session(self, sid: str, creator: str, kind: str, title: str,
-                             showcase: list[str], created_at: int) -> bool:
+                             showcase: list[str], created_at: int,
+                             scheduled_at: int | None = None) -> bool:
         return bool(await self.store.run(
             "session_create.lua", [self.keys.session(sid)],
-            [sid, creator, kind, title, _json(showcase), created_at, new_epoch()]))
+            [sid, creator, kind, title, _json(showcase), created_at, new_epoch(),
+             _opt(scheduled_at)]))
 
     async def set_status(self, sid: str, action: str, caller: str,
                          closed_deal: bytes) -> tuple[str, int]:
@@ -73,7 +76,8 @@ class Scripts:
                   product: str, opened_deal: bytes, closed_deal: bytes) -> tuple[Any, int]:
         k = self.keys
         pin, seq = await self.store.run(
-            "pin.lua", [*k.room(sid), k.pin_log(sid), k.counters(sid), k.presence(sid)],
+            "pin.lua", [*k.room(sid), k.pin_log(sid), k.counters(sid), k.presence(sid),
+                        k.moderators(sid)],
             [*self._context(), "pin", caller, _opt(stream_ts_ms), product_json, product,
              opened_deal, closed_deal])
         return orjson.loads(pin), int(seq)
@@ -82,7 +86,8 @@ class Scripts:
                     closed_deal: bytes) -> int:
         k = self.keys
         _, seq = await self.store.run(
-            "pin.lua", [*k.room(sid), k.pin_log(sid), k.counters(sid), k.presence(sid)],
+            "pin.lua", [*k.room(sid), k.pin_log(sid), k.counters(sid), k.presence(sid),
+                        k.moderators(sid)],
             [*self._context(), "unpin", caller, _opt(stream_ts_ms), "", "", "", closed_deal])
         return int(seq)
 
@@ -108,6 +113,40 @@ class Scripts:
             "session_effects.lua",
             [*k.room(sid), k.counters(sid), k.session_applied(sid)],
             [*self._context(), effect, kind, _json(lines), _json(sold_out)]))
+
+    # chat and moderation (slot {s:<session>}) ----------------------------------------
+
+    async def chat(self, sid: str, user: str, data_head: bytes, words: str, has_link: bool,
+                   rate_per_s: float, burst: int) -> tuple[int, bytes]:
+        """Check every chat rule and publish the message; (cseq, the event JSON)."""
+        k = self.keys
+        cseq, event = await self.store.run(
+            "chat.lua", [*k.chat_lane(sid), k.moderation(sid), k.moderators(sid),
+                         k.chat_rate(sid)],
+            [self.chat_max, user, data_head, words, "1" if has_link else "0", rate_per_s,
+             burst])
+        return int(cseq), bytes(event)
+
+    async def moderate(self, sid: str, caller: str, action: str, target: str, value: str,
+                       audit_max: int) -> int:
+        """One moderation action (moderate.lua); the cseq of the event it published or 0."""
+        k = self.keys
+        return int(await self.store.run(
+            "moderate.lua", [*k.chat_lane(sid), k.moderation(sid), k.moderators(sid),
+                             k.audit(sid)],
+            [self.chat_max, caller, action, target, value, audit_max]))
+
+    async def set_moderators(self, sid: str, caller: str, users: list[str],
+                             audit_max: int) -> int:
+        k = self.keys
+        return int(await self.store.run(
+            "moderators_set.lua", [k.session(sid), k.moderators(sid), k.audit(sid)],
+            [caller, audit_max, *users]))
+
+    async def remind(self, sid: str, user: str, on: bool) -> bool:
+        k = self.keys
+        return bool(await self.store.run(
+            "remind.lua", [k.session(sid), k.reminders(sid)], [user, "1" if on else "0"]))
 
     # products (slot {p:<product>}) --------------------------------------------------
 

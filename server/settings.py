@@ -63,6 +63,11 @@ class Settings:
     log_format: str = "json"
     workers: int = 1  # `serve --workers N`: node processes on one port (server/workers.py)
     reuse_port: bool = False  # bind with SO_REUSEPORT (set for each worker)
+    chat_rate_per_s: float = 1.0  # chat messages per user per second (per session, all nodes)
+    chat_rate_burst: int = 3
+    chat_history_max: int = 500  # chat-lane events kept per session (recovery window)
+    chat_snapshot_messages: int = 50  # the last messages a joiner gets with its snapshot
+    audit_max: int = 1000  # moderation actions kept per session
 
     @property
     def signing_secret(self) -> str:
@@ -182,6 +187,14 @@ ENV: tuple[EnvVar, ...] = (
            "a larger request head gets 431"),
     EnvVar("LIVECART_AUCTION_EXTEND_S", "auction_extend_s", float,
            "anti-sniping: a bid this close to an auction's end moves the end this far out"),
+    EnvVar("LIVECART_CHAT_RATE_PER_S", "chat_rate_per_s", float,
+           "chat messages per user per second in a session, across nodes"),
+    EnvVar("LIVECART_CHAT_RATE_BURST", "chat_rate_burst", int, "chat burst per user"),
+    EnvVar("LIVECART_CHAT_HISTORY_MAX", "chat_history_max", int,
+           "chat-lane events kept per session for recovery with `chat_since`"),
+    EnvVar("LIVECART_CHAT_SNAPSHOT_MESSAGES", "chat_snapshot_messages", int,
+           "the last chat messages a joiner gets with its snapshot"),
+    EnvVar("LIVECART_AUDIT_MAX", "audit_max", int, "moderation actions kept per session"),
 )
 
 
@@ -237,12 +250,13 @@ def validate(settings: Settings) -> None:
         raise SettingsError("LIVECART_MAX_CONNECTIONS_PER_IP must be ≥ 0 (0 = no cap)")
     for name in ("max_frame_bytes", "rate_burst", "abuse_errors", "send_buffer_bytes",
                  "history_max_events", "history_max_age_s", "saga_takeover_ms", "saga_redo_ms",
-                 "max_request_line_bytes", "max_request_head_bytes"):
+                 "max_request_line_bytes", "max_request_head_bytes", "chat_rate_burst",
+                 "chat_history_max", "chat_snapshot_messages", "audit_max"):
         if getattr(settings, name) <= 0:
             raise SettingsError(f"{name} must be positive")
     for name in ("rate_per_s", "abuse_window_s", "counters_interval_s", "social_interval_s",
                  "presence_ttl_s", "store_timeout_s", "drain_timeout_s", "handshake_timeout_s",
                  "idle_timeout_s", "ping_interval_s", "pubsub_probe_interval_s",
-                 "pubsub_probe_timeout_s", "auction_extend_s"):
+                 "pubsub_probe_timeout_s", "auction_extend_s", "chat_rate_per_s"):
         if getattr(settings, name) <= 0:
             raise SettingsError(f"{name} must be positive")

@@ -184,3 +184,15 @@ def test_the_spike_recipe_with_two_processes(demo_server: str, tmp_path: Path) -
     rows = _stats(tmp_path)
     assert int(rows["join"][2]) == 40 and int(rows["join"][3]) == 0
     assert int(rows["pin"][2]) >= 1
+
+
+def test_the_chatstorm_shape_chats_and_keeps_pins_only_viewers_quiet(
+        demo_server: str, tmp_path: Path) -> None:
+    out = _locust(demo_server, tmp_path, LC_SHAPE="chatstorm", LC_USERS="12", LC_RAMP_S="1",
+                  LC_HOLD_S="4", LC_PIN_EVERY_S="0.5", LC_CHAT_EVERY_S="0.5")
+    assert out.returncode == 0, out.stdout + out.stderr
+    rows = _stats(tmp_path)
+    for name in ("chat", "chat fan-out", "join pins-only", "pinned fan-out"):
+        assert name in rows and int(rows[name][2]) > 0, (name, rows.keys())
+    assert "chat to pins-only" not in rows
+    assert int(rows["chat"][3]) == 0 and int(rows["join pins-only"][3]) == 0

@@ -1,7 +1,9 @@
 -- Pin a product (replacing any pin, optionally announcing a deal opened by deal_open.lua)
--- or unpin; the session's creator only, live only. A deal the node closed before this
+-- or unpin; the session's creator or one of its moderators (a moderator: without a
+-- deal), live only. A deal the node closed before this
 -- call (the one being replaced) is announced here, once.
 -- KEYS[1..3] room (lib/context.lua)   KEYS[4] pin log   KEYS[5] counters   KEYS[6] presence
+-- KEYS[7] moderators set
 -- ARGV[1..3] context   ARGV[4] 'pin' | 'unpin'   ARGV[5] caller id
 -- ARGV[6] stream_ts_ms or ''   ARGV[7] product JSON (pin) or ''   ARGV[8] product id
 -- ARGV[9] the opened deal's JSON or ''   ARGV[10] the closed deal's JSON or ''
@@ -14,7 +16,9 @@ local action, caller, product = ARGV[4], ARGV[5], ARGV[8]
 
 local s = redis.call('HMGET', K_SESSION, 'creator', 'status', 'started_at', 'showcase', 'pin')
 if not s[1] then return fail('not_found', 'session does not exist') end
-if s[1] ~= caller then return fail('forbidden', 'only the session creator can pin') end
+if s[1] ~= caller and (ARGV[9] ~= '' or redis.call('SISMEMBER', KEYS[7], caller) == 0) then
+  return fail('forbidden', 'only the session creator (or a moderator, without a deal) can pin')
+end
 if s[2] ~= 'live' then return fail('not_live', 'session is not live') end
 local sts = ARGV[6] ~= '' and tonumber(ARGV[6]) or (NOW - tonumber(s[3]))
 if action == 'pin' and not string.find(s[4] or '', '"' .. product .. '"', 1, true) then

@@ -18,11 +18,11 @@ from server.cart.products import Products
 from server.client import Client
 from server.commands import Handler, Then
 from server.counters.room_counters import RoomCounters
-from server.errors import ApiError, bad_request, not_found, unavailable
+from server.errors import ApiError, ErrorCode, bad_request, not_found, unavailable
 from server.facts import RoomFacts, Session
 from server.hub import Hub
-from server.rooms.sessions import Sessions, parse_history
-from server.rooms.snapshots import Snapshots
+from server.rooms.sessions import Sessions, parse_chat, parse_history
+from server.rooms.snapshots import Snapshot, Snapshots
 from server.rooms.sold_out import SoldOut
 from server.rooms.timeline import Entry, active_at, replay_timeline
 
@@ -33,9 +33,20 @@ COUNTER_KEYS = ("viewers", "likes", "orders", "units")
 MAX_STREAM_TS = 10 * 24 * 3600 * 1000
 
 
+def caller_and_session(client: Client, args: Mapping[str, Any]) -> tuple[str, str]:
+    """(the signed-in caller, the session a command acts on: `session`, else the joined
+    one); the rights themselves are decided by the scripts."""
+    caller = require_user(client.identity)
+    sid = v.ident(args, "session", required=False) or client.session
+    if sid is None:
+        raise bad_request("join the session (or name it in `session`) first")
+    return caller, sid
+
+
 class RoomOps:
     def __init__(self, sessions: Sessions, products: Products, counters: RoomCounters,
-                 hub: Hub, broker: Broker, subscribe_timeout_s: float) -> None:
+                 hub: Hub, broker: Broker, subscribe_timeout_s: float,
+                 chat_messages: int = 50) -> None:
         self.sessions = sessions
         self.products = products
         self.counters = counters
@@ -46,7 +57,7 @@ class RoomOps:
         # what this node knows of sessions it serves: kept current by their events
         self.facts: dict[str, RoomFacts] = {}
         self.sold_out = SoldOut()
-        self.snapshots = Snapshots(sessions, products)
+        self.snapshots = Snapshots(sessions, products, chat_messages)
 
     def handlers(self) -> dict[str, Handler]:
         return {
@@ -87,9 +98,13 @@ class RoomOps:
         sid = v.req_ident(args, "session")
         since = v.integer(args, "since", lo=0, required=False)
         epoch = v.string(args, "epoch", max_len=64, required=False)
+        chat_since = v.integer(args, "chat_since", lo=0, required=False)
+        chat_on = args.get("chat", True)
+        if not isinstance(chat_on, bool):
+            raise bad_request("`chat` must be true or false", field="chat")
         if client.session is not None:
             self.hub.remove(client)
-        self.hub.add_joining(client, sid)
+        self.hub.add_joining(client, sid, chat=chat_on)
         try:
             try:
                 channel = self.sessions.keys.channel(sid)
@@ -100,9 +115,13 @@ class RoomOps:
                     raise ConnectionError("store unreachable")
             except (TimeoutError, ConnectionError) as exc:
                 raise unavailable() from exc
-            snap = await self.snapshots.read(sid, client.user or client.viewer_key, since)
+            snap = await self.snapshots.read(sid, client.user or client.viewer_key, since,
+                                             chat_since if chat_on else None, client.user)
+            if client.user in snap.banned:
+                raise ApiError(ErrorCode.BANNED, "you are banned from this session")
             session = snap.session
-            result: Any = snap.encoded  # the same bytes for every viewer of this state
+            # the same bytes for every viewer of this state
+            result: Any = snap.encoded if chat_on else snap.quiet
             replay: list[tuple[int, bytes]] = []
             if since is not None:
                 recovered = False
@@ -111,10 +130,18 @@ class RoomOps:
                     if found is not None:
                         replay = [(s, e) for s, e in found if s <= session.seq]
                         recovered = len(replay) == session.seq - since
-                result = {**snap.doc, "recovered": recovered}
+                result = {**(snap.doc if chat_on else snap.quiet.doc), "recovered": recovered}
                 if not recovered:
                     replay = []
-            await self.hub.caught_up(sid, session.seq, self.subscribe_timeout_s)
+            chat_replay: list[tuple[int, bytes]] = []
+            if chat_on and chat_since is not None:
+                chat_replay, chat_recovered = self._chat_recovery(snap, epoch, chat_since)
+                base = result if isinstance(result, dict) else snap.doc
+                result = {**base, "chat_recovered": chat_recovered}
+                if chat_recovered:
+                    del result["chat"]  # the missed chat follows as events instead
+            await self.hub.caught_up(sid, session.seq, self.subscribe_timeout_s,
+                                     snap.cseq if chat_on else 0)
         except BaseException:
             self.hub.remove(client)
             raise
@@ -122,7 +149,7 @@ class RoomOps:
         counters = snap.doc["counters"]
 
         def go_live() -> None:
-            self.hub.activate(client, session.seq, replay)
+            self.hub.activate(client, session.seq, replay, snap.cseq, chat_replay)
             room = self.hub.rooms.get(sid)
             latest = room.last_counters if room is not None else None
             if latest is not None and latest != tuple(counters[k] for k in COUNTER_KEYS):
@@ -131,6 +158,18 @@ class RoomOps:
                                  "d": dict(zip(COUNTER_KEYS, latest, strict=True))})
 
         return Then(result, go_live)
+
+    @staticmethod
+    def _chat_recovery(snap: Snapshot, epoch: str | None,
+                       chat_since: int) -> tuple[list[tuple[int, bytes]], bool]:
+        """The chat events after `chat_since` up to the snapshot's cseq, and whether they
+        are all there (same epoch, the chat stream still reaches back)."""
+        if epoch != snap.session.epoch or chat_since > snap.cseq:
+            return [], False
+        found = parse_chat(snap.chats[chat_since], chat_since, snap.chat_floor)
+        if found is None:
+            return [], False
+        return [(c, e) for c, e in found if c <= snap.cseq], True
 
     async def leave(self, client: Client, args: Mapping[str, Any]) -> Any:
         left = client.session
@@ -162,11 +201,7 @@ class RoomOps:
         return {"product": product}
 
     async def _own_session(self, client: Client, args: Mapping[str, Any]) -> tuple[str, str]:
-        caller = require_user(client.identity)
-        sid = v.ident(args, "session", required=False) or client.session
-        if sid is None:
-            raise bad_request("join the session (or name it in `session`) first")
-        return caller, sid
+        return caller_and_session(client, args)
 
     async def pin(self, client: Client, args: Mapping[str, Any]) -> Any:
         caller, sid = await self._own_session(client, args)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +28,7 @@ log = logging.getLogger("livecart.sessions")
 
 KINDS = ("live", "video")
 MAX_SHOWCASE = 100
+MAX_SCHEDULED_AT = 32503680000000  # year 3000, in epoch ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,11 +36,12 @@ class NewSession:
     kind: str
     title: str
     showcase: list[str]
+    scheduled_at: int | None = None  # epoch ms the show is announced for (landing page)
 
 
 def parse_new(body: Any) -> NewSession:
     args = v.obj(body)
-    v.only(args, {"kind", "title", "showcase"})
+    v.only(args, {"kind", "title", "showcase", "scheduled_at"})
     kind = v.req_str(args, "kind")
     if kind not in KINDS:
         raise bad_request("`kind` must be live or video", field="kind")
@@ -54,7 +56,13 @@ def parse_new(body: Any) -> NewSession:
         if item in ids:
             raise bad_request(f"product {item!r} appears twice in the showcase", field="showcase")
         ids.append(item)
-    return NewSession(kind=kind, title=v.req_str(args, "title"), showcase=ids)
+    scheduled_at = v.integer(args, "scheduled_at", lo=0, hi=MAX_SCHEDULED_AT, required=False)
+    return NewSession(kind=kind, title=v.req_str(args, "title"), showcase=ids,
+                      scheduled_at=scheduled_at)
+
+
+async def _nothing(session: Session) -> None:
+    return None
 
 
 def deal_member(sid: str, pid: str, deal_id: str) -> str:
@@ -75,6 +83,8 @@ class Sessions:
         self.published = 0  # room events this node's commands published (for /metrics)
         # told the product whose available stock a deal moved (opened or closed)
         self.on_stock_moved: Callable[[str], None] = lambda product: None
+        # awaited with a session that just went live (reminders: server/rooms/reminders.py)
+        self.on_live: Callable[[Session], Awaitable[None]] = _nothing
 
     async def create(self, creator: str, new: NewSession,
                      sid: str | None = None) -> tuple[Session, bool]:
@@ -82,7 +92,7 @@ class Sessions:
         sid = sid or f"sess_{secrets.token_hex(6)}"
         now = int(time.time() * 1000)
         created = await self.scripts.create_session(
-            sid, creator, new.kind, new.title, new.showcase, now)
+            sid, creator, new.kind, new.title, new.showcase, now, new.scheduled_at)
         if created:
             await self.store.batch(
                 [("ZADD", self.keys.session_index(), now, sid)]
@@ -108,6 +118,18 @@ class Sessions:
         session = await self.get(sid)
         if session.creator != caller:
             raise forbidden("only the session creator can do this")
+        return session
+
+    async def _may_pin(self, sid: str, caller: str, deal: bool) -> Session:
+        """The session, when `caller` may pin in it: its creator, or one of its moderators
+        without a deal (a moderator runs no deals); pin.lua checks the same."""
+        session = await self.get(sid)
+        if session.creator == caller:
+            return session
+        if deal:
+            raise forbidden("only the session creator can run a deal")
+        if not await self.store.call("SISMEMBER", self.keys.moderators(sid), caller):
+            raise forbidden("only the session creator or its moderators can pin")
         return session
 
     async def _close_current(self, session: Session, why: str) -> bytes:
@@ -143,11 +165,18 @@ class Sessions:
         self.published += 1
         log.info("session %s", "went live" if status == "live" else "ended",
                  extra={"session": sid, "user": caller})
-        return await self.get(sid)
+        session = await self.get(sid)
+        if status == "live":
+            try:
+                await self.on_live(session)
+            except ApiError:  # the show is live either way; the notices are at most once
+                log.warning("could not tell the reminded users that the show is live",
+                            extra={"session": sid})
+        return session
 
     async def pin(self, sid: str, caller: str, product_id: str, stream_ts_ms: int | None,
                   deal: dict[str, int] | None = None) -> tuple[Any, int]:
-        session = await self._own(sid, caller)
+        session = await self._may_pin(sid, caller, deal is not None)
         if session.status != "live":
             raise ApiError(ErrorCode.NOT_LIVE, "session is not live")
         product = await self.products.find(product_id)
@@ -192,7 +221,7 @@ class Sessions:
         return pin, seq
 
     async def unpin(self, sid: str, caller: str, stream_ts_ms: int | None) -> int:
-        closed = await self._close_current(await self._own(sid, caller), "unpin")
+        closed = await self._close_current(await self._may_pin(sid, caller, False), "unpin")
         seq = await self.scripts.unpin(sid, caller, stream_ts_ms, closed)
         await self._forget(closed)
         self.published += 1 if seq else 0
@@ -274,4 +303,17 @@ def parse_history(rows: Any, since: int) -> list[tuple[int, bytes]] | None:
             return None
         body = fields[b"e"] if isinstance(fields, dict) else fields[fields.index(b"e") + 1]
         events.append((seq, bytes(body)))
+    return events
+
+
+def parse_chat(rows: Any, since: int, floor: int) -> list[tuple[int, bytes]] | None:
+    """An XRANGE reply of the chat stream as (cseq, event); None when `since` lies before
+    what the stream still holds."""
+    if since + 1 < floor:
+        return None
+    events: list[tuple[int, bytes]] = []
+    for entry_id, fields in rows:
+        cseq = int(text(entry_id).split("-", 1)[0])
+        body = fields[b"e"] if isinstance(fields, dict) else fields[fields.index(b"e") + 1]
+        events.append((cseq, bytes(body)))
     return events

@@ -11,6 +11,11 @@ document is built once for the batch and kept with an `Encoded` form (JSON / msg
 bytes made at most once each); the next batch whose state reads are byte-for-byte the
 same reuses it, so a join spike builds and encodes the snapshot once per room state, not
 once per viewer.
+
+The chat lane rides along: the same pipeline reads the newest chat-lane events (the
+snapshot's `chat`: the last messages, up to the snapshot's `cseq`), each distinct
+`chat_since`'s missed chat, and whether any signed-in joiner is banned. Pins-only joiners
+get the same snapshot without `chat` (`Snapshot.quiet`, also encoded at most once).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from server.errors import not_found
 from server.facts import Session
 from server.rooms.sessions import Sessions
 from server.store import as_dict
+from server.store import text as as_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +43,11 @@ class Snapshot:
     doc: dict[str, Any]  # shared by every viewer of the batch: copy before changing it
     encoded: Encoded  # `doc`, encoded at most once per codec
     histories: dict[int, Any]  # since -> raw XRANGE reply
+    quiet: Encoded  # `doc` without `chat`, for pins-only viewers
+    chats: dict[int, Any] = field(default_factory=dict)  # chat_since -> raw XRANGE reply
+    banned: frozenset[str] = frozenset()  # signed-in joiners of the batch who are banned
+    cseq: int = 0  # the chat lane's sequence in this snapshot
+    chat_floor: int = 0  # the lowest cseq a chat recovery may start after - 1
 
 
 @dataclass(slots=True)
@@ -44,24 +55,30 @@ class _Batch:
     future: asyncio.Future[Snapshot]
     viewers: list[str] = field(default_factory=list)
     sinces: set[int] = field(default_factory=set)
+    chat_sinces: set[int] = field(default_factory=set)
+    users: set[str] = field(default_factory=set)
 
 
 class Snapshots:
-    def __init__(self, sessions: Sessions, products: Products) -> None:
+    def __init__(self, sessions: Sessions, products: Products, chat_messages: int = 50) -> None:
         self.sessions = sessions
         self.products = products
+        self.chat_messages = chat_messages
         self.reads = 0  # store round trips made for snapshots (tests, metrics)
         self._batches: dict[str, _Batch] = {}
         self._showcase: dict[str, list[str]] = {}  # last showcase seen per room
         self._deal_product: dict[str, str] = {}  # last pinned deal's product per room
         self._creator: dict[str, str] = {}  # each room's creator (not a unique viewer)
-        self._last: dict[str, tuple[tuple[Any, ...], Session, dict[str, Any], Encoded]] = {}
+        self._last: dict[str, tuple[tuple[Any, ...], Session, dict[str, Any], Encoded,
+                                    Encoded]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._reading: set[str] = set()  # rooms with a read in flight
 
-    async def read(self, sid: str, viewer: str, since: int | None) -> Snapshot:
-        """The snapshot for one joining viewer (and its history after `since`), shared
-        with every other join of `sid` in this loop tick or queued behind its read."""
+    async def read(self, sid: str, viewer: str, since: int | None, chat_since: int | None = None,
+                   user: str | None = None) -> Snapshot:
+        """The snapshot for one joining viewer (and its history after `since`, its chat
+        after `chat_since`, whether `user` is banned), shared with every other join of
+        `sid` in this loop tick or queued behind its read."""
         batch = self._batches.get(sid)
         if batch is None:
             loop = asyncio.get_running_loop()
@@ -72,6 +89,10 @@ class Snapshots:
         batch.viewers.append(viewer)
         if since is not None:
             batch.sinces.add(since)
+        if chat_since is not None:
+            batch.chat_sinces.add(chat_since)
+        if user is not None:
+            batch.users.add(user)
         return await asyncio.shield(batch.future)
 
     def forget(self, sid: str) -> None:
@@ -122,6 +143,14 @@ class Snapshots:
         histories_at = len(commands)
         sinces = sorted(batch.sinces)
         commands += [self.sessions.history_command(sid, s) for s in sinces]
+        chat_at = len(commands)
+        chat_sinces = sorted(batch.chat_sinces)
+        users = sorted(batch.users)
+        commands.append(("XREVRANGE", k.chat(sid), "+", "-", "COUNT", 2 * self.chat_messages))
+        commands += [("XRANGE", k.chat(sid), f"{c + 1}-0", "+") for c in chat_sinces]
+        if users:
+            commands.append(("HMGET", k.moderation(sid), *[f"ban:{u}" for u in users]))
+        histories_at_end = len(commands)
         guess = self._showcase.get(sid)
         counted = [v for v in batch.viewers if v != self._creator.get(sid)]
         if guess is not None:  # the session existed: count the viewers now
@@ -134,8 +163,15 @@ class Snapshots:
         if not state:
             raise not_found("session", sid)
         session = Session.from_hash(state)
-        first = histories_at + len(sinces)
-        histories = dict(zip(sinces, rows[histories_at:first], strict=True))
+        first = histories_at_end
+        histories = dict(zip(sinces, rows[histories_at:chat_at], strict=True))
+        chats = dict(zip(chat_sinces, rows[chat_at + 1:chat_at + 1 + len(chat_sinces)],
+                         strict=True))
+        banned = frozenset(u for u, b in zip(users, rows[first - 1], strict=True) if b) \
+            if users else frozenset()
+        cseq, chat_floor = int(state.get("cseq") or 0), int(state.get("chat_floor") or 0)
+        extra: dict[str, Any] = {"chats": chats, "banned": banned, "cseq": cseq,
+                                 "chat_floor": chat_floor}
         raw_deal = rows[3] if deal_guess and deal_guess == session.pin_deal_product else None
         deal_known = not session.pin_deal or raw_deal is not None
         if guess == session.showcase and deal_known:
@@ -160,8 +196,8 @@ class Snapshots:
         key = (rows[0], rows[2], raw_deal, *product_rows, *counters.values())
         last = self._last.get(sid)
         if last is not None and last[0] == key:
-            _, session, doc, encoded = last
-            return Snapshot(session, doc, encoded, histories)
+            _, session, doc, encoded, quiet = last
+            return Snapshot(session, doc, encoded, histories, quiet, **extra)
         products = self.products.parse_rows(product_rows)
         deal = orjson.loads(raw_deal) if session.pin_deal and raw_deal else None
         doc = {
@@ -172,9 +208,28 @@ class Snapshots:
             "pinned": session.pinned(deal), "counters": counters, "seq": session.seq,
             "epoch": session.epoch,
         }
+        quiet = Encoded(dict(doc))
+        doc["cseq"] = cseq
+        doc["chat"] = self._last_messages(rows[chat_at], cseq)
         encoded = Encoded(doc)
-        self._last[sid] = (key, session, doc, encoded)
-        return Snapshot(session, doc, encoded, histories)
+        self._last[sid] = (key, session, doc, encoded, quiet)
+        return Snapshot(session, doc, encoded, histories, quiet, **extra)
+
+    def _last_messages(self, newest_first: Any, cseq: int) -> list[Any]:
+        """The last `chat_messages` chat messages up to `cseq`, oldest first."""
+        out: list[Any] = []
+        for entry_id, fields in newest_first:
+            if len(out) == self.chat_messages:
+                break
+            if int(as_text(entry_id).split("-", 1)[0]) > cseq:
+                continue  # published after the session hash was read: it follows live
+            kind = fields[b"k"] if isinstance(fields, dict) else fields[fields.index(b"k") + 1]
+            if kind == b"chat":
+                body = fields[b"e"] if isinstance(fields, dict) else fields[
+                    fields.index(b"e") + 1]
+                out.append(orjson.loads(body))
+        out.reverse()
+        return out
 
 
 def _retrieve(future: asyncio.Future[Snapshot]) -> None:

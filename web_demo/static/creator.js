@@ -6,6 +6,8 @@ import {
 } from "./common.js";
 import { FakeStream } from "./stage.js";
 import { mountCreatorFormats } from "./auction.js";
+import { claims } from "./common.js";
+import { mountChat, mountModeration } from "./chat.js";
 
 const params = new URLSearchParams(location.search);
 const SESSION = params.get("session") || "sess_demo_live";
@@ -509,6 +511,8 @@ async function main() {
   window.__livecart = { client, state };
   wire();
   mountCreatorFormats(client, state); // auctions and giveaways (auction.js)
+  window.__livecart.chat = mountChat({ client, session: SESSION, me: claims(token), root: $("#chat-panel"), moderator: true, toggle: false });
+  mountModeration({ client, session: SESSION, token, root: $("#moderation") });
   new FakeStream($("#preview"), creatorPosition, () => state.status).start();
   setInterval(() => {
     const pos = creatorPosition();

@@ -1,5 +1,6 @@
 // Landing page: demo sessions with links to the creator console and viewer pages.
 import { $, h, api, mintToken, toast, errorText } from "./common.js";
+import { upcoming } from "./chat.js";
 
 const STATUS = { live: "LIVE", scheduled: "SOON", ended: "ENDED" };
 
@@ -39,6 +40,7 @@ async function card(session) {
         h("a", { class: "btn btn-primary", href: watchUrl, "data-role": "watch-link" }, "▶ Watch"),
         h("a", { class: "btn btn-ghost", href: watchUrl, target: "_blank", rel: "noopener", "data-role": "new-viewer" },
           "+ New viewer", h("span", { class: "sr-only" }, " (opens a new tab)")),
+        upcoming(session),
       ),
     ),
   );

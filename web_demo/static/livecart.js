@@ -289,6 +289,7 @@ export class LivecartClient {
       args.since = this.lastSeq;
       args.epoch = this.epoch;
     }
+    if (this.joinArgs) Object.assign(args, this.joinArgs(isReconnect)); // e.g. chat.js
     const snapshot = await this.request("join", args);
     return snapshot;
   }

@@ -6,6 +6,7 @@ import {
 } from "./common.js";
 import { FakeStream } from "./stage.js";
 import { mountViewerFormats } from "./auction.js";
+import { mountChat } from "./chat.js";
 
 const params = new URLSearchParams(location.search);
 const SESSION = params.get("session") || "sess_demo_live";
@@ -694,6 +695,7 @@ async function main() {
   window.__livecart = { client, state }; // debugging and browser-test hook
   wireEvents();
   mountViewerFormats(client, state); // auctions and giveaways (auction.js)
+  window.__livecart.chat = mountChat({ client, session: SESSION, me, root: $("#chat-panel") });
   const stream = new FakeStream(canvas, playerPosition, () => (state.vod ? "live" : state.status));
   stream.start();
   setInterval(tick, 50);
