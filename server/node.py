@@ -18,6 +18,7 @@ from server.cart.carts import Carts
 from server.cart.ops import CartOps
 from server.cart.orders import Orders
 from server.cart.products import Products
+from server.cart.waitlists import Waitlists
 from server.client import Client, Sink
 from server.codecs import JSON, Codec
 from server.commands import Dispatcher, Handler
@@ -29,6 +30,7 @@ from server.hub import Hub, deliver
 from server.keys import Keys
 from server.metrics import Metrics
 from server.rooms.ops import RoomOps
+from server.rooms.promos import PromoOps
 from server.rooms.sessions import Sessions
 from server.rooms.social import SocialProof
 from server.saga import Placed, Saga, Timing
@@ -58,6 +60,11 @@ class Node:
         self.carts = Carts(self.store, self.keys, self.scripts, self.products)
         self.orders = Orders(self.store, self.keys, self.saga, settings)
         self.social = SocialProof(self.sessions, self.products)
+        self.vouchers = self.orders.vouchers
+        self.waitlists = Waitlists(self.store, self.keys, self.scripts, self.products,
+                                   settings.waitlist_hold_ms)
+        self.waitlists.on_offer = self._offered
+        self.waitlists.on_stock = self.social.stock_changed
         self.ledger = Ledger(self.store, self.keys, self.saga, settings)
         self.products.on_deal_closed = self._deal_closed_by_price
         self.saga.on_deal_closed = self._deal_closed_lazily
@@ -85,6 +92,8 @@ class Node:
         handlers: dict[str, Handler] = {"ping": self.ping, "auth": self.auth}
         handlers.update(self.rooms.handlers())
         handlers.update(self.cart_ops.handlers())
+        handlers.update(PromoOps(self.sessions, self.products, self.vouchers,
+                                 self.waitlists).handlers())
         self.metrics = Metrics()
         self.dispatcher = Dispatcher(handlers, observe=self.metrics.observe_command)
         self.hub.observe_fanout = self.metrics.fanout_seconds.observe
@@ -194,6 +203,11 @@ class Node:
     async def publish_private(self, uid: str, data: Any, event: str = "cart") -> None:
         doc = {"t": event, "ts": int(time.time() * 1000), "d": data}
         await self.store.call("SPUBLISH", self.keys.user_channel(uid), JSON.encode(doc))
+
+    async def _offered(self, user: str, product: str, hold_until: int) -> None:
+        """A restock (or a passed-on hold) holds a unit for this waiting user."""
+        await self.publish_private(user, {"product": product, "hold_until": hold_until},
+                                   "restocked")
 
     async def _deal_closed_by_price(self, sid: str, deal: bytes) -> None:
         """A list price cut to or below a deal's price closed it: announce it."""
@@ -352,6 +366,7 @@ class Node:
     async def tick(self) -> None:
         await self._close_due_deals()
         await self.saga.sweep()
+        await self.waitlists.sweep()
         rooms = list(self.hub.rooms.values())
         if not rooms:
             return

@@ -56,6 +56,7 @@ class Settings:
     token_ttl_s: int = 24 * 3600
     saga_takeover_ms: int = 5000  # a purchase attempt pending this long is undone by a sweep
     saga_redo_ms: int = 2000  # a committed order's effects not done by then are redone
+    waitlist_hold_ms: int = 10 * 60 * 1000  # a restock offer holds one unit this long
     attribution_window_s: int = 14 * 24 * 3600
     log_level: str = "info"
     log_format: str = "json"
@@ -164,6 +165,8 @@ ENV: tuple[EnvVar, ...] = (
            "a purchase attempt still pending after this is undone by any node's sweep"),
     EnvVar("LIVECART_SAGA_REDO_MS", "saga_redo_ms", int,
            "a committed order whose effects are not confirmed by then has them reapplied"),
+    EnvVar("LIVECART_WAITLIST_HOLD_MS", "waitlist_hold_ms", int,
+           "a restock offer to a waiting user holds one unit for them this long"),
     EnvVar("LIVECART_HANDSHAKE_TIMEOUT_S", "handshake_timeout_s", float,
            "a connection without a complete request head by then gets 408"),
     EnvVar("LIVECART_IDLE_TIMEOUT_S", "idle_timeout_s", float,
@@ -231,6 +234,7 @@ def validate(settings: Settings) -> None:
         raise SettingsError("LIVECART_MAX_CONNECTIONS_PER_IP must be ≥ 0 (0 = no cap)")
     for name in ("max_frame_bytes", "rate_burst", "abuse_errors", "send_buffer_bytes",
                  "history_max_events", "history_max_age_s", "saga_takeover_ms", "saga_redo_ms",
+                 "waitlist_hold_ms",
                  "max_request_line_bytes", "max_request_head_bytes"):
         if getattr(settings, name) <= 0:
             raise SettingsError(f"{name} must be positive")

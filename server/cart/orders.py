@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from server import validate as v
+from server.cart.vouchers import Vouchers
 from server.counters.attribution import Attribution, Touch, attribute
 from server.errors import ApiError, ErrorCode, bad_request, forbidden, not_found
 from server.facts import SessionFacts
@@ -45,6 +46,7 @@ def _line(product: str, qty: int, seen: int | None, a: Attribution) -> dict[str,
 class Orders:
     def __init__(self, store: Store, keys: Keys, saga: Saga, settings: Settings) -> None:
         self.store, self.keys, self.saga, self.settings = store, keys, saga, settings
+        self.vouchers = Vouchers(store, keys, saga.scripts)
         self.sold_out_answers = 0  # buy_now answered from the node's sold-out facts
 
     # attribution inputs ---------------------------------------------------------
@@ -101,17 +103,31 @@ class Orders:
         return {"op": op, "buyer": buyer, "currency": self.settings.currency,
                 "lines": lines, **extra}
 
+    async def _voucher(self, code: str | None, room: str | None) -> dict[str, Any]:
+        """The plan's voucher part: its terms (read once; they never change) and the
+        session the order is placed in (a voucher for one session checks it)."""
+        if code is None:
+            return {}
+        terms = await self.vouchers.terms(code)
+        return {"voucher": terms.to_plan(), "voucher_room": room or ""}
+
+    async def _holding(self, buyer: str, product: str) -> bool:
+        """Whether the buyer holds a waitlist unit of the product (one read)."""
+        return bool(await self.store.call("HEXISTS", self.keys.holds(product), buyer))
+
     async def buy_now(self, buyer: str, room: SessionFacts, product: str, qty: int, key: str,
-                      price: int | None, *, known_sold_out: bool = False) -> Placed:
+                      price: int | None, *, known_sold_out: bool = False,
+                      voucher: str | None = None) -> Placed:
         """Buy from the stream: the buy itself is the last touch, so the attribution needs
         no store read. `known_sold_out`: this node heard the product sell out in this room,
         so unless the key already bought (one read) the answer is `sold_out` with no
         script run — a flash-sale storm costs the store one read per late buyer."""
         if room.status == "scheduled":
             raise ApiError(ErrorCode.NOT_LIVE, "session has not started")
-        fp = fingerprint({"op": "buy_now", "product": product, "qty": qty, "price": price})
+        fp = fingerprint({"op": "buy_now", "product": product, "qty": qty, "price": price,
+                          **({"voucher": voucher} if voucher else {})})
         oid = order_id(buyer, key)
-        if known_sold_out:
+        if known_sold_out and not await self._holding(buyer, product):
             self.sold_out_answers += 1
             replayed = await self._committed(oid, fp)
             if replayed is None:
@@ -122,13 +138,16 @@ class Orders:
                       window_ms=self.settings.attribution_window_s * 1000, joined=room.id)
         return await self.saga.place(oid, fp, self._plan(
             "buy_now", buyer, [_line(product, qty, price, a)], room=room.id, total=None,
-            touch=[product, f"{room.id}|{now}"], sold_out_rooms={product: room.id}))
+            touch=[product, f"{room.id}|{now}"], sold_out_rooms={product: room.id},
+            **await self._voucher(voucher, room.id)))
 
-    async def checkout(self, buyer: str, room: str | None, key: str, total: int | None) -> Placed:
+    async def checkout(self, buyer: str, room: str | None, key: str, total: int | None,
+                       voucher: str | None = None) -> Placed:
         cart_row, touches_row = await self.store.batch([
             ("HGETALL", self.keys.cart(buyer)), ("HGETALL", self.keys.touches(buyer))])
         cart = as_dict(cart_row)
-        fp = fingerprint({"op": "checkout", "total": total})
+        fp = fingerprint({"op": "checkout", "total": total,
+                          **({"voucher": voucher} if voucher else {})})
         oid = order_id(buyer, key)
         if not cart:  # a retry after the order emptied the cart finds the order
             replayed = await self._committed(oid, fp)
@@ -144,7 +163,8 @@ class Orders:
             lines.append(_line(pid, int(line["qty"]), None, attribution[pid]))
             rooms[pid] = line.get("session") or ""
         return await self.saga.place(oid, fp, self._plan(
-            "checkout", buyer, lines, room="", total=total, cart=cart, sold_out_rooms=rooms))
+            "checkout", buyer, lines, room="", total=total, cart=cart, sold_out_rooms=rooms,
+            **await self._voucher(voucher, room)))
 
     async def external(self, seller: str, external_id: str, buyer: str,
                        lines: list[dict[str, int | str]]) -> Placed:
