@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from server import validate as v
-from server.cart.vouchers import Vouchers
+from server.cart.vouchers import Vouchers, terms_of
 from server.counters.attribution import Attribution, Touch, attribute
 from server.errors import ApiError, ErrorCode, bad_request, forbidden, not_found
 from server.facts import SessionFacts
@@ -103,13 +103,25 @@ class Orders:
         return {"op": op, "buyer": buyer, "currency": self.settings.currency,
                 "lines": lines, **extra}
 
-    async def _voucher(self, code: str | None, room: str | None) -> dict[str, Any]:
+    async def _voucher(self, code: str | None, room: str | None, oid: str,
+                       fp: str) -> dict[str, Any]:
         """The plan's voucher part: its terms (read once; they never change) and the
-        session the order is placed in (a voucher for one session checks it)."""
+        session the order is placed in (a voucher for one session checks it). A voucher
+        whose uses are all used or held answers `voucher_used_up` from that read — as
+        voucher_reserve.lua would — unless this key already bought (a retry)."""
         if code is None:
             return {}
-        terms = await self.vouchers.terms(code)
-        return {"voucher": terms.to_plan(), "voucher_room": room or ""}
+        found = await self.vouchers.find(code)
+        if found is None:
+            raise ApiError(ErrorCode.NOT_FOUND, f"voucher {code!r} does not exist",
+                           voucher=code, field="voucher")
+        if int(found["used"]) + int(found["held"]) >= int(found["total_uses"]):
+            replayed = await self._committed(oid, fp)
+            if replayed is not None:
+                raise _Replayed(replayed)
+            raise ApiError(ErrorCode.VOUCHER_USED_UP, "the voucher has no uses left",
+                           voucher=code)
+        return {"voucher": terms_of(found).to_plan(), "voucher_room": room or ""}
 
     async def _holding(self, buyer: str, product: str) -> bool:
         """Whether the buyer holds a waitlist unit of the product (one read)."""
@@ -136,10 +148,13 @@ class Orders:
         now = int(time.time() * 1000)
         a = attribute(buyer, Touch(room.id, now), room, now_ms=now,
                       window_ms=self.settings.attribution_window_s * 1000, joined=room.id)
+        try:
+            part = await self._voucher(voucher, room.id, oid, fp)
+        except _Replayed as replayed:
+            return replayed.placed
         return await self.saga.place(oid, fp, self._plan(
             "buy_now", buyer, [_line(product, qty, price, a)], room=room.id, total=None,
-            touch=[product, f"{room.id}|{now}"], sold_out_rooms={product: room.id},
-            **await self._voucher(voucher, room.id)))
+            touch=[product, f"{room.id}|{now}"], sold_out_rooms={product: room.id}, **part))
 
     async def checkout(self, buyer: str, room: str | None, key: str, total: int | None,
                        voucher: str | None = None) -> Placed:
@@ -162,9 +177,13 @@ class Orders:
             line = orjson.loads(cart[pid])
             lines.append(_line(pid, int(line["qty"]), None, attribution[pid]))
             rooms[pid] = line.get("session") or ""
+        try:
+            part = await self._voucher(voucher, room, oid, fp)
+        except _Replayed as replayed:
+            return replayed.placed
         return await self.saga.place(oid, fp, self._plan(
             "checkout", buyer, lines, room="", total=total, cart=cart, sold_out_rooms=rooms,
-            **await self._voucher(voucher, room)))
+            **part))
 
     async def external(self, seller: str, external_id: str, buyer: str,
                        lines: list[dict[str, int | str]]) -> Placed:
@@ -195,6 +214,14 @@ class Orders:
         if role != "admin" and caller != order["buyer"] and caller not in sellers:
             raise forbidden("only the buyer, a seller in the order or an admin can read it")
         return order
+
+
+class _Replayed(Exception):
+    """The request's key already bought: its order is the answer."""
+
+    def __init__(self, placed: Placed) -> None:
+        super().__init__("replayed")
+        self.placed = placed
 
 
 def check_external_lines(body_lines: Any) -> list[dict[str, int | str]]:
