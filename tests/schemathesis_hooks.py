@@ -3,12 +3,14 @@
 The OpenAPI document states each rule JSON Schema can: these hooks apply, to generated
 *valid* requests only, the rules between items that it cannot (each is in the operation's
 description): a product at most once per external order; timeline entries strictly
-sorted by `at_ms`, with `until_ms` after `at_ms` and not past the next entry. Invalid
+sorted by `at_ms`, with `until_ms` after `at_ms` and not past the next entry; a new
+voucher's window ending in the future and `per_buyer` within `total_uses`. Invalid
 (negative) requests are left as generated.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import schemathesis
@@ -50,4 +52,9 @@ def map_case(context: Any, case: Any) -> Any:
         body["lines"] = _unique_products(body["lines"])
     elif (method, path) == ("PUT", "/api/sessions/{id}/timeline") and isinstance(body, list):
         case.body = _timeline(body)
+    elif (method, path) == ("POST", "/api/vouchers") and isinstance(body, dict):
+        now = int(time.time() * 1000)
+        body["starts_at"], body["ends_at"] = None, now + 3_600_000
+        if isinstance(body.get("per_buyer"), int) and isinstance(body.get("total_uses"), int):
+            body["per_buyer"] = min(body["per_buyer"], body["total_uses"])
     return case

@@ -5,6 +5,7 @@ import {
   fmtCountdown, compact, avatarFor,
 } from "./common.js";
 import { FakeStream } from "./stage.js";
+import { installCreatorVouchers } from "./vouchers.js";
 
 const params = new URLSearchParams(location.search);
 const SESSION = params.get("session") || "sess_demo_live";
@@ -507,6 +508,7 @@ async function main() {
   client = new LivecartClient({ url: wsUrlFor("/ws"), token, pingIntervalMs: 5000, pingTimeoutMs: 3000 });
   window.__livecart = { client, state };
   wire();
+  installCreatorVouchers({ client, session: SESSION, currency: state.currency });
   new FakeStream($("#preview"), creatorPosition, () => state.status).start();
   setInterval(() => {
     const pos = creatorPosition();
