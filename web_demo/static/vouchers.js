@@ -35,7 +35,7 @@ export function installViewerPromos({ client, state, productOf, rerender }) {
   state.promo = promo; // browser tests read it
 
   const banner = h("div", { id: "voucher-banner", class: "voucher-banner", hidden: true, role: "status" },
-    h("span", { class: "voucher-chip" }, "🎟 Voucher"),
+    h("span", { class: "voucher-chip" }, "Voucher"),
     h("strong", { id: "voucher-banner-code" }), h("span", { id: "voucher-banner-text", class: "small" }),
     h("button", { id: "voucher-banner-use", class: "btn btn-small", type: "button",
       onclick: () => { $("#voucher-code").value = promo.card.code; apply(); $("#cart-dialog").showModal?.(); } },
@@ -167,7 +167,7 @@ export function installCreatorVouchers({ client, session, currency = "USD" }) {
 
   function render(card) {
     status.hidden = false;
-    status.replaceChildren(h("strong", {}, `🎟 ${card.code}`), ` ${describe(card, currency)} · `,
+    status.replaceChildren(h("strong", {}, card.code), ` ${describe(card, currency)} · `,
       h("span", { id: "voucher-remaining" }, `${card.remaining} left`),
       card.discount_given !== undefined ? ` · ${fmtMoney(card.discount_given, currency)} given` : "");
   }
