@@ -87,11 +87,14 @@ class Orders:
 
     # placing orders ---------------------------------------------------------------
 
-    async def _committed(self, oid: str, fp: str) -> Placed | None:
-        """The committed order of this key (one read, no script), None when there is none;
-        `conflict` when the key was used for another request (order_begin.lua's rule)."""
-        status, req_hash, order = await self.store.call(
-            "HMGET", self.keys.order(oid), "status", "req_hash", "json")
+    def _committed_read(self, oid: str) -> tuple[str, ...]:
+        return ("HMGET", self.keys.order(oid), "status", "req_hash", "json")
+
+    async def _committed(self, oid: str, fp: str, row: Any = None) -> Placed | None:
+        """The committed order of this key (one read, no script; `row`: that read, done
+        already), None when there is none; `conflict` when the key was used for another
+        request (order_begin.lua's rule)."""
+        status, req_hash, order = row or await self.store.call(*self._committed_read(oid))
         if status is None or text(status) != "committed":
             return None
         if text(req_hash) != fp:
@@ -123,28 +126,28 @@ class Orders:
                            voucher=code)
         return {"voucher": terms_of(found).to_plan(), "voucher_room": room or ""}
 
-    async def _holding(self, buyer: str, product: str) -> bool:
-        """Whether the buyer holds a waitlist unit of the product (one read)."""
-        return bool(await self.store.call("HEXISTS", self.keys.holds(product), buyer))
-
     async def buy_now(self, buyer: str, room: SessionFacts, product: str, qty: int, key: str,
                       price: int | None, *, known_sold_out: bool = False,
                       voucher: str | None = None) -> Placed:
         """Buy from the stream: the buy itself is the last touch, so the attribution needs
         no store read. `known_sold_out`: this node heard the product sell out in this room,
-        so unless the key already bought (one read) the answer is `sold_out` with no
-        script run — a flash-sale storm costs the store one read per late buyer."""
+        so unless the key already bought or the buyer holds a unit a restock kept for them
+        (one pipelined read of both) the answer is `sold_out` with no script run — a
+        flash-sale storm costs the store one round trip per late buyer."""
         if room.status == "scheduled":
             raise ApiError(ErrorCode.NOT_LIVE, "session has not started")
         fp = fingerprint({"op": "buy_now", "product": product, "qty": qty, "price": price,
                           **({"voucher": voucher} if voucher else {})})
         oid = order_id(buyer, key)
-        if known_sold_out and not await self._holding(buyer, product):
-            self.sold_out_answers += 1
-            replayed = await self._committed(oid, fp)
-            if replayed is None:
-                raise ApiError(ErrorCode.SOLD_OUT, "sold out", product=product)
-            return replayed
+        if known_sold_out:
+            holding, row = await self.store.batch([
+                ("HEXISTS", self.keys.holds(product), buyer), self._committed_read(oid)])
+            if not holding:
+                self.sold_out_answers += 1
+                replayed = await self._committed(oid, fp, row)
+                if replayed is None:
+                    raise ApiError(ErrorCode.SOLD_OUT, "sold out", product=product)
+                return replayed
         now = int(time.time() * 1000)
         a = attribute(buyer, Touch(room.id, now), room, now_ms=now,
                       window_ms=self.settings.attribution_window_s * 1000, joined=room.id)
