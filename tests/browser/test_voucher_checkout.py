@@ -50,7 +50,7 @@ def test_voucher_card_and_checkout(live_server: LiveServer, pages: Pages) -> Non
     buyer.click("#voucher-banner-use")  # fills the code in the drawer and applies it
     buyer.wait_for_selector("#cart-dialog[open] .cart-line[data-product=demo_mug]")
     buyer.wait_for_selector("#voucher-line", state="visible")
-    wait_until(lambda: text(buyer, "#voucher-discount") == "−$3.00", what="discount shown")
+    wait_until(lambda: text(buyer, "#voucher-discount") == "\u2212$3.00", what="discount shown")
     assert text(buyer, "#cart-total") == "$12.00"
     pages.shoot("buyer-voucher-cart", buyer)
     buyer.click("#checkout-btn")
