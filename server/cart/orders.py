@@ -111,7 +111,8 @@ class Orders:
         """The plan's voucher part: its terms (read once; they never change) and the
         session the order is placed in (a voucher for one session checks it). A voucher
         whose uses are all used or held answers `voucher_used_up` from that read — as
-        voucher_reserve.lua would — unless this key already bought (a retry)."""
+        voucher_reserve.lua would — unless this key already bought (a retry: its order)
+        or is being placed (a concurrent duplicate: it joins that attempt)."""
         if code is None:
             return {}
         found = await self.vouchers.find(code)
@@ -119,11 +120,13 @@ class Orders:
             raise ApiError(ErrorCode.NOT_FOUND, f"voucher {code!r} does not exist",
                            voucher=code, field="voucher")
         if int(found["used"]) + int(found["held"]) >= int(found["total_uses"]):
-            replayed = await self._committed(oid, fp)
+            row = await self.store.call(*self._committed_read(oid))
+            replayed = await self._committed(oid, fp, row)
             if replayed is not None:
                 raise _Replayed(replayed)
-            raise ApiError(ErrorCode.VOUCHER_USED_UP, "the voucher has no uses left",
-                           voucher=code)
+            if row[0] is None or text(row[0]) != "pending":  # not a duplicate in flight
+                raise ApiError(ErrorCode.VOUCHER_USED_UP, "the voucher has no uses left",
+                               voucher=code)
         return {"voucher": terms_of(found).to_plan(), "voucher_room": room or ""}
 
     async def buy_now(self, buyer: str, room: SessionFacts, product: str, qty: int, key: str,
