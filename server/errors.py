@@ -31,6 +31,8 @@ class ErrorCode(StrEnum):
     DEAL_ENDED = "deal_ended"
     CONFLICT = "conflict"
     ENDED = "ended"
+    VOUCHER_USED_UP = "voucher_used_up"
+    VOUCHER_NOT_APPLICABLE = "voucher_not_applicable"
     TOO_LARGE = "too_large"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
@@ -59,6 +61,8 @@ _HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.DEAL_ENDED: 409,
     ErrorCode.CONFLICT: 409,
     ErrorCode.ENDED: 409,
+    ErrorCode.VOUCHER_USED_UP: 409,
+    ErrorCode.VOUCHER_NOT_APPLICABLE: 409,
     ErrorCode.TOO_LARGE: 413,
     ErrorCode.METHOD_NOT_ALLOWED: 405,
     ErrorCode.UNSUPPORTED_MEDIA_TYPE: 415,

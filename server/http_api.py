@@ -144,11 +144,46 @@ async def patch_product(request: Request) -> Response:
     caller = require_role(identity, "seller")
     pid = path_id(request)
     patch = parse_patch(await body_of(request))
-    product, changed = await node.products.patch(caller, identity.role, pid, patch)
-    if changed:
+    product, patched = await node.waitlists.patch(caller, identity.role, pid, patch)
+    if patched.changed:
         await node.sessions.announce_product(product.id, product.price, product.stock,
                                              sold_out=product.stock == 0 and patch.stock == 0)
     return JSON(product.to_wire())
+
+
+# vouchers -------------------------------------------------------------------
+
+async def create_voucher(request: Request) -> Response:
+    import time
+
+    from server.cart.vouchers import parse_new as parse_new_voucher
+
+    node = node_of(request)
+    identity = identity_of(request)
+    seller = require_role(identity, "seller")
+    new = parse_new_voucher(await body_of(request), int(time.time() * 1000))
+    if new.session:
+        await node.sessions.get(new.session)  # 404 when there is none
+    found = await node.products.get_many(list(new.products))
+    for pid in new.products:
+        if pid not in found:
+            raise ApiError(ErrorCode.NOT_FOUND, f"product {pid!r} does not exist", product=pid)
+        if identity.role != "admin" and found[pid].seller != seller:
+            raise forbidden(f"product {pid!r} belongs to another seller")
+    return JSON(await node.vouchers.create(seller, new), status_code=201)
+
+
+async def get_voucher(request: Request) -> Response:
+    """The voucher's terms and counters (anyone); its seller or an admin also gets the
+    latest uses."""
+    node = node_of(request)
+    code = path_id(request)
+    voucher = await node.vouchers.get(code)
+    if request.headers.get("authorization"):
+        identity = identity_of(request)
+        if identity.role == "admin" or identity.sub == voucher["seller"]:
+            voucher["uses"] = await node.vouchers.uses(code)
+    return JSON(voucher)
 
 
 # sessions -------------------------------------------------------------------
@@ -397,6 +432,8 @@ ROUTES = [
     route("/api/tokens", POST=create_token),
     route("/api/products", POST=create_product),
     route("/api/products/{id}", GET=get_product, PATCH=patch_product),
+    route("/api/vouchers", POST=create_voucher),
+    route("/api/vouchers/{id}", GET=get_voucher),
     route("/api/sessions", GET=list_sessions, POST=create_session),
     route("/api/sessions/{id}", GET=get_session),
     route("/api/sessions/{id}/start", POST=start_session),

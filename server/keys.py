@@ -7,11 +7,12 @@ so each script runs in one hash slot (on a Redis/Valkey Cluster: on one shard):
 - `{p:<product>}`  a product: stock, its deals (per session), its per-session rates,
                    reservations held by orders in flight
 - `{u:<user>}`     a buyer or creator: cart, touches, orders, ledger, private channel
+- `{v:<code>}`     a voucher: its terms, use counters, uses held by orders in flight
 - `{o:<bucket>}`   an order bucket (the first hex digit of the order id): orders, refunds,
                    the bucket's saga index (orders whose cross-slot steps are not done) and
                    the bucket's orders stream for downstream consumers
-Two index keys live in slots of their own and are only ever written outside scripts:
-the session index and the open-deals index (see docs/architecture.md).
+Three index keys live in slots of their own and are only ever written outside scripts:
+the session index, the open-deals index and the waitlist holds index (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -140,6 +141,33 @@ class Keys:
     def product_applied(self, pid: str) -> str:
         """Set of refunds whose stock already returned to this product."""
         return f"{self.prefix}:{{p:{pid}}}:applied"
+
+    def waitlist(self, pid: str) -> str:
+        """Sorted set: user -> place in line (lower first) of users waiting for a restock."""
+        return f"{self.prefix}:{{p:{pid}}}:waitlist"
+
+    def holds(self, pid: str) -> str:
+        """Hash: user -> JSON {until, batch, res} of the unit a restock holds for them."""
+        return f"{self.prefix}:{{p:{pid}}}:holds"
+
+    def hold_index(self) -> str:
+        """Sorted set: `<product>/<batch>` -> when a node should next expire that batch's
+        holds (ms). Written outside scripts, intent first; any node sweeps due entries."""
+        return f"{self.prefix}:holds:due"
+
+    # vouchers
+    def voucher(self, code: str) -> str:
+        """Hash: the voucher's terms and its counters (used, held, discount_given)."""
+        return f"{self.prefix}:{{v:{code}}}:voucher"
+
+    def voucher_uses(self, code: str) -> str:
+        """Hash: `<order id>#<attempt>` -> a use (held, taken or released);
+        `b:<buyer>` -> that buyer's uses (held + taken)."""
+        return f"{self.prefix}:{{v:{code}}}:uses"
+
+    def voucher_log(self, code: str) -> str:
+        """List: the voucher's committed uses, newest first (order, buyer, discount, at)."""
+        return f"{self.prefix}:{{v:{code}}}:log"
 
     # users (buyers, creators, sellers)
     def cart(self, uid: str) -> str:

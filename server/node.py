@@ -18,6 +18,7 @@ from server.cart.carts import Carts
 from server.cart.ops import CartOps
 from server.cart.orders import Orders
 from server.cart.products import Products
+from server.cart.waitlists import Waitlists
 from server.client import Client, Sink
 from server.codecs import JSON, Codec
 from server.commands import Dispatcher, Handler
@@ -32,6 +33,7 @@ from server.rooms.auctions import Auctions
 from server.rooms.chat import Chat
 from server.rooms.giveaways import Giveaways
 from server.rooms.ops import RoomOps
+from server.rooms.promos import PromoOps
 from server.rooms.reminders import Reminders
 from server.rooms.sessions import Sessions
 from server.rooms.social import SocialProof
@@ -62,6 +64,11 @@ class Node:
         self.carts = Carts(self.store, self.keys, self.scripts, self.products)
         self.orders = Orders(self.store, self.keys, self.saga, settings)
         self.social = SocialProof(self.sessions, self.products)
+        self.vouchers = self.orders.vouchers
+        self.waitlists = Waitlists(self.store, self.keys, self.scripts, self.products,
+                                   settings.waitlist_hold_ms)
+        self.waitlists.on_offer = self._offered
+        self.waitlists.on_stock = self.social.stock_changed
         self.ledger = Ledger(self.store, self.keys, self.saga, settings)
         self.products.on_deal_closed = self._deal_closed_by_price
         self.saga.on_deal_closed = self._deal_closed_lazily
@@ -106,6 +113,8 @@ class Node:
         handlers.update(self.giveaways.handlers())
         handlers.update(self.chat.handlers())
         handlers.update(self.reminders.handlers())
+        handlers.update(PromoOps(self.sessions, self.products, self.vouchers,
+                                 self.waitlists).handlers())
         self.metrics = Metrics()
         self.dispatcher = Dispatcher(handlers, observe=self.metrics.observe_command)
         self.hub.observe_fanout = self.metrics.fanout_seconds.observe
@@ -216,6 +225,11 @@ class Node:
     async def publish_private(self, uid: str, data: Any, event: str = "cart") -> None:
         doc = {"t": event, "ts": int(time.time() * 1000), "d": data}
         await self.store.call("SPUBLISH", self.keys.user_channel(uid), JSON.encode(doc))
+
+    async def _offered(self, user: str, product: str, hold_until: int) -> None:
+        """A restock (or a passed-on hold) holds a unit for this waiting user."""
+        await self.publish_private(user, {"product": product, "hold_until": hold_until},
+                                   "restocked")
 
     async def _deal_closed_by_price(self, sid: str, deal: bytes) -> None:
         """A list price cut to or below a deal's price closed it: announce it."""
@@ -385,6 +399,7 @@ class Node:
         await self.auctions.sweep()
         await self.giveaways.sweep()
         await self.giveaways.refresh_joined()
+        await self.waitlists.sweep()
         rooms = list(self.hub.rooms.values())
         if not rooms:
             return

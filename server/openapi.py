@@ -15,6 +15,7 @@ from typing import Any
 
 from server import __version__
 from server.cart.products import MAX_PRICE, MAX_STOCK
+from server.cart.vouchers import MAX_AMOUNT, MAX_PRODUCTS, MAX_USES
 from server.errors import CloseCode, ErrorCode
 from server.http_api import MAX_LINES
 from server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -125,7 +126,7 @@ def _schemas() -> dict[str, Any]:
                      "showcase": {"type": "array", "items": string},
                      "started_at": opt_int, "ended_at": opt_int, "scheduled_at": opt_int})
     line = shape({"product": string, "qty": int_, "unit_price": int_, "amount": int_,
-                  "session": {"type": ["string", "null"]},
+                  "discount": int_, "session": {"type": ["string", "null"]},
                   "attribution": {"enum": ["direct", "replay", "indirect", "none"]},
                   "commission": int_, "seller": string},
                  required=("product", "qty", "unit_price", "amount"))
@@ -184,7 +185,7 @@ def _schemas() -> dict[str, Any]:
                         "created_at": int_, "source": {"enum": ["buy_now", "checkout",
                                                                 "external", "auction",
                                                                 "giveaway"]},
-                        "external_id": string},
+                        "discount": int_, "voucher": string, "external_id": string},
                        required=("id", "buyer", "currency", "total", "lines", "source")),
         "ExternalOrder": closed({
             "external_id": ident(), "buyer": ident(),
@@ -235,6 +236,28 @@ def _schemas() -> dict[str, Any]:
             "winners": {"type": "array", "items": shape({
                 "entrant": string, "name": string, "order": {"type": ["string", "null"]}})},
             "algorithm": string}),
+        "NewVoucher": {**closed({
+            "code": ident(), "percent_off": nullable(integer(1, 100)),
+            "amount_off": nullable(integer(1, MAX_AMOUNT)),
+            "min_spend": nullable(integer(0, MAX_USES * MAX_AMOUNT)),
+            "total_uses": integer(1, MAX_USES), "per_buyer": nullable(integer(1, MAX_USES)),
+            "starts_at": nullable(integer(0, MAX_INT)), "ends_at": integer(0, MAX_INT),
+            "session": nullable(ident()),
+            "products": nullable({"type": "array", "items": ident(), "maxItems": MAX_PRODUCTS,
+                                  "uniqueItems": True})}, ("code", "total_uses", "ends_at")),
+            "oneOf": [{"required": [name], "properties": {name: {"type": "integer"}}}
+                      for name in ("percent_off", "amount_off")]},
+        "Voucher": shape({
+            "code": string, "seller": string, "percent_off": opt_int, "amount_off": opt_int,
+            "min_spend": int_, "total_uses": int_, "per_buyer": int_, "starts_at": int_,
+            "ends_at": int_, "session": {"type": ["string", "null"]},
+            "products": {"type": "array", "items": string}, "used": int_, "held": int_,
+            "remaining": int_, "discount_given": int_,
+            "uses": {"type": "array", "items": shape({
+                "order": string, "buyer": string, "discount": int_, "session": string,
+                "at": int_})}},
+            required=("code", "seller", "total_uses", "used", "held", "remaining",
+                      "discount_given")),
         "Health": shape({"ok": {"const": True}, "node": string}),
         "Ready": shape({"ready": {"type": "boolean"}, "node": string}),
     }
@@ -263,6 +286,16 @@ def openapi_document() -> dict[str, Any]:
                              body=ref("ProductPatch"), result=ref("Product"),
                              errors=(403, 404, 409)),
             },
+            "/api/vouchers": {"post": _op(
+                "Create a voucher (seller/admin)", body=ref("NewVoucher"), ok="201",
+                result=ref("Voucher"), errors=(403, 404, 409),
+                description="Exactly one of percent_off and amount_off; per_buyer at most "
+                            "total_uses; ends_at after starts_at (default now) and in the "
+                            "future, at most 366 days later (else 400). Products must exist "
+                            "(404) and be the caller's (403); a session must exist (404).")},
+            "/api/vouchers/{id}": {"parameters": _id_param(), "get": _op(
+                "A voucher's terms and counters (anyone); its seller/admin also get `uses`",
+                result=ref("Voucher"), auth=False, errors=(401, 404))},
             "/api/sessions": {
                 "post": _op("Create a session (creator/admin)", body=ref("NewSession"),
                             ok="201", result=ref("Session"), errors=(403, 404)),

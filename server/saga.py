@@ -7,7 +7,9 @@ before the first step (docs/architecture.md has the whole design and its failure
 
   0. begin     (order bucket)  the order record, `pending` attempt n, with its plan;
                                the saga index gets the order, due at the takeover time
-  1. reserve   (each product)  price/deal/stock checks, units held by `<oid>#<n>`
+  1. reserve   (each product)  price/deal/stock checks, units held by `<oid>#<n>`;
+                               then, with a voucher, one use held by `<oid>#<n>` in
+                               the voucher's slot (its discount spread over the lines)
   2. commit    (order bucket)  all lines reserved: `committed`, the order JSON, the
                                bucket's orders stream entry — or `abort` -> `failed`
   3. effects   (everywhere)    reservations taken, buyer (orders list, cart, private
@@ -34,6 +36,7 @@ from typing import Any
 
 import orjson
 
+from server.discounts import Terms, line_discounts, paid_commission
 from server.errors import ApiError, ErrorCode
 from server.keys import ORDER_BUCKETS, Keys, order_bucket
 from server.scripts import Scripts
@@ -119,7 +122,7 @@ class Saga:
             got = res.line
             lines.append({
                 "product": got["product"], "qty": got["qty"], "unit_price": got["unit_price"],
-                "amount": got["amount"], "commission": got["commission"],
+                "amount": got["amount"], "discount": 0, "commission": got["commission"],
                 "seller": got["seller"], "session": line["session"],
                 "attribution": line["attribution"], "creator": line.get("creator") or "",
             })
@@ -128,6 +131,11 @@ class Saga:
                 sold_out.append([room, got["product"]])
         head = {"buyer": plan["buyer"], "currency": plan["currency"], "source": plan["op"],
                 "total": plan.get("total")}
+        if plan.get("voucher"):
+            await self._use_voucher(oid, attempt, plan, lines,
+                                    [r.line.get("rate", 0) for r in results
+                                     if not isinstance(r, BaseException)])
+            head["voucher"] = plan["voucher"]["code"]
         if plan.get("external_id") is not None:
             head["external_id"] = plan["external_id"]
         try:
@@ -140,6 +148,26 @@ class Saga:
             await self.apply_order(oid, attempt, plan, order_json, sold_out)
         return Placed(orjson.loads(order_json), new)
 
+    async def _use_voucher(self, oid: str, attempt: int, plan: dict[str, Any],
+                           lines: list[dict[str, Any]], rates: list[int]) -> None:
+        """Step 1b: the voucher's discount over the reserved lines (server/discounts.py),
+        one use held in the voucher's slot, and each discounted line's commission on what
+        is paid. Any failure aborts the attempt (its reservations and use are released)."""
+        terms = Terms.from_plan(plan["voucher"])
+        try:
+            shares = line_discounts(terms, lines)
+            await self.scripts.reserve_voucher(terms.code, f"{oid}#{attempt}", plan["buyer"],
+                                               sum(shares), plan.get("voucher_room") or "")
+        except ApiError as exc:
+            await self._abort(oid, attempt, plan)
+            if exc.details.get("aborted"):
+                raise _Abandoned() from exc
+            raise
+        for line, share, rate in zip(lines, shares, rates, strict=True):
+            if share:
+                line["discount"] = share
+                line["commission"] = paid_commission(line["amount"] - share, int(rate))
+
     async def _abort(self, oid: str, attempt: int, plan: dict[str, Any]) -> None:
         status = await self.scripts.order_step(oid, "abort", attempt)
         if status == "failed":
@@ -147,11 +175,13 @@ class Saga:
 
     async def _release(self, oid: str, attempt: int, plan: dict[str, Any]) -> None:
         rid = f"{oid}#{attempt}"
-        states = await asyncio.gather(*(
-            self.scripts.settle_reservation(line["product"], rid, "release")
-            for line in plan["lines"]))
+        releases = [self.scripts.settle_reservation(line["product"], rid, "release")
+                    for line in plan["lines"]]
+        if plan.get("voucher"):  # the use (or a tombstone) goes with the units
+            releases.append(self.scripts.settle_voucher(plan["voucher"]["code"], rid, "release"))
+        states = await asyncio.gather(*releases)
         await self.scripts.order_step(oid, "released", attempt)
-        for line, state in zip(plan["lines"], states, strict=True):
+        for line, state in zip(plan["lines"], states[:len(plan["lines"])], strict=True):
             if state == "returned":
                 self.on_released(line["product"])
 
@@ -164,6 +194,8 @@ class Saga:
         rid = f"{oid}#{attempt}"
         steps: list[Any] = [self.scripts.settle_reservation(line["product"], rid, "take")
                             for line in plan["lines"]]
+        if plan.get("voucher"):
+            steps.append(self.scripts.settle_voucher(plan["voucher"]["code"], rid, "take"))
         touch = plan.get("touch")
         buyer_step = self.scripts.buyer_effects(
             plan["buyer"], oid, order_json, plan.get("cart"),
@@ -174,8 +206,11 @@ class Saga:
         for i, line in enumerate(order["lines"]):
             if line["attribution"] == "none" or line["session"] is None:
                 continue
-            by_session[line["session"]].append(
-                {k: line[k] for k in ("product", "qty", "amount", "commission", "attribution")})
+            discount = int(line.get("discount", 0))
+            by_session[line["session"]].append({
+                "product": line["product"], "qty": line["qty"],
+                "amount": line["amount"] - discount, "discount": discount,
+                "commission": line["commission"], "attribution": line["attribution"]})
             if line["commission"] > 0 and creators[i]:
                 by_creator[creators[i]].append({
                     "order": oid, "line": i, "product": line["product"],

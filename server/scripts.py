@@ -45,6 +45,18 @@ class Reserved:
     closed_deal: bytes  # a deal reserve.lua closed at its ends_at (JSON), or b""
 
 
+@dataclass(frozen=True, slots=True)
+class Patched:
+    """What product_patch.lua did."""
+
+    changed: bool  # price or stock changed
+    price: int
+    stock: int
+    closed_deals: list[bytes]  # deals a price cut closed (JSON each)
+    offered: list[str]  # users a restock gave a waitlist hold, first in line first
+    hold_until: int  # when those holds end (ms)
+
+
 class Scripts:
     def __init__(self, store: Store, keys: Keys, history_max_events: int,
                  history_max_age_ms: int, chat_history_max: int = 500) -> None:
@@ -154,12 +166,24 @@ class Scripts:
         return bool(await self.store.run("product_create.lua", [self.keys.product(pid)], fields))
 
     async def patch_product(self, pid: str, price: int | None, stock: int | None,
-                            commission_bps: int | None) -> tuple[bool, int, int, list[bytes]]:
-        changed, now_price, now_stock, closed = await self.store.run(
-            "product_patch.lua", [self.keys.product(pid), self.keys.deals(pid)],
-            [_opt(price), _opt(stock), _opt(commission_bps)])
-        return (bool(changed), int(now_price), int(now_stock),
-                [orjson.dumps(d) for d in orjson.loads(closed)])
+                            commission_bps: int | None, batch: str = "",
+                            hold_ms: int = 0) -> Patched:
+        k = self.keys
+        changed, now_price, now_stock, closed, offered, hold_until = await self.store.run(
+            "product_patch.lua", [k.product(pid), k.deals(pid), k.waitlist(pid), k.holds(pid)],
+            [_opt(price), _opt(stock), _opt(commission_bps), batch, hold_ms])
+        return Patched(bool(changed), int(now_price), int(now_stock),
+                       [orjson.dumps(d) for d in orjson.loads(closed)],
+                       [str(u) for u in orjson.loads(offered)], int(hold_until))
+
+    async def waitlist(self, pid: str, op: str, user: str, batch: str, hold_ms: int,
+                       max_waiting: int, due_batch: str = "") -> list[Any]:
+        """waitlist.lua's reply as it is (its header documents each op's shape)."""
+        k = self.keys
+        reply: list[Any] = await self.store.run(
+            "waitlist.lua", [k.product(pid), k.waitlist(pid), k.holds(pid)],
+            [op, user, batch, hold_ms, max_waiting, due_batch])
+        return reply
 
     async def open_deal(self, pid: str, sid: str, deal_id: str,
                         deal: dict[str, int]) -> tuple[bytes, bytes]:
@@ -182,20 +206,41 @@ class Scripts:
                       seen: int | None, mode: str, room: str, attributed: str) -> Reserved:
         k = self.keys
         line, closed = await self.store.run_pipelined(
-            "reserve.lua", [k.product(pid), k.deals(pid), k.rates(pid), k.reservations(pid)],
+            "reserve.lua",
+            [k.product(pid), k.deals(pid), k.rates(pid), k.reservations(pid), k.holds(pid)],
             [reservation, buyer, qty, _opt(seen), mode, room, attributed, pid])
         return Reserved(orjson.loads(line), bytes(closed))
 
     async def settle_reservation(self, pid: str, reservation: str, op: str) -> str:
         k = self.keys
         return text(await self.store.run_pipelined(
-            "reserve_settle.lua", [k.product(pid), k.deals(pid), k.reservations(pid)],
+            "reserve_settle.lua",
+            [k.product(pid), k.deals(pid), k.reservations(pid), k.holds(pid)],
             [reservation, op]))
 
     async def refund_stock(self, pid: str, effect: str, qty: int) -> bool:
         return bool(await self.store.run_pipelined(
             "refund_stock.lua", [self.keys.product(pid), self.keys.product_applied(pid)],
             [effect, qty]))
+
+    # vouchers (slot {v:<code>}) --------------------------------------------------------
+
+    async def create_voucher(self, code: str, fields: list[Any]) -> bool:
+        return bool(await self.store.run("voucher_create.lua", [self.keys.voucher(code)],
+                                         [code, *fields]))
+
+    async def reserve_voucher(self, code: str, reservation: str, buyer: str, discount: int,
+                              room: str) -> str:
+        k = self.keys
+        return text(await self.store.run_pipelined(
+            "voucher_reserve.lua", [k.voucher(code), k.voucher_uses(code)],
+            [reservation, buyer, discount, room, code]))
+
+    async def settle_voucher(self, code: str, reservation: str, op: str) -> str:
+        k = self.keys
+        return text(await self.store.run_pipelined(
+            "voucher_settle.lua", [k.voucher(code), k.voucher_uses(code), k.voucher_log(code)],
+            [reservation, op]))
 
     # users (slot {u:<user>}) ------------------------------------------------------------
 

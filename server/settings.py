@@ -57,6 +57,7 @@ class Settings:
     saga_takeover_ms: int = 5000  # a purchase attempt pending this long is undone by a sweep
     saga_redo_ms: int = 2000  # a committed order's effects not done by then are redone
     buy_now_lane: int = 32  # buy_now attempts of one product in one room in flight per node
+    waitlist_hold_ms: int = 10 * 60 * 1000  # a restock offer holds one unit this long
     attribution_window_s: int = 14 * 24 * 3600
     auction_extend_s: float = 10.0  # anti-sniping: a late bid moves the end this far out
     log_level: str = "info"
@@ -173,6 +174,8 @@ ENV: tuple[EnvVar, ...] = (
            "a committed order whose effects are not confirmed by then has them reapplied"),
     EnvVar("LIVECART_BUY_NOW_LANE", "buy_now_lane", int,
            "buy_now attempts of one product in one room a node runs at once (the rest wait)"),
+    EnvVar("LIVECART_WAITLIST_HOLD_MS", "waitlist_hold_ms", int,
+           "a restock offer to a waiting user holds one unit for them this long"),
     EnvVar("LIVECART_HANDSHAKE_TIMEOUT_S", "handshake_timeout_s", float,
            "a connection without a complete request head by then gets 408"),
     EnvVar("LIVECART_IDLE_TIMEOUT_S", "idle_timeout_s", float,
@@ -250,6 +253,7 @@ def validate(settings: Settings) -> None:
         raise SettingsError("LIVECART_MAX_CONNECTIONS_PER_IP must be ≥ 0 (0 = no cap)")
     for name in ("max_frame_bytes", "rate_burst", "abuse_errors", "send_buffer_bytes",
                  "history_max_events", "history_max_age_s", "saga_takeover_ms", "saga_redo_ms",
+                 "waitlist_hold_ms",
                  "max_request_line_bytes", "max_request_head_bytes", "chat_rate_burst",
                  "chat_history_max", "chat_snapshot_messages", "audit_max"):
         if getattr(settings, name) <= 0:

@@ -3,7 +3,8 @@
 The OpenAPI document states each rule JSON Schema can: these hooks apply, to generated
 *valid* requests only, the rules between items that it cannot (each is in the operation's
 description): a product at most once per external order; timeline entries strictly
-sorted by `at_ms`, with `until_ms` after `at_ms` and not past the next entry. Invalid
+sorted by `at_ms`, with `until_ms` after `at_ms` and not past the next entry; a new
+voucher's window ending in the future and `per_buyer` within `total_uses`. Invalid
 (negative) requests are left as generated. Valid reads of an auction or a giveaway name
 the ones tests/test_openapi.py created (LC_ST_* in the environment).
 """
@@ -11,6 +12,7 @@ the ones tests/test_openapi.py created (LC_ST_* in the environment).
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 import schemathesis
@@ -59,4 +61,9 @@ def map_case(context: Any, case: Any) -> Any:
     elif path in _SEEDED and "LC_ST_SESSION" in os.environ:
         name, var = _SEEDED[path]
         case.path_parameters = {"id": os.environ["LC_ST_SESSION"], name: os.environ[var]}
+    elif (method, path) == ("POST", "/api/vouchers") and isinstance(body, dict):
+        now = int(time.time() * 1000)
+        body["starts_at"], body["ends_at"] = None, now + 3_600_000
+        if isinstance(body.get("per_buyer"), int) and isinstance(body.get("total_uses"), int):
+            body["per_buyer"] = min(body["per_buyer"], body["total_uses"])
     return case

@@ -14,10 +14,11 @@ from collections import defaultdict
 from typing import Any
 
 import orjson
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from server.cart.products import NewProduct
+from server.cart.products import NewProduct, ProductPatch
+from server.cart.vouchers import NewVoucher
 from server.errors import ApiError
 from server.facts import SessionFacts
 from server.node import Node
@@ -42,18 +43,26 @@ op = st.one_of(
               st.integers(1, 5000), st.integers(0, 3)),
     st.tuples(st.just("refund"), st.integers(0, 30), st.sampled_from([None, 1, 2]),
               st.integers(0, 3)),
+    st.tuples(st.just("vbuy"), st.integers(0, 4), st.integers(0, 2), st.integers(0, 3),
+              st.integers(1, 3), st.integers(0, 5), st.integers(0, 1)),
+    st.tuples(st.just("vcheckout"), st.integers(0, 4), st.integers(0, 5), st.integers(0, 1)),
+    st.tuples(st.just("wait"), st.integers(0, 4), st.integers(0, 3)),
+    st.tuples(st.just("restock"), st.integers(0, 3), st.integers(1, 3)),
+    st.tuples(st.just("sweep")),
 )
+VOUCHERS = ("V0", "V1")  # V0: 10% off s0's products; V1: 50 off s1's (docs: vouchers)
 catalogue = st.lists(st.tuples(st.integers(1, 50_000), st.integers(0, 12),
                                st.integers(0, 3000)), min_size=4, max_size=4)
 
 
 class World:
     def __init__(self, url: str) -> None:
-        self.settings = make_settings()
+        self.settings = make_settings(waitlist_hold_ms=40)  # holds expire within a run
         node = Node(self.settings, url)  # the node's own services, without serving
         self.keys, self.store = node.keys, node.store
         self.products, self.sessions, self.orders = node.products, node.sessions, node.orders
         self.carts, self.ledger, self.counters = node.carts, node.ledger, node.counters
+        self.vouchers, self.waitlists = node.vouchers, node.waitlists
         self.sids: list[str] = []
         self.pids = [f"p{i}" for i in range(4)]
         self.seller_of: dict[str, str] = {}
@@ -71,6 +80,9 @@ class World:
             await self.sessions.set_status(s.id, creator, "start")
             self.sids.append(s.id)
         await self.store.call("HSET", self.keys.rates("p1"), self.sids[0], 9000)
+        ends = int(time.time() * 1000) + 3_600_000
+        await self.vouchers.create("s0", NewVoucher("V0", 10, 0, 0, 5, 2, 0, ends, "", ()))
+        await self.vouchers.create("s1", NewVoucher("V1", 0, 50, 100, 3, 1, 0, ends, "", ()))
         p0 = await self.products.get("p0")
         if p0.stock >= 2 and p0.price > 1:
             await self.sessions.pin(self.sids[0], "c0", "p0", None, {
@@ -85,6 +97,30 @@ class World:
                 room = await self.sessions.get(self.sids[s])
                 facts = SessionFacts(room.id, room.creator, room.kind, room.status)
                 placed = await self.orders.buy_now(BUYERS[b], facts, f"p{p}", q, f"buy{k}", None)
+            elif kind == "vbuy":
+                _, b, s, p, q, k, vi = o
+                room = await self.sessions.get(self.sids[s])
+                facts = SessionFacts(room.id, room.creator, room.kind, room.status)
+                placed = await self.orders.buy_now(BUYERS[b], facts, f"p{p}", q, f"vbuy{k}",
+                                                   None, voucher=VOUCHERS[vi])
+            elif kind == "vcheckout":
+                _, b, k, vi = o
+                placed = await self.orders.checkout(BUYERS[b], None, f"vco{k}", None,
+                                                    VOUCHERS[vi])
+            elif kind == "wait":
+                _, b, p = o
+                await self.waitlists.join(BUYERS[b], f"p{p}")
+                return
+            elif kind == "restock":
+                _, p, more = o
+                pid = f"p{p}"
+                stock = (await self.products.get(pid)).stock
+                await self.waitlists.patch(self.seller_of[pid], "seller", pid,
+                                           ProductPatch(None, stock + more, None))
+                return
+            elif kind == "sweep":
+                await self.waitlists.sweep()
+                return
             elif kind == "click":
                 _, b, s, p = o
                 await self.counters.click(self.sids[s], f"p{p}", BUYERS[b])
@@ -144,8 +180,11 @@ class World:
         products = {pid: as_dict(await self.store.call("HGETALL", k.product(pid)))
                     for pid in self.pids}
         for o in orders.values():
+            assert o["total"] == sum(line["amount"] - line["discount"] for line in o["lines"])
+            assert o["discount"] == sum(line["discount"] for line in o["lines"])
             for line in o["lines"]:
                 assert line["amount"] == line["unit_price"] * line["qty"]
+                assert 0 <= line["discount"] <= line["amount"]
                 if line["attribution"] == "none":
                     assert line["commission"] == 0 and line["session"] is None
                     continue
@@ -153,8 +192,9 @@ class World:
                 override = rates[sid].get(line["product"])
                 rate = effective_rate(int(products[line["product"]]["commission_bps"]),
                                       int(override) if override else None)
-                assert line["commission"] == commission(line["amount"], rate)
-                gmv[sid] += line["amount"]
+                paid = line["amount"] - line["discount"]
+                assert line["commission"] == commission(paid, rate)  # on what was paid
+                gmv[sid] += paid
                 com[sid] += line["commission"]
                 units[sid] += line["qty"]
                 norders[sid].add(o["id"])
@@ -185,10 +225,24 @@ class World:
         for pid, p in products.items():
             assert int(p["sold"]) == sold[pid], "units in orders differ from units sold"
             stock, held = int(p["stock"]), int(p.get("held", 0))
-            assert stock >= 0 and held >= 0
+            waiting_held = int(p.get("wl_held", 0))  # units restocks hold for waiting users
+            assert stock >= 0 and held >= 0 and waiting_held >= 0
             assert int(p.get("reserved", 0)) == 0, "a reservation outlived its order"
-            assert stock + held == int(p["initial_stock"]) + int(p["restocked"]) - int(
-                p["sold"]) + int(p["refunded"]), f"stock conservation broken for {pid}"
+            holds = await self.store.call("HLEN", k.holds(pid))
+            assert waiting_held == holds, "held units differ from holds"
+            assert stock + held + waiting_held == int(p["initial_stock"]) + int(
+                p["restocked"]) - int(p["sold"]) + int(p["refunded"]), \
+                f"stock conservation broken for {pid}"
+        for code in VOUCHERS:
+            card = await self.vouchers.get(code)
+            with_it = [o for o in orders.values() if o.get("voucher") == code]
+            assert card["held"] == 0, "a voucher use outlived its order"
+            assert card["used"] == len(with_it) <= card["total_uses"]
+            assert card["discount_given"] == sum(o["discount"] for o in with_it)
+            per_buyer: dict[str, int] = defaultdict(int)
+            for o in with_it:
+                per_buyer[o["buyer"]] += 1
+            assert all(n <= card["per_buyer"] for n in per_buyer.values())
         for oid in orders:
             r = as_dict(await self.store.call("HGETALL", k.refunds(oid)))
             for i, line in enumerate(orders[oid]["lines"]):
@@ -219,6 +273,11 @@ async def programme(url: str, cat: list[tuple[int, int, int]],
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cat=catalogue, ops=st.lists(op, min_size=5, max_size=40))
+@example(cat=[(1000, 4, 1000), (500, 2, 500), (700, 0, 2000), (300, 1, 0)], ops=[
+    ("wait", 0, 2), ("wait", 1, 2), ("wait", 2, 2), ("restock", 2, 2),
+    ("vbuy", 0, 0, 2, 1, 0, 0), ("vcheckout", 1, 0, 0), ("cart", 1, 0, 2, 1),
+    ("vcheckout", 1, 1, 0), ("vbuy", 3, 1, 1, 2, 1, 1), ("sweep",), ("refund", 0, None, 0),
+    ("restock", 2, 1), ("vbuy", 2, 0, 0, 1, 2, 0), ("sweep",)])  # waitlists and vouchers
 def test_money_invariants_hold(valkey_url: str, cat: list[tuple[int, int, int]],
                                ops: list[tuple[Any, ...]]) -> None:
     asyncio.run(programme(valkey_url, cat, ops))

@@ -381,6 +381,7 @@ def test_error_codes_map_to_http_statuses() -> None:
     expected = {"bad_request": 400, "unknown_op": 400, "unauthorized": 401, "forbidden": 403,
                 "not_found": 404, "not_live": 409, "out_of_stock": 409, "sold_out": 409,
                 "limit_exceeded": 409, "deal_ended": 409, "conflict": 409, "ended": 409,
+                "voucher_used_up": 409, "voucher_not_applicable": 409,
                 "too_large": 413, "muted": 403, "banned": 403, "blocked": 422,
                 "method_not_allowed": 405, "unsupported_media_type": 415,
                 "rate_limited": 429, "internal": 500, "unavailable": 503}

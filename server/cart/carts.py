@@ -52,9 +52,11 @@ class Carts:
     async def update(self, buyer: str, op: str, product: str, qty: int,
                      session: str | None) -> dict[str, Any]:
         stock = None
-        if op != "remove":
-            raw = await self.store.call("HGET", self.keys.product(product), "stock")
-            stock = int(raw) if raw is not None else None
+        if op != "remove":  # a unit a restock holds for this buyer is theirs to add
+            raw, holding = await self.store.batch([
+                ("HGET", self.keys.product(product), "stock"),
+                ("HEXISTS", self.keys.holds(product), buyer)])
+            stock = int(raw) + (1 if holding else 0) if raw is not None else None
         flat, grew, version = await self.scripts.update_cart(
             buyer, op, product, qty, session or "", MAX_QTY, stock)
         if grew and session:  # an add to the session's funnel: the quantity grew

@@ -67,8 +67,9 @@ class CartOps:
         buyer = require_user(client.identity)
         key = v.string(args, "idempotency_key", max_len=64, pattern=IDEM_KEY)
         total = v.integer(args, "total", lo=0, required=False)
+        voucher = v.ident(args, "voucher", required=False)
         assert key is not None
-        placed = await self.orders.checkout(buyer, client.session, key, total)
+        placed = await self.orders.checkout(buyer, client.session, key, total, voucher)
         await self.on_order(client, placed)
         return placed.order
 
@@ -78,6 +79,7 @@ class CartOps:
         qty = v.req_int(args, "qty", lo=1, hi=MAX_QTY)
         key = v.string(args, "idempotency_key", max_len=64, pattern=IDEM_KEY)
         price = v.integer(args, "price", lo=0, required=False)
+        voucher = v.ident(args, "voucher", required=False)
         assert key is not None
         if client.session is None or client.joining:
             raise bad_request("join a session to buy from it")
@@ -87,6 +89,7 @@ class CartOps:
                               field="product")
         placed = await self.orders.buy_now(
             buyer, room.session, product, qty, key, price,
-            known_sold_out=lambda: self.known_sold_out(room.session.id, product))
+            known_sold_out=lambda: self.known_sold_out(room.session.id, product),
+            voucher=voucher)
         await self.on_order(client, placed)
         return placed.order

@@ -9,6 +9,7 @@ the idempotency key, so a retry — even after a node or shard crash — finds t
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from collections.abc import Callable, Iterable
@@ -18,6 +19,7 @@ import orjson
 
 from server import validate as v
 from server.cart.lanes import Lanes
+from server.cart.vouchers import Vouchers, terms_of
 from server.counters.attribution import Attribution, Touch, attribute
 from server.errors import ApiError, ErrorCode, bad_request, forbidden, not_found
 from server.facts import SessionFacts
@@ -54,6 +56,7 @@ def _line(product: str, qty: int, seen: int | None, a: Attribution) -> dict[str,
 class Orders:
     def __init__(self, store: Store, keys: Keys, saga: Saga, settings: Settings) -> None:
         self.store, self.keys, self.saga, self.settings = store, keys, saga, settings
+        self.vouchers = Vouchers(store, keys, saga.scripts)
         self.sold_out_answers = 0  # buy_now answered from the node's sold-out facts
         self.lanes = Lanes(settings.buy_now_lane)
 
@@ -95,11 +98,15 @@ class Orders:
 
     # placing orders ---------------------------------------------------------------
 
-    async def _committed(self, oid: str, fp: str) -> Placed | None:
-        """The committed order of this key (one read, no script), None when there is none;
-        `conflict` when the key was used for another request (order_begin.lua's rule)."""
-        status, req_hash, order = await self.store.call_pipelined(
-            "HMGET", self.keys.order(oid), "status", "req_hash", "json")
+    def _committed_read(self, oid: str) -> tuple[str, ...]:
+        return ("HMGET", self.keys.order(oid), "status", "req_hash", "json")
+
+    async def _committed(self, oid: str, fp: str, row: Any = None) -> Placed | None:
+        """The committed order of this key (one read, no script; `row`: that read, done
+        already), None when there is none; `conflict` when the key was used for another
+        request (order_begin.lua's rule)."""
+        status, req_hash, order = row or await self.store.call_pipelined(
+            *self._committed_read(oid))
         if status is None or text(status) != "committed":
             return None
         if text(req_hash) != fp:
@@ -111,43 +118,84 @@ class Orders:
         return {"op": op, "buyer": buyer, "currency": self.settings.currency,
                 "lines": lines, **extra}
 
+    async def _voucher(self, code: str | None, room: str | None, oid: str,
+                       fp: str) -> dict[str, Any]:
+        """The plan's voucher part: its terms (read once; they never change) and the
+        session the order is placed in (a voucher for one session checks it). A voucher
+        whose uses are all used or held answers `voucher_used_up` from that read — as
+        voucher_reserve.lua would — unless this key already bought (a retry: its order)
+        or is being placed (a concurrent duplicate: it joins that attempt)."""
+        if code is None:
+            return {}
+        found = await self.vouchers.find(code)
+        if found is None:
+            raise ApiError(ErrorCode.NOT_FOUND, f"voucher {code!r} does not exist",
+                           voucher=code, field="voucher")
+        if int(found["used"]) + int(found["held"]) >= int(found["total_uses"]):
+            row = await self.store.call(*self._committed_read(oid))
+            replayed = await self._committed(oid, fp, row)
+            if replayed is not None:
+                raise _Replayed(replayed)
+            if row[0] is None or text(row[0]) != "pending":  # not a duplicate in flight
+                raise ApiError(ErrorCode.VOUCHER_USED_UP, "the voucher has no uses left",
+                               voucher=code)
+        return {"voucher": terms_of(found).to_plan(), "voucher_room": room or ""}
+
     async def buy_now(self, buyer: str, room: SessionFacts, product: str, qty: int, key: str,
                       price: int | None, *,
-                      known_sold_out: Callable[[], bool] = lambda: False) -> Placed:
+                      known_sold_out: Callable[[], bool] = lambda: False,
+                      voucher: str | None = None) -> Placed:
         """Buy from the stream: the buy itself is the last touch, so the attribution needs
         no store read. Attempts wait their turn in the (room, product) lane; when the node
-        has heard the product sell out in this room (`known_sold_out()`, asked once the
-        turn comes), the answer is `sold_out` with no script run unless the key already
-        bought (one read, shared with the tick's other reads) — so a flash-sale storm costs
-        the store about one read per late buyer."""
+        has heard the product sell out in this room (`known_sold_out()`, asked on arrival
+        and when the turn comes), the answer is `sold_out` with no script run unless the key
+        already bought or the buyer holds a unit a restock kept for them (two reads, shared
+        with the tick's other reads) — so a flash-sale storm costs the store about two reads
+        per late buyer."""
         if room.status == "scheduled":
             raise ApiError(ErrorCode.NOT_LIVE, "session has not started")
-        fp = fingerprint({"op": "buy_now", "product": product, "qty": qty, "price": price})
+        fp = fingerprint({"op": "buy_now", "product": product, "qty": qty, "price": price,
+                          **({"voucher": voucher} if voucher else {})})
         oid = order_id(buyer, key)
         lane = (room.id, product)
         if await self.lanes.enter(lane, known_sold_out):
             try:
-                now = int(time.time() * 1000)
-                a = attribute(buyer, Touch(room.id, now), room, now_ms=now,
-                              window_ms=self.settings.attribution_window_s * 1000,
-                              joined=room.id)
-                return await self.saga.place(oid, fp, self._plan(
-                    "buy_now", buyer, [_line(product, qty, price, a)], room=room.id,
-                    total=None, touch=[product, f"{room.id}|{now}"],
-                    sold_out_rooms={product: room.id}))
+                return await self._place_buy_now(buyer, room, product, qty, price, voucher,
+                                                 oid, fp)
             finally:
                 self.lanes.leave(lane, known_sold_out)
+        holding, row = await asyncio.gather(
+            self.store.call_pipelined("HEXISTS", self.keys.holds(product), buyer),
+            self.store.call_pipelined(*self._committed_read(oid)))
+        if holding:  # a restock kept a unit for this buyer: the scripts decide
+            return await self._place_buy_now(buyer, room, product, qty, price, voucher, oid, fp)
         self.sold_out_answers += 1
-        replayed = await self._committed(oid, fp)
+        replayed = await self._committed(oid, fp, row)
         if replayed is None:
             raise ApiError(ErrorCode.SOLD_OUT, "sold out", product=product)
         return replayed
 
-    async def checkout(self, buyer: str, room: str | None, key: str, total: int | None) -> Placed:
+    async def _place_buy_now(self, buyer: str, room: SessionFacts, product: str, qty: int,
+                             price: int | None, voucher: str | None, oid: str,
+                             fp: str) -> Placed:
+        now = int(time.time() * 1000)
+        a = attribute(buyer, Touch(room.id, now), room, now_ms=now,
+                      window_ms=self.settings.attribution_window_s * 1000, joined=room.id)
+        try:
+            part = await self._voucher(voucher, room.id, oid, fp)
+        except _Replayed as replayed:
+            return replayed.placed
+        return await self.saga.place(oid, fp, self._plan(
+            "buy_now", buyer, [_line(product, qty, price, a)], room=room.id, total=None,
+            touch=[product, f"{room.id}|{now}"], sold_out_rooms={product: room.id}, **part))
+
+    async def checkout(self, buyer: str, room: str | None, key: str, total: int | None,
+                       voucher: str | None = None) -> Placed:
         cart_row, touches_row = await self.store.batch([
             ("HGETALL", self.keys.cart(buyer)), ("HGETALL", self.keys.touches(buyer))])
         cart = as_dict(cart_row)
-        fp = fingerprint({"op": "checkout", "total": total})
+        fp = fingerprint({"op": "checkout", "total": total,
+                          **({"voucher": voucher} if voucher else {})})
         oid = order_id(buyer, key)
         if not cart:  # a retry after the order emptied the cart finds the order
             replayed = await self._committed(oid, fp)
@@ -162,8 +210,13 @@ class Orders:
             line = orjson.loads(cart[pid])
             lines.append(_line(pid, int(line["qty"]), None, attribution[pid]))
             rooms[pid] = line.get("session") or ""
+        try:
+            part = await self._voucher(voucher, room, oid, fp)
+        except _Replayed as replayed:
+            return replayed.placed
         return await self.saga.place(oid, fp, self._plan(
-            "checkout", buyer, lines, room="", total=total, cart=cart, sold_out_rooms=rooms))
+            "checkout", buyer, lines, room="", total=total, cart=cart, sold_out_rooms=rooms,
+            **part))
 
     async def external(self, seller: str, external_id: str, buyer: str,
                        lines: list[dict[str, int | str]]) -> Placed:
@@ -225,6 +278,14 @@ class Orders:
         if role != "admin" and caller != order["buyer"] and caller not in sellers:
             raise forbidden("only the buyer, a seller in the order or an admin can read it")
         return order
+
+
+class _Replayed(Exception):
+    """The request's key already bought: its order is the answer."""
+
+    def __init__(self, placed: Placed) -> None:
+        super().__init__("replayed")
+        self.placed = placed
 
 
 def check_external_lines(body_lines: Any) -> list[dict[str, int | str]]:

@@ -13,7 +13,7 @@ import orjson
 from server import validate as v
 from server.errors import ApiError, ErrorCode, bad_request, forbidden, not_found
 from server.keys import Keys
-from server.scripts import Scripts
+from server.scripts import Patched, Scripts
 from server.store import Store, as_dict
 
 MAX_PRICE = 100_000_000  # minor units
@@ -141,16 +141,21 @@ class Products:
             return {}
         return self.parse_rows(await self.store.batch(self.read_commands(ids)))
 
-    async def patch(self, caller: str, role: str, pid: str,
-                    patch: ProductPatch) -> tuple[Product, bool]:
-        """Apply a patch (its seller or an admin); True when price or stock changed."""
+    async def check_owner(self, caller: str, role: str, pid: str) -> Product:
         current = await self.get(pid)
         if role != "admin" and current.seller != caller:
             raise forbidden("only the product's seller can change it")
-        changed, _, _, closed = await self.scripts.patch_product(
-            pid, patch.price, patch.stock, patch.commission_bps)
-        for deal in closed:  # a deal is never dearer than the list price
+        return current
+
+    async def patch(self, caller: str, role: str, pid: str, patch: ProductPatch, *,
+                    batch: str = "", hold_ms: int = 0) -> tuple[Product, Patched]:
+        """Apply a patch (its seller or an admin). A restock gives waitlist holds of
+        `batch` for `hold_ms` (the caller has indexed the batch: cart/waitlists.py)."""
+        await self.check_owner(caller, role, pid)
+        patched = await self.scripts.patch_product(
+            pid, patch.price, patch.stock, patch.commission_bps, batch, hold_ms)
+        for deal in patched.closed_deals:  # a deal is never dearer than the list price
             if self.on_deal_closed is not None:
                 await self.on_deal_closed(orjson.loads(deal)["session"], deal)
-        return await self.get(pid), changed
+        return await self.get(pid), patched
 

@@ -1,4 +1,5 @@
-"""The session report: the live funnel per product, GMV, commission, live vs replay."""
+"""The session report: the live funnel per product, GMV, commission, live vs replay,
+voucher uses and the discount they gave (attributed orders), and waitlist conversions."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from server.keys import Keys
 from server.store import Store, as_dict
 
 PRODUCT_FIELDS = ("impressions", "clicks", "adds", "orders", "units", "gmv", "commission",
-                  "gmv_refunded", "commission_clawed_back")
+                  "gmv_refunded", "commission_clawed_back", "voucher_discount")
+WAITLIST_FIELDS = ("wl_offers", "wl_converted")  # in each product's hash
 
 
 def ratio(num: int, den: int) -> float:
@@ -19,17 +21,23 @@ def ratio(num: int, den: int) -> float:
 
 
 def build_report(session: Session, counters: dict[str, str], presence: dict[str, str],
-                 uniques: int, now_ms: int) -> dict[str, Any]:
+                 uniques: int, now_ms: int,
+                 waitlists: dict[str, tuple[int, int]] | None = None) -> dict[str, Any]:
+    """`waitlists`: per showcase product (restock offers, offers bought) — a waitlist
+    belongs to its product, so these count every session's."""
     def n(name: str) -> int:
         return int(counters.get(name, 0))
 
+    waits = waitlists or {}
     products: list[dict[str, Any]] = []
     for pid in session.showcase:
         nums = {f: n(f"{f}:{pid}") for f in PRODUCT_FIELDS}
         conversion = {"click_through": ratio(nums["clicks"], nums["impressions"]),
                       "add_to_cart": ratio(nums["adds"], nums["clicks"]),
                       "order": ratio(nums["orders"], nums["clicks"])}
-        products.append({"product": pid, **nums, "conversion": conversion})
+        offers, converted = waits.get(pid, (0, 0))
+        products.append({"product": pid, **nums, "conversion": conversion,
+                         "waitlist": {"offers": offers, "conversions": converted}})
     return {
         "session": session.id, "status": session.status, "kind": session.kind,
         "viewers": {"now": live_viewers(presence, now_ms), "peak": n("peak_viewers"),
@@ -40,6 +48,9 @@ def build_report(session: Session, counters: dict[str, str], presence: dict[str,
         "commission_clawed_back": n("commission_clawed_back"),
         "replay": {"orders": n("replay_orders"), "units": n("replay_units"),
                    "gmv": n("replay_gmv"), "commission": n("replay_commission")},
+        "vouchers": {"orders": n("voucher_orders"), "discount": n("voucher_discount")},
+        "waitlist": {"offers": sum(o for o, _ in waits.values()),
+                     "conversions": sum(c for _, c in waits.values())},
         "products": products,
         "auctions": {"run": n("auctions"), "sold": n("auctions_sold"),
                      "revenue": n("auction_revenue")},
@@ -49,12 +60,15 @@ def build_report(session: Session, counters: dict[str, str], presence: dict[str,
 
 
 async def session_report(store: Store, keys: Keys, session: Session) -> dict[str, Any]:
-    counters, presence, uniques = await store.batch([
+    counters, presence, uniques, *waits = await store.batch([
         ("HGETALL", keys.counters(session.id)), ("HGETALL", keys.presence(session.id)),
         ("PFCOUNT", keys.uniques(session.id)),
+        *(("HMGET", keys.product(pid), *WAITLIST_FIELDS) for pid in session.showcase),
     ])
+    waitlists = {pid: (int(row[0] or 0), int(row[1] or 0))
+                 for pid, row in zip(session.showcase, waits, strict=True)}
     return build_report(session, as_dict(counters), as_dict(presence), int(uniques),
-                        int(time.time() * 1000))
+                        int(time.time() * 1000), waitlists)
 
 
 def live_stats(counters: dict[str, str], viewers: int) -> dict[str, int]:

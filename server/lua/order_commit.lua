@@ -4,10 +4,11 @@
 -- All or nothing with order_step.lua 'abort': whichever comes first decides the attempt.
 -- KEYS[1] order hash   KEYS[2] the bucket's saga index   KEYS[3] the bucket's orders stream
 -- ARGV[1] order id   ARGV[2] attempt
--- ARGV[3] order JSON head {buyer, currency, source, external_id?, total?} (total: what
---         the buyer saw, or null)
--- ARGV[4] lines JSON: [{product, qty, unit_price, amount, session, attribution,
---         commission, seller, creator}] from reserve.lua and the plan
+-- ARGV[3] order JSON head {buyer, currency, source, external_id?, total?, voucher?}
+--         (total: what the buyer saw after any discount, or null)
+-- ARGV[4] lines JSON: [{product, qty, unit_price, amount, discount?, session, attribution,
+--         commission, seller, creator}] from reserve.lua, the voucher step and the plan;
+--         the order's total is the sum of amount - discount (what the buyer pays)
 -- ARGV[5] when the saga should redo the remaining steps if they are not done (ms)
 -- ARGV[6] JSON [[session, product], …]: products this order sold out, and in which room
 -- Returns: {'new' | 'committed', order JSON}
@@ -20,8 +21,11 @@ if st[1] ~= 'pending' or st[2] ~= ARGV[2] then
 end
 local head = cjson.decode(ARGV[3])
 local lines = cjson.decode(ARGV[4])
-local total = 0
-for _, l in ipairs(lines) do total = total + tonumber(l.amount) end
+local total, discount = 0, 0
+for _, l in ipairs(lines) do
+  total = total + tonumber(l.amount) - tonumber(l.discount or 0)
+  discount = discount + tonumber(l.discount or 0)
+end
 if head.total ~= nil and head.total ~= cjson.null and tonumber(head.total) ~= total then
   redis.call('HSET', KEYS[1], 'status', 'failed')
   return fail('conflict', {message = 'the total changed', total = total})
@@ -30,14 +34,17 @@ local oid = ARGV[1]
 local out, creators, sellers, seen_seller = {}, {}, {}, {}
 for i, l in ipairs(lines) do
   out[i] = '{"product":' .. cjson.encode(l.product) .. ',"qty":' .. int(l.qty) ..
-    ',"unit_price":' .. int(l.unit_price) .. ',"amount":' .. int(l.amount) .. ',"session":' ..
+    ',"unit_price":' .. int(l.unit_price) .. ',"amount":' .. int(l.amount) ..
+    ',"discount":' .. int(l.discount or 0) .. ',"session":' ..
     cjson.encode(l.session) .. ',"attribution":"' .. l.attribution .. '","commission":' ..
     int(l.commission) .. ',"seller":' .. cjson.encode(l.seller) .. '}'
   creators[i] = l.creator or ''
   if not seen_seller[l.seller] then seen_seller[l.seller] = true; table.insert(sellers, l.seller) end
 end
 local order = '{"id":' .. cjson.encode(oid) .. ',"buyer":' .. cjson.encode(head.buyer) ..
-  ',"currency":' .. cjson.encode(head.currency) .. ',"total":' .. int(total) .. ',"lines":[' ..
+  ',"currency":' .. cjson.encode(head.currency) .. ',"total":' .. int(total) ..
+  ',"discount":' .. int(discount) ..
+  (head.voucher and (',"voucher":' .. cjson.encode(head.voucher)) or '') .. ',"lines":[' ..
   table.concat(out, ',') .. '],"created_at":' .. int(NOW) .. ',"source":"' .. head.source .. '"' ..
   (head.external_id and (',"external_id":' .. cjson.encode(head.external_id)) or '') .. '}'
 redis.call('HSET', KEYS[1], 'status', 'committed', 'json', order, 'buyer', head.buyer,

@@ -1,6 +1,7 @@
 -- Refund units of an order's lines (or the whole rest), once per refund_id, in the order's
 -- bucket slot: the refund record, the cumulative clawback per line (after r of a line's
--- q units, floor(commission * r / q) in total), the bucket's orders stream entry, and
+-- q units, floor(commission * r / q) in total), the amount refunded (after r units,
+-- floor(paid * r / q) in total, paid = amount - discount), the bucket's orders stream entry, and
 -- the saga entry for the refund's effects in other slots (stock back for in-stream
 -- orders, session counters, the creators' ledgers): see docs/architecture.md.
 -- KEYS[1] order hash   KEYS[2] the order's refunds hash   KEYS[3] the bucket's saga index
@@ -63,7 +64,8 @@ local out, effects, total_amount, total_claw = {}, {}, 0, 0
 for _, w in ipairs(wanted) do
   local line = order.lines[w.i]
   local after = line.qty - remaining(w.i) + w.qty
-  local amount = line.unit_price * w.qty
+  local paid = line.amount - (line.discount or 0)
+  local amount = muldiv(paid, after, line.qty) - muldiv(paid, after - w.qty, line.qty)
   local total_after = muldiv(line.commission, after, line.qty)
   local step = total_after - tonumber(redis.call('HGET', KEYS[2], 'c:' .. (w.i - 1)) or '0')
   redis.call('HSET', KEYS[2], 'u:' .. (w.i - 1), after, 'c:' .. (w.i - 1), total_after)

@@ -1,8 +1,10 @@
 -- Hold one order line's units in its product's slot (step 1 of a purchase, see
 -- docs/architecture.md): price confirmation, the session's open deal (price, deal stock,
 -- per-buyer limit) or list price and stock, and the line's commission. Idempotent by
--- reservation id; a reservation released before it was made stays refused.
+-- reservation id; a reservation released before it was made stays refused. A buyer holding
+-- a waitlist unit (lib/waitlist.lua) buys it first: one unit of the line comes from the hold.
 -- KEYS[1] product hash   KEYS[2] deals hash   KEYS[3] rates hash   KEYS[4] reservations
+-- KEYS[5] waitlist holds hash
 -- ARGV[1] reservation id `<order id>#<attempt>`   ARGV[2] buyer   ARGV[3] qty
 -- ARGV[4] the unit price the buyer saw, or ''   ARGV[5] mode: 'deal' (buy_now: the room's
 -- open deal applies) | 'list' (checkout) | 'external' (ARGV[4] is the unit price; no stock)
@@ -10,12 +12,13 @@
 -- ARGV[6] the room (session) whose deal applies, or ''
 -- ARGV[7] the attributed session (its live-exclusive rate applies), or '' (no commission)
 -- ARGV[8] product id (for error details)
--- Returns: {line JSON {product, qty, unit_price, amount, commission, seller, deal,
---           sold_out}, JSON of a deal this call closed at its ends_at or ''}
+-- Returns: {line JSON {product, qty, unit_price, amount, commission, rate, seller, deal,
+--           hold, sold_out}, JSON of a deal this call closed at its ends_at or ''}
+--          (rate: the commission rate applied, bps; hold: a waitlist unit was used)
 -- Fails: LC not_found | conflict | deal_ended | sold_out | out_of_stock | limit_exceeded
 --        | conflict with `aborted` (released before: its order attempt was abandoned)
 --!include lib/util.lua
-local K_PRODUCT, K_DEALS, K_RATES, K_RES = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local K_PRODUCT, K_DEALS, K_RATES, K_RES, K_HOLDS = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 --!include lib/deal.lua
 local rid, buyer, qty, seen, mode, room, attributed =
   ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], ARGV[6], ARGV[7]
@@ -34,13 +37,23 @@ if not p[1] then return fail('not_found', {message = 'product does not exist', p
 local pid, list_price, stock = p[1], tonumber(p[2]), tonumber(p[3])
 
 local unit, kind, deal, closed, sold_out = list_price, 'stock', nil, nil, false
+-- a live waitlist hold of this buyer (not in another purchase) counts as one more unit
+-- (for what the buyer buys: not for an external order, not for a prize)
+local hold, from_hold = nil, 0
+if mode ~= 'external' and mode ~= 'fixed' then
+  local raw_hold = redis.call('HGET', K_HOLDS, buyer)
+  if raw_hold then
+    hold = cjson.decode(raw_hold)
+    if hold.res == '' and tonumber(hold.hold_until) > NOW then from_hold = 1 else hold = nil end
+  end
+end
 if mode == 'external' then
   unit, kind = seen, 'external'
 elseif mode == 'list' or mode == 'fixed' then
   if mode == 'fixed' then unit = seen end
-  if stock < qty then
+  if stock + from_hold < qty then
     return fail('out_of_stock', {message = 'not enough stock for ' .. pid, product = pid,
-      available = stock})
+      available = stock + from_hold})
   end
 else
   local d = room ~= '' and get_deal(room) or nil
@@ -71,9 +84,10 @@ else
       end
       return fail('conflict', {message = 'the price changed', price = unit})
     end
-    if stock == 0 then return fail('sold_out', {message = 'sold out', product = pid}) end
-    if stock < qty then
-      return fail('out_of_stock', {message = 'not enough stock', product = pid, available = stock})
+    if stock + from_hold == 0 then return fail('sold_out', {message = 'sold out', product = pid}) end
+    if stock + from_hold < qty then
+      return fail('out_of_stock', {message = 'not enough stock', product = pid,
+        available = stock + from_hold})
     end
   end
 end
@@ -87,21 +101,30 @@ if kind == 'deal' then
   redis.call('HINCRBY', K_PRODUCT, 'reserved', qty)
   sold_out = deal.stock_left == 0
 elseif kind == 'stock' then
-  sold_out = redis.call('HINCRBY', K_PRODUCT, 'stock', -qty) == 0
+  if qty > from_hold then
+    sold_out = redis.call('HINCRBY', K_PRODUCT, 'stock', from_hold - qty) == 0
+  end
+  if from_hold == 1 then
+    redis.call('HINCRBY', K_PRODUCT, 'wl_held', -1)
+    hold.res = rid
+    redis.call('HSET', K_HOLDS, buyer, cjson.encode(hold))
+  end
   redis.call('HINCRBY', K_PRODUCT, 'reserved', qty)
 end
+if kind ~= 'stock' then from_hold = 0 end
 local amount = unit * qty
-local commission = 0
+local commission, rate = 0, 0
 if attributed ~= '' then
-  local rate = tonumber(p[4])
+  rate = tonumber(p[4])
   local override = tonumber(redis.call('HGET', K_RATES, attributed) or '0')
   if override > rate then rate = override end
   commission = muldiv(amount, rate, 10000)
 end
 local line = '{"product":' .. cjson.encode(pid) .. ',"qty":' .. int(qty) .. ',"unit_price":' ..
   int(unit) .. ',"amount":' .. int(amount) .. ',"commission":' .. int(commission) ..
-  ',"seller":' .. cjson.encode(p[5]) .. ',"deal":' .. (deal and cjson.encode(deal.id) or 'null') ..
+  ',"rate":' .. int(rate) .. ',"seller":' .. cjson.encode(p[5]) .. ',"deal":' ..
+  (deal and cjson.encode(deal.id) or 'null') .. ',"hold":' .. tostring(from_hold == 1) ..
   ',"sold_out":' .. tostring(sold_out) .. '}'
-redis.call('HSET', K_RES, rid, cjson.encode({state = 'held', qty = qty, kind = kind,
+redis.call('HSET', K_RES, rid, cjson.encode({state = 'held', qty = qty, kind = kind, hold = from_hold,
   deal = deal and deal.id or '', session = room, buyer = buyer, at = NOW, line = line}))
 return {line, closed and cjson.encode(closed) or ''}

@@ -1,10 +1,11 @@
 -- An order's (or a refund's) effects on one session, once per effect id: the attributed
 -- lines' counters and `sold_out` room events for products this order sold out.
--- Order lines: orders (once per order), units, gmv, commission, per product, and the
--- replay split. Refund lines: gmv_refunded, commission_clawed_back, per product.
+-- Order lines: orders (once per order), units, gmv (what was paid), commission, per
+-- product, the replay split, and a voucher's discount (voucher_orders once per order,
+-- voucher_discount). Refund lines: gmv_refunded, commission_clawed_back, per product.
 -- KEYS[1..3] room (lib/context.lua)   KEYS[4] counters   KEYS[5] applied-effects set
 -- ARGV[1..3] context   ARGV[4] effect id   ARGV[5] 'order' | 'refund'
--- ARGV[6] lines JSON: order [{product, qty, amount, commission, attribution}] |
+-- ARGV[6] lines JSON: order [{product, qty, amount, commission, attribution, discount?}] |
 --         refund [{product, amount, clawback}]
 -- ARGV[7] JSON array of products sold out in this room by the order
 -- Returns: 1 when applied now, 0 when applied before
@@ -18,8 +19,13 @@ local function add(field, n)
 end
 if ARGV[5] == 'order' then
   if #lines > 0 then add('orders', 1) end
-  local replay = false
+  local replay, discounted = false, false
   for _, l in ipairs(lines) do
+    local discount = tonumber(l.discount or 0)
+    if discount > 0 then
+      if not discounted then discounted = true; add('voucher_orders', 1) end
+      add('voucher_discount', discount); add('voucher_discount:' .. l.product, discount)
+    end
     local qty, amount, commission = tonumber(l.qty), tonumber(l.amount), tonumber(l.commission)
     add('units', qty); add('gmv', amount); add('commission', commission)
     add('orders:' .. l.product, 1); add('units:' .. l.product, qty)

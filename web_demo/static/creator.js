@@ -8,6 +8,7 @@ import { FakeStream } from "./stage.js";
 import { mountCreatorFormats } from "./auction.js";
 import { claims } from "./common.js";
 import { mountChat, mountModeration } from "./chat.js";
+import { installCreatorVouchers } from "./vouchers.js";
 
 const params = new URLSearchParams(location.search);
 const SESSION = params.get("session") || "sess_demo_live";
@@ -513,6 +514,7 @@ async function main() {
   mountCreatorFormats(client, state); // auctions and giveaways (auction.js)
   window.__livecart.chat = mountChat({ client, session: SESSION, me: claims(token), root: $("#chat-panel"), moderator: true, toggle: false });
   mountModeration({ client, session: SESSION, token, root: $("#moderation") });
+  installCreatorVouchers({ client, session: SESSION, currency: state.currency });
   new FakeStream($("#preview"), creatorPosition, () => state.status).start();
   setInterval(() => {
     const pos = creatorPosition();

@@ -7,6 +7,7 @@ import {
 import { FakeStream } from "./stage.js";
 import { mountViewerFormats } from "./auction.js";
 import { mountChat } from "./chat.js";
+import { installViewerPromos } from "./vouchers.js";
 
 const params = new URLSearchParams(location.search);
 const SESSION = params.get("session") || "sess_demo_live";
@@ -42,6 +43,7 @@ const state = {
 };
 
 let client;
+let promo; // vouchers and waitlists (vouchers.js)
 const stageEl = $("#stage");
 const canvas = $("#video");
 
@@ -195,7 +197,8 @@ function renderCard() {
   if (img.getAttribute("src") !== p.image_url) img.src = p.image_url || "/static/img/placeholder.svg";
   img.alt = p.title || "";
   $("#pin-title").textContent = p.title;
-  const soldOut = deal ? deal.stock_left <= 0 || state.soldOut.has(p.id) : p.stock === 0;
+  const soldOut = (deal ? deal.stock_left <= 0 || state.soldOut.has(p.id) : p.stock === 0)
+    && !promo?.holding(p.id); // a unit a restock holds for me is mine to buy
   if (deal) {
     $("#pin-price").textContent = money(deal.price, currency);
     $("#pin-list-price").textContent = money(p.price, currency);
@@ -227,6 +230,7 @@ function renderCard() {
     : atLimit ? `You bought ${limit} — the most this deal allows per buyer.`
     : `Deal price with Buy now only${limit ? ` · max ${limit} per buyer` : ""} · the cart pays ${money(p.price, currency)}`;
   card.dataset.atLimit = atLimit ? "true" : "false";
+  promo?.renderCard(p.id, soldOut && !deal);
   renderShowcase();
   renderDealTimer();
 }
@@ -273,6 +277,7 @@ async function buyNow(pid, { price } = {}) {
   btn.classList.add("busy");
   try {
     const order = await withRetry(() => client.request("buy_now", { product: pid, qty: 1, idempotency_key: key, price: seen }));
+    promo?.ordered(order);
     if (deal && state.shown?.product.id === pid) {
       state.dealBought.set(dealKey(state.shown), dealBought(state.shown) + 1);
     }
@@ -361,6 +366,7 @@ function renderCart() {
   const err = $("#cart-error");
   err.hidden = !state.cartError;
   err.textContent = state.cartError || "";
+  promo?.renderCart();
 }
 
 async function setQty(pid, qty) {
@@ -388,7 +394,9 @@ async function checkout() {
   btn.textContent = "Placing order…";
   const key = idempotencyKey();
   try {
-    const order = await withRetry(() => client.request("checkout", { idempotency_key: key, total: state.cart.total }));
+    const order = await withRetry(() => client.request("checkout", {
+      idempotency_key: key, ...(promo ? promo.checkoutArgs(state.cart.total) : { total: state.cart.total }) }));
+    promo?.ordered(order);
     $("#cart-dialog").close();
     showOrder(order);
   } catch (err) {
@@ -696,6 +704,7 @@ async function main() {
   wireEvents();
   mountViewerFormats(client, state); // auctions and giveaways (auction.js)
   window.__livecart.chat = mountChat({ client, session: SESSION, me, root: $("#chat-panel") });
+  promo = installViewerPromos({ client, state, productOf, rerender: renderCard });
   const stream = new FakeStream(canvas, playerPosition, () => (state.vod ? "live" : state.status));
   stream.start();
   setInterval(tick, 50);
