@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -61,6 +62,11 @@ class Settings:
     log_format: str = "json"
     workers: int = 1  # `serve --workers N`: node processes on one port (server/workers.py)
     reuse_port: bool = False  # bind with SO_REUSEPORT (set for each worker)
+    stream_origins: tuple[str, ...] = ()  # origins a session's stream_url may name
+    stream_timeout_s: float = 2.0  # fetching a session's playlist
+    stream_max_bytes: int = 1024 * 1024  # a larger playlist is refused
+    stream_cache_ms: int = 500  # a fetched playlist is reused this long
+    demo_stream: bool = True  # --demo: generate the demo's HLS stream with ffmpeg
 
     @property
     def signing_secret(self) -> str:
@@ -176,6 +182,17 @@ ENV: tuple[EnvVar, ...] = (
            "a longer HTTP request line gets 414"),
     EnvVar("LIVECART_MAX_REQUEST_HEAD_BYTES", "max_request_head_bytes", int,
            "a larger request head gets 431"),
+    EnvVar("LIVECART_STREAM_ORIGINS", "stream_origins", str,
+           "comma-separated origins (`https://cdn.example.com`) a session's `stream_url` may "
+           "name (`--demo` adds loopback)"),
+    EnvVar("LIVECART_STREAM_TIMEOUT_S", "stream_timeout_s", float,
+           "fetching a session's HLS playlist fails with `stream_upstream_failed` after this"),
+    EnvVar("LIVECART_STREAM_MAX_BYTES", "stream_max_bytes", int,
+           "a larger upstream playlist fails with `stream_upstream_failed`"),
+    EnvVar("LIVECART_STREAM_CACHE_MS", "stream_cache_ms", int,
+           "an upstream playlist is reused this long (per node)"),
+    EnvVar("LIVECART_DEMO_STREAM", "demo_stream", flag,
+           "`--demo`: `0` skips the generated ffmpeg HLS stream (the drawn stand-in plays)"),
 )
 
 
@@ -198,7 +215,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         raw = source.get(var.name)
         if raw is None or raw.strip() == "":
             continue
-        if var.field == "allowed_origins":
+        if var.field in ("allowed_origins", "stream_origins"):
             values[var.field] = tuple(o.strip() for o in raw.split(",") if o.strip())
             continue
         try:
@@ -227,16 +244,22 @@ def validate(settings: Settings) -> None:
         raise SettingsError("LIVECART_CURRENCY must be a 3-letter ISO code such as USD")
     if not settings.key_prefix or any(c in settings.key_prefix for c in "{} "):
         raise SettingsError("LIVECART_KEY_PREFIX must be non-empty without braces or spaces")
+    if settings.stream_cache_ms < 0:
+        raise SettingsError("LIVECART_STREAM_CACHE_MS must be ≥ 0")
+    for origin in settings.stream_origins:
+        if not re.match(r"^https?://[^/?#@\s]+$", origin):
+            raise SettingsError(f"LIVECART_STREAM_ORIGINS: {origin!r} is not an origin "
+                                "(scheme://host[:port], no path)")
     if settings.max_connections_per_ip < 0:
         raise SettingsError("LIVECART_MAX_CONNECTIONS_PER_IP must be ≥ 0 (0 = no cap)")
     for name in ("max_frame_bytes", "rate_burst", "abuse_errors", "send_buffer_bytes",
                  "history_max_events", "history_max_age_s", "saga_takeover_ms", "saga_redo_ms",
-                 "max_request_line_bytes", "max_request_head_bytes"):
+                 "max_request_line_bytes", "max_request_head_bytes", "stream_max_bytes"):
         if getattr(settings, name) <= 0:
             raise SettingsError(f"{name} must be positive")
     for name in ("rate_per_s", "abuse_window_s", "counters_interval_s", "social_interval_s",
                  "presence_ttl_s", "store_timeout_s", "drain_timeout_s", "handshake_timeout_s",
                  "idle_timeout_s", "ping_interval_s", "pubsub_probe_interval_s",
-                 "pubsub_probe_timeout_s"):
+                 "pubsub_probe_timeout_s", "stream_timeout_s"):
         if getattr(settings, name) <= 0:
             raise SettingsError(f"{name} must be positive")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,11 +35,38 @@ class NewSession:
     kind: str
     title: str
     showcase: list[str]
+    stream_url: str | None = None  # checked against the allow-list by the caller
+    stream_clock_offset_ms: int = 0
+
+
+def _stream_url(args: Mapping[str, Any]) -> str | None:
+    url = args.get("stream_url")
+    if url is not None and (not isinstance(url, str) or not url):
+        raise bad_request("`stream_url` must be a URL (or null)", field="stream_url")
+    return url
+
+
+def parse_stream_patch(body: Any) -> tuple[str | bool | None, int | None]:
+    """`PATCH /api/sessions/{id}`: (stream_url: a URL, None to remove, False absent;
+    offset or None)."""
+    from server.streams import parse_offset
+
+    args = v.obj(body)
+    v.only(args, {"stream_url", "stream_clock_offset_ms"})
+    if not args:
+        raise bad_request("nothing to change: send `stream_url` and/or "
+                          "`stream_clock_offset_ms`")
+    url: str | bool | None = _stream_url(args) if "stream_url" in args else False
+    offset = parse_offset(args["stream_clock_offset_ms"]) \
+        if "stream_clock_offset_ms" in args else None
+    return url, offset
 
 
 def parse_new(body: Any) -> NewSession:
+    from server.streams import parse_offset
+
     args = v.obj(body)
-    v.only(args, {"kind", "title", "showcase"})
+    v.only(args, {"kind", "title", "showcase", "stream_url", "stream_clock_offset_ms"})
     kind = v.req_str(args, "kind")
     if kind not in KINDS:
         raise bad_request("`kind` must be live or video", field="kind")
@@ -54,7 +81,9 @@ def parse_new(body: Any) -> NewSession:
         if item in ids:
             raise bad_request(f"product {item!r} appears twice in the showcase", field="showcase")
         ids.append(item)
-    return NewSession(kind=kind, title=v.req_str(args, "title"), showcase=ids)
+    return NewSession(kind=kind, title=v.req_str(args, "title"), showcase=ids,
+                      stream_url=_stream_url(args),
+                      stream_clock_offset_ms=parse_offset(args.get("stream_clock_offset_ms", 0)))
 
 
 def deal_member(sid: str, pid: str, deal_id: str) -> str:
@@ -82,7 +111,8 @@ class Sessions:
         sid = sid or f"sess_{secrets.token_hex(6)}"
         now = int(time.time() * 1000)
         created = await self.scripts.create_session(
-            sid, creator, new.kind, new.title, new.showcase, now)
+            sid, creator, new.kind, new.title, new.showcase, now, new.stream_url,
+            new.stream_clock_offset_ms)
         if created:
             await self.store.batch(
                 [("ZADD", self.keys.session_index(), now, sid)]
@@ -221,6 +251,12 @@ class Sessions:
                                     "pin_deal_product")
         if row and row[0] and row[1]:
             await self.close_due(deal_member(sid, text(row[1]), text(row[0])))
+
+    async def set_stream(self, sid: str, caller: str, stream_url: str | bool | None,
+                         offset_ms: int | None) -> Session:
+        """Set or remove the session's stream (its creator only; the URL already checked)."""
+        await self.scripts.set_stream(sid, caller, stream_url, offset_ms)
+        return await self.get(sid)
 
     async def set_timeline(self, sid: str, entries: list[Any]) -> None:
         await self.store.call("HSET", self.keys.session(sid), "timeline", orjson.dumps(entries))

@@ -5,6 +5,7 @@ import {
   fmtCountdown, compact, randomName, randomId, avatarFor,
 } from "./common.js";
 import { FakeStream } from "./stage.js";
+import { HlsPlayer } from "./player.js";
 
 const params = new URLSearchParams(location.search);
 const SESSION = params.get("session") || "sess_demo_live";
@@ -40,6 +41,7 @@ const state = {
 };
 
 let client;
+let player = null; // HlsPlayer when the session has a real stream (player.js)
 const stageEl = $("#stage");
 const canvas = $("#video");
 
@@ -81,6 +83,8 @@ function scheduleTokenRefresh(me, token) {
 
 /** Stream position the player shows: server time − started_at − HLS delay. */
 function playerPosition() {
+  const real = player?.positionMs(state.startedAt, state.vod);
+  if (real !== undefined) return real;
   if (state.vod) return state.vodStart == null ? null : performance.now() - state.vodStart;
   if (state.startedAt == null || state.status === "scheduled" || state.status === "loading") return null;
   return client.serverNow() - state.startedAt - DELAY_MS;
@@ -114,8 +118,10 @@ function tick() {
 
 function renderClock(pos) {
   $("#clock-pos").textContent = pos === null ? "--:--" : fmtClock(Math.max(0, pos));
+  const behind = player?.distanceMs();
   $("#clock-delay").textContent = state.vod
     ? (state.kind === "video" ? "video" : "replay")
+    : behind != null ? `${(behind / 1000).toFixed(1)} s behind live`
     : DELAY_MS ? `${(DELAY_MS / 1000).toFixed(1)} s behind live` : "live edge";
 }
 
@@ -125,6 +131,7 @@ function enterVod() {
   if (state.vod) return;
   state.vod = true;
   state.vodStart = performance.now();
+  player?.replay();
   state.timeline = [];
   if (state.shown) showPin(null);
   $(".panel-foot").textContent = state.kind === "video"
@@ -692,8 +699,14 @@ async function main() {
   client = new LivecartClient({ url: wsUrlFor("/ws"), token: me.token, pingIntervalMs: 5000, pingTimeoutMs: 3000 });
   window.__livecart = { client, state }; // debugging and browser-test hook
   wireEvents();
-  const stream = new FakeStream(canvas, playerPosition, () => (state.vod ? "live" : state.status));
-  stream.start();
+  player = new HlsPlayer({ stage: stageEl, canvas, session: SESSION,
+    holdMs: Number(params.get("delay_ms")) || 0, serverNow: () => client.serverNow() });
+  if (!(await player.start())) {
+    player = null;
+    document.body.dataset.player = "standin";
+    const stream = new FakeStream(canvas, playerPosition, () => (state.vod ? "live" : state.status));
+    stream.start();
+  }
   setInterval(tick, 50);
   setInterval(pollPosition, 500);
   await client.connect();
