@@ -54,7 +54,7 @@ def create_app(settings: Settings, store_url: str) -> Starlette:
     """The HTTP app; `/ws` is not in it (server/transport.py serves it without ASGI)."""
     node = Node(settings, store_url)
     stream: DemoStream | None = None
-    if settings.demo:
+    if settings.demo and settings.demo_stream:
         from server.demo_stream import DemoStream
 
         stream = DemoStream(settings)
@@ -67,11 +67,11 @@ def create_app(settings: Settings, store_url: str) -> Starlette:
             from server.demo_stream import name_in_demo_sessions
 
             await demo.seed(node)
-            if stream is not None:
-                if stream.start():
-                    app.state.streams.local_root = stream.root
-                await name_in_demo_sessions(node, stream, demo.DEMO_LIVE_SESSION,
-                                            demo.DEMO_VIDEO_SESSION, demo.DEMO_CREATOR)
+            running = stream is not None and stream.start()
+            if stream is not None and running:
+                app.state.streams.local_root = stream.root
+            await name_in_demo_sessions(node, running, demo.DEMO_LIVE_SESSION,
+                                        demo.DEMO_VIDEO_SESSION, demo.DEMO_CREATOR)
         try:
             yield
         finally:

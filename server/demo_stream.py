@@ -92,7 +92,7 @@ class DemoStream:
     process on the same directory runs it)."""
 
     def __init__(self, settings: Settings) -> None:
-        self.ffmpeg = shutil.which("ffmpeg") if settings.demo_stream else None
+        self.ffmpeg = shutil.which("ffmpeg")
         self._tmp = tempfile.mkdtemp(prefix="livecart-stream-") if settings.ephemeral else None
         self.root = Path(self._tmp) if self._tmp else settings.data_dir / "demo-stream"
         self.live: subprocess.Popen[bytes] | None = None
@@ -104,8 +104,8 @@ class DemoStream:
     def start(self) -> bool:
         """Start generating (or join the process that does); False: no real stream."""
         if self.ffmpeg is None:
-            log.warning("ffmpeg is not on PATH (or LIVECART_DEMO_STREAM=0): the demo plays "
-                        "its drawn stand-in instead of a real HLS stream")
+            log.warning("ffmpeg is not on PATH: the demo plays its drawn stand-in instead of "
+                        "a real HLS stream (apt-get install ffmpeg)")
             return False
         (self.root / "live").mkdir(parents=True, exist_ok=True)
         (self.root / "vod").mkdir(parents=True, exist_ok=True)
@@ -205,7 +205,7 @@ class _HlsFiles:
         await self.files(scope, receive, patched)
 
 
-async def name_in_demo_sessions(node: Any, stream: DemoStream, live_sid: str, video_sid: str,
+async def name_in_demo_sessions(node: Any, running: bool, live_sid: str, video_sid: str,
                                 creator: str) -> None:
     """The demo sessions name the demo stream while it runs, and no stream otherwise (a
     stream_url that is not the demo's is left alone)."""
@@ -214,6 +214,6 @@ async def name_in_demo_sessions(node: Any, stream: DemoStream, live_sid: str, vi
         if session is None or not (session.stream_url or "/demo-stream/").startswith(
                 "/demo-stream/"):
             continue
-        want = url if stream.available else None
+        want = url if running else None
         if session.stream_url != want:
             await node.sessions.set_stream(sid, creator, want, None)

@@ -66,7 +66,7 @@ class Settings:
     stream_timeout_s: float = 2.0  # fetching a session's playlist
     stream_max_bytes: int = 1024 * 1024  # a larger playlist is refused
     stream_cache_ms: int = 500  # a fetched playlist is reused this long
-    demo_stream: bool = True  # --demo: generate the demo's HLS stream with ffmpeg
+    demo_stream: bool | None = None  # ffmpeg demo stream; None: with `serve --demo` only
 
     @property
     def signing_secret(self) -> str:
@@ -192,7 +192,8 @@ ENV: tuple[EnvVar, ...] = (
     EnvVar("LIVECART_STREAM_CACHE_MS", "stream_cache_ms", int,
            "an upstream playlist is reused this long (per node)"),
     EnvVar("LIVECART_DEMO_STREAM", "demo_stream", flag,
-           "`--demo`: `0` skips the generated ffmpeg HLS stream (the drawn stand-in plays)"),
+           "`serve --demo`: `0` skips the generated ffmpeg HLS stream (the drawn stand-in "
+           "plays)", "1 with `serve --demo`"),
 )
 
 

@@ -44,6 +44,11 @@ export class HlsPlayer {
       return false;
     }
     if (!this.info.stream_url) return false;
+    try { // the stream answers (the demo's ffmpeg may be gone): else keep the stand-in
+      if (!(await fetch(this.src)).ok) return false;
+    } catch {
+      return false;
+    }
     const video = document.createElement("video");
     Object.assign(video, { muted: true, autoplay: true, playsInline: true, className: "video hls-video" });
     video.setAttribute("aria-label", "Live video stream");
