@@ -65,7 +65,7 @@ _HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.UNAVAILABLE: 503,
     ErrorCode.STREAM_ORIGIN_REFUSED: 403,
     ErrorCode.STREAM_UPSTREAM_FAILED: 502,
-    ErrorCode.NO_STREAM: 404,
+    ErrorCode.NO_STREAM: 409,
 }
 
 # Errors that are the server's fault, not the client's: they never count toward a

@@ -84,13 +84,6 @@ def check_url(url: str, settings: Settings) -> str:
     raise refused(url, f"origin {origin} is not in LIVECART_STREAM_ORIGINS")
 
 
-def parse_offset(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or abs(value) > MAX_OFFSET_MS:
-        raise ApiError(ErrorCode.BAD_REQUEST, "`stream_clock_offset_ms` must be an integer "
-                       f"within ±{MAX_OFFSET_MS}", field="stream_clock_offset_ms")
-    return value
-
-
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args: Any, **kwargs: Any) -> None:
         return None  # a 3xx is answered as the failure it is, never followed

@@ -197,7 +197,7 @@ class Upstream:
         upstream = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            def do_GET(self) -> None:
                 upstream.hits[self.path] = upstream.hits.get(self.path, 0) + 1
                 status, body = upstream.files.get(self.path, (404, b"no"))
                 self.send_response(status)
@@ -245,7 +245,7 @@ async def test_pins_added_and_removed_live_through_the_api(server: ServerThread,
     creator_token = server.token("creator1", "creator")
     sid = server.session(SHOW)
     no_stream = playlist_of(server, sid)
-    assert no_stream.status_code == 404 and no_stream.json()["error"]["code"] == "no_stream"
+    assert no_stream.status_code == 409 and no_stream.json()["error"]["code"] == "no_stream"
     started = server.http("GET", f"/api/sessions/{sid}").json()["started_at"]
     text = live_playlist(started - 2000, n=8)
     upstream.files["/live/index.m3u8"] = (200, text.encode())

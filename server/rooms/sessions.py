@@ -40,31 +40,32 @@ class NewSession:
 
 
 def _stream_url(args: Mapping[str, Any]) -> str | None:
-    url = args.get("stream_url")
-    if url is not None and (not isinstance(url, str) or not url):
-        raise bad_request("`stream_url` must be a URL (or null)", field="stream_url")
-    return url
+    from server.streams import MAX_URL
+
+    return v.string(args, "stream_url", max_len=MAX_URL, required=False)
+
+
+def _offset(args: Mapping[str, Any], default: int | None) -> int | None:
+    from server.streams import MAX_OFFSET_MS
+
+    return v.integer(args, "stream_clock_offset_ms", lo=-MAX_OFFSET_MS, hi=MAX_OFFSET_MS,
+                     default=default, required=False)
 
 
 def parse_stream_patch(body: Any) -> tuple[str | bool | None, int | None]:
     """`PATCH /api/sessions/{id}`: (stream_url: a URL, None to remove, False absent;
     offset or None)."""
-    from server.streams import parse_offset
-
     args = v.obj(body)
     v.only(args, {"stream_url", "stream_clock_offset_ms"})
-    if not args:
+    url: str | bool | None = _stream_url(args) if "stream_url" in args else False
+    offset = _offset(args, None)  # null: absent
+    if url is False and offset is None:
         raise bad_request("nothing to change: send `stream_url` and/or "
                           "`stream_clock_offset_ms`")
-    url: str | bool | None = _stream_url(args) if "stream_url" in args else False
-    offset = parse_offset(args["stream_clock_offset_ms"]) \
-        if "stream_clock_offset_ms" in args else None
     return url, offset
 
 
 def parse_new(body: Any) -> NewSession:
-    from server.streams import parse_offset
-
     args = v.obj(body)
     v.only(args, {"kind", "title", "showcase", "stream_url", "stream_clock_offset_ms"})
     kind = v.req_str(args, "kind")
@@ -83,7 +84,7 @@ def parse_new(body: Any) -> NewSession:
         ids.append(item)
     return NewSession(kind=kind, title=v.req_str(args, "title"), showcase=ids,
                       stream_url=_stream_url(args),
-                      stream_clock_offset_ms=parse_offset(args.get("stream_clock_offset_ms", 0)))
+                      stream_clock_offset_ms=_offset(args, 0) or 0)
 
 
 def deal_member(sid: str, pid: str, deal_id: str) -> str:
