@@ -23,6 +23,14 @@ export class HlsPlayer {
     this.info = null; // the session as GET /api/sessions/{id} answered
     this.loadedAs = null; // "live" | "vod": what the playlist was when loaded
     this.error = null;
+    // videos and replays: called when the position crosses a timeline entry's edge, so the
+    // page asks `position` right then rather than at its next poll; answers false when it
+    // could not ask yet (then it is called again on the next check)
+    this.onBoundary = null;
+    this.edges = []; // sorted at_ms / until_ms of the timeline
+    this.lastPos = null;
+    this.pending = false;
+    this.calling = false;
   }
 
   get active() {
@@ -68,6 +76,8 @@ export class HlsPlayer {
     this.hls.attachMedia(video);
     video.play?.().catch(() => {});
     document.body.dataset.player = "hls";
+    this.learnEdges(this.info);
+    setInterval(() => this.checkEdges(), 40);
     window.__player = this; // browser tests read the player here
     return true;
   }
@@ -77,11 +87,48 @@ export class HlsPlayer {
     if (!this.active || this.loadedAs === "vod") return;
     this.loadedAs = "vod";
     this.info = { ...this.info, status: "ended" };
+    this.refreshEdges();
     this.hls.stopLoad();
     this.hls.loadSource(this.src);
     this.hls.startLoad(0);
     this.video.currentTime = 0;
     this.video.play?.().catch(() => {});
+  }
+
+  learnEdges(info) {
+    const edges = new Set();
+    for (const e of info.timeline || []) {
+      edges.add(e.at_ms);
+      if (e.until_ms != null) edges.add(e.until_ms);
+    }
+    this.edges = [...edges].sort((a, b) => a - b);
+  }
+
+  async refreshEdges() {
+    try {
+      const res = await fetch(`/api/sessions/${encodeURIComponent(this.session)}`);
+      if (!res.ok) return;
+      const info = await res.json();
+      this.info = { ...this.info, started_at: info.started_at ?? this.info.started_at };
+      this.learnEdges(info);
+    } catch { /* the regular poll still runs */ }
+  }
+
+  checkEdges() {
+    if (this.loadedAs !== "vod" || !this.onBoundary) return;
+    const pos = this.positionMs(this.info.started_at, true);
+    if (pos == null) return;
+    const last = this.lastPos;
+    this.lastPos = pos;
+    if (last != null && (pos < last || this.edges.some((e) => last < e && e <= pos))) {
+      this.pending = true; // crossed an edge (or seeked back)
+    }
+    if (this.pending && !this.calling) {
+      this.calling = true;
+      Promise.resolve(this.onBoundary()).then((asked) => {
+        if (asked !== false) this.pending = false;
+      }, () => {}).finally(() => { this.calling = false; });
+    }
   }
 
   /**

@@ -144,7 +144,7 @@ function enterVod() {
 let positionBusy = false;
 async function pollPosition() {
   const pos = playerPosition();
-  if (!state.vod || positionBusy || client.state !== "open" || pos === null) return;
+  if (!state.vod || positionBusy || client.state !== "open" || pos === null) return false;
   positionBusy = true;
   try {
     const { pinned } = await client.request("position", { ms: Math.floor(pos) });
@@ -701,7 +701,9 @@ async function main() {
   wireEvents();
   player = new HlsPlayer({ stage: stageEl, canvas, session: SESSION,
     holdMs: Number(params.get("delay_ms")) || 0, serverNow: () => client.serverNow() });
-  if (!(await player.start())) {
+  if (await player.start()) {
+    player.onBoundary = pollPosition; // ask `position` as the video crosses a pin's edge
+  } else {
     player = null;
     document.body.dataset.player = "standin";
     const stream = new FakeStream(canvas, playerPosition, () => (state.vod ? "live" : state.status));
