@@ -67,6 +67,7 @@ export class HlsPlayer {
       liveMaxLatencyDuration: LIVE_SYNC_S + this.holdMs / 1000 + 10,
       enableDateRangeMetadataCues: true,
       lowLatencyMode: false,
+      maxLiveSyncPlaybackRate: 1.2, // drift back to the target distance after a stall
     });
     this.hls.on(Hls.Events.ERROR, (_e, data) => {
       if (data.fatal) this.error = `${data.type}: ${data.details}`;
