@@ -264,7 +264,8 @@ def openapi_document() -> dict[str, Any]:
             },
             "/api/sessions/{id}/stream.m3u8": {"parameters": _id_param(), "get": _op(
                 "The session's HLS playlist with its pins as EXT-X-DATERANGE tags",
-                auth=False, errors=(403, 404, 409, 502), content={HLS: {"schema": {"type": "string"}}},
+                auth=False, errors=(403, 404, 409, 502),
+                content={HLS: {"schema": {"type": "string"}}},
                 description="CLASS=\"com.livecart.pin\", ID per pin, START-DATE (ISO 8601, "
                             "ms), END-DATE at the unpin, X-PRODUCT, X-DEAL-PRICE; segment "
                             "URIs absolute. 409 no_stream without a stream_url, 403 "
