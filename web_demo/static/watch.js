@@ -118,8 +118,9 @@ function tick() {
 
 function renderClock(pos) {
   $("#clock-pos").textContent = pos === null ? "--:--" : fmtClock(Math.max(0, pos));
-  const behind = player?.distanceMs();
-  if (behind != null) $("#delay-note").textContent = `${(behind / 1000).toFixed(1)} s`;
+  const behind = state.vod ? null : player?.distanceMs();
+  const note = $("#delay-note"); // gone once a replay rewrote the panel's foot
+  if (note && behind != null) note.textContent = `${(behind / 1000).toFixed(1)} s`;
   $("#clock-delay").textContent = state.vod
     ? (state.kind === "video" ? "video" : "replay")
     : behind != null ? `${(behind / 1000).toFixed(1)} s behind live`
