@@ -107,7 +107,8 @@ def _segments(lines: list[str]) -> list[_Segment]:
         is_segment_tag = line.startswith(("#EXTINF:", "#EXT-X-PROGRAM-DATE-TIME:",
                                           "#EXT-X-DISCONTINUITY", "#EXT-X-BYTERANGE:",
                                           "#EXT-X-KEY:", "#EXT-X-MAP:", "#EXT-X-GAP",
-                                          "#EXT-X-BITRATE:"))
+                                          "#EXT-X-BITRATE:")) \
+            and not line.startswith("#EXT-X-DISCONTINUITY-SEQUENCE:")
         if line.startswith("#"):
             if is_segment_tag and first is None:
                 first = i

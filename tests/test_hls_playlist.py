@@ -144,6 +144,16 @@ def test_clip_makes_the_vod_of_a_show() -> None:
     assert lines[:2] == ["#EXTM3U", "#EXT-X-PLAYLIST-TYPE:VOD"]
     assert "#EXT-X-MEDIA-SEQUENCE:41" in lines and lines[-1] == "#EXT-X-ENDLIST"
     assert hls.clip(out, T0, T0 + 1) == out  # already a VOD
+    # a discontinuity dropped with its segment moves the discontinuity sequence on
+    marked = text.replace("#EXT-X-INDEPENDENT-SEGMENTS", "#EXT-X-DISCONTINUITY-SEQUENCE:2\n"
+                          '#EXT-X-MAP:URI="init.mp4"')
+    marked = marked.replace("#EXTINF:1.000000,\n#EXT-X-PROGRAM-DATE-TIME:2025-12-02T01:46:40",
+                            "#EXT-X-DISCONTINUITY\n#EXTINF:1.000000,\n"
+                            "#EXT-X-PROGRAM-DATE-TIME:2025-12-02T01:46:40", 1)
+    cut = hls.clip(marked, T0 + 1500, T0 + 3200).splitlines()
+    assert "#EXT-X-DISCONTINUITY-SEQUENCE:3" in cut
+    assert cut.index('#EXT-X-MAP:URI="init.mp4"') < cut.index("seg-41.ts")  # still in force
+    assert "#EXT-X-DISCONTINUITY" not in cut
 
 
 def test_a_pin_log_on_the_stream_clock() -> None:
