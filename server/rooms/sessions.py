@@ -23,6 +23,7 @@ from server.facts import Session
 from server.keys import Keys
 from server.scripts import Scripts
 from server.store import Store, as_dict, text
+from server.streams import MAX_OFFSET_MS, MAX_URL
 
 log = logging.getLogger("livecart.sessions")
 
@@ -40,14 +41,10 @@ class NewSession:
 
 
 def _stream_url(args: Mapping[str, Any]) -> str | None:
-    from server.streams import MAX_URL
-
     return v.string(args, "stream_url", max_len=MAX_URL, required=False)
 
 
 def _offset(args: Mapping[str, Any], default: int | None) -> int | None:
-    from server.streams import MAX_OFFSET_MS
-
     return v.integer(args, "stream_clock_offset_ms", lo=-MAX_OFFSET_MS, hi=MAX_OFFSET_MS,
                      default=default, required=False)
 
