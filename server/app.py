@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -17,6 +18,10 @@ from server.errors import ApiError, ErrorCode
 from server.node import Node
 from server.openapi import openapi_document
 from server.settings import Settings
+from server.streams import StreamSource
+
+if TYPE_CHECKING:
+    from server.demo_stream import DemoStream
 
 log = logging.getLogger("livecart.app")
 
@@ -48,18 +53,31 @@ async def _openapi(request: Request) -> Response:
 def create_app(settings: Settings, store_url: str) -> Starlette:
     """The HTTP app; `/ws` is not in it (server/transport.py serves it without ASGI)."""
     node = Node(settings, store_url)
+    stream: DemoStream | None = None
+    if settings.demo and settings.demo_stream:
+        from server.demo_stream import DemoStream
+
+        stream = DemoStream(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await node.start()
         if settings.demo:
-            from server.demo import seed
+            from server import demo
+            from server.demo_stream import name_in_demo_sessions
 
-            await seed(node)
+            await demo.seed(node)
+            running = stream is not None and stream.start()
+            if stream is not None and running:
+                app.state.streams.local_root = stream.root
+            await name_in_demo_sessions(node, running, demo.DEMO_LIVE_SESSION,
+                                        demo.DEMO_VIDEO_SESSION, demo.DEMO_CREATOR)
         try:
             yield
         finally:
             node.drain()
+            if stream is not None:
+                await stream.stop()
             await node.stop()
 
     routes: list[BaseRoute] = [
@@ -70,6 +88,8 @@ def create_app(settings: Settings, store_url: str) -> Starlette:
         from server.demo import demo_routes
 
         routes.extend(demo_routes())
+        if stream is not None:
+            routes.append(stream.mount())
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
@@ -77,4 +97,5 @@ def create_app(settings: Settings, store_url: str) -> Starlette:
                             Exception: _api_error},
     )
     app.state.node = node
+    app.state.streams = StreamSource(settings)  # GET /api/sessions/{id}/stream.m3u8
     return app

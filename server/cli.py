@@ -377,6 +377,8 @@ def main(argv: list[str] | None = None) -> int:
                                            demo=args.demo or None,
                                            ephemeral=args.ephemeral or None,
                                            workers=args.workers)
+        if settings.demo and settings.demo_stream is None:
+            settings = settings.with_overrides(demo_stream=True)  # server/demo_stream.py
         if not os.environ.get("LIVECART_NODE_ID") and settings.port:
             # stable across restarts: a restarted node replaces its own presence report
             settings = settings.with_overrides(node_id=f"{socket.gethostname()}:{settings.port}")

@@ -42,6 +42,9 @@ class ErrorCode(StrEnum):
     BLOCKED = "blocked"
     INTERNAL = "internal"
     UNAVAILABLE = "unavailable"
+    STREAM_ORIGIN_REFUSED = "stream_origin_refused"  # stream_url off LIVECART_STREAM_ORIGINS
+    STREAM_UPSTREAM_FAILED = "stream_upstream_failed"  # the playlist could not be fetched
+    NO_STREAM = "no_stream"  # the session names no stream_url
 
     @property
     def http_status(self) -> int:
@@ -72,6 +75,9 @@ _HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.BLOCKED: 422,
     ErrorCode.INTERNAL: 500,
     ErrorCode.UNAVAILABLE: 503,
+    ErrorCode.STREAM_ORIGIN_REFUSED: 403,
+    ErrorCode.STREAM_UPSTREAM_FAILED: 502,
+    ErrorCode.NO_STREAM: 409,
 }
 
 # Errors that are the server's fault, not the client's: they never count toward a

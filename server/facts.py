@@ -46,6 +46,8 @@ class Session:
     epoch: str
     timeline: list[dict[str, Any]]  # video sessions: [{at_ms, product, until_ms?}]
     scheduled_at: int | None = None  # epoch ms the show is announced for
+    stream_url: str | None = None  # its HLS media playlist (server/streams.py)
+    stream_clock_offset_ms: int = 0  # stream program date-time minus server clock
 
     @classmethod
     def from_hash(cls, h: Mapping[str, str]) -> Session:
@@ -60,6 +62,8 @@ class Session:
             seq=int(h.get("seq") or 0), epoch=h.get("epoch", ""),
             timeline=list(orjson.loads(h.get("timeline") or "[]")),
             scheduled_at=int(h["scheduled_at"]) if h.get("scheduled_at") else None,
+            stream_url=h.get("stream_url") or None,
+            stream_clock_offset_ms=int(h.get("stream_clock_offset_ms") or 0),
         )
 
     def pinned(self, deal: dict[str, Any] | None = None) -> Any:
@@ -78,6 +82,8 @@ class Session:
             "id": self.id, "creator": self.creator, "kind": self.kind, "title": self.title,
             "status": self.status, "showcase": self.showcase, "started_at": self.started_at,
             "ended_at": self.ended_at, "scheduled_at": self.scheduled_at,
+            "stream_url": self.stream_url,
+            "stream_clock_offset_ms": self.stream_clock_offset_ms,
         }
 
 

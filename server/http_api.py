@@ -33,6 +33,8 @@ from server.errors import (
 )
 from server.node import Node
 from server.rooms.sessions import parse_new as parse_new_session
+from server.rooms.sessions import parse_stream_patch
+from server.streams import check_url as check_stream_url
 
 log = logging.getLogger("livecart.http")
 
@@ -192,6 +194,8 @@ async def create_session(request: Request) -> Response:
     node = node_of(request)
     creator = require_role(identity_of(request), "creator")
     new = parse_new_session(await body_of(request))
+    if new.stream_url is not None:
+        check_stream_url(new.stream_url, node.settings)
     found = await node.products.get_many(new.showcase)
     missing = [p for p in new.showcase if p not in found]
     if missing:
@@ -246,6 +250,27 @@ async def _reminder(request: Request, on: bool) -> Response:
     caller = require_user(identity_of(request))
     sid = path_id(request)
     return JSON({"session": sid, "reminded": await node.reminders.set(sid, caller, on)})
+
+
+async def patch_session(request: Request) -> Response:
+    node = node_of(request)
+    caller = require_user(identity_of(request))
+    sid = path_id(request)
+    url, offset = parse_stream_patch(await body_of(request))
+    if isinstance(url, str):
+        check_stream_url(url, node.settings)
+    # session_stream.lua answers not_found / forbidden itself
+    return JSON((await node.sessions.set_stream(sid, caller, url, offset)).to_wire())
+
+
+async def stream_playlist(request: Request) -> Response:
+    from server.rooms.stream import session_playlist
+
+    node = node_of(request)
+    session = await node.sessions.get(path_id(request))
+    body = await session_playlist(node.sessions, request.app.state.streams, session)
+    return Response(body, media_type="application/vnd.apple.mpegurl",
+                    headers={"Cache-Control": "no-cache", "Access-Control-Allow-Origin": "*"})
 
 
 async def put_timeline(request: Request) -> Response:
@@ -435,7 +460,8 @@ ROUTES = [
     route("/api/vouchers", POST=create_voucher),
     route("/api/vouchers/{id}", GET=get_voucher),
     route("/api/sessions", GET=list_sessions, POST=create_session),
-    route("/api/sessions/{id}", GET=get_session),
+    route("/api/sessions/{id}", GET=get_session, PATCH=patch_session),
+    route("/api/sessions/{id}/stream.m3u8", GET=stream_playlist),
     route("/api/sessions/{id}/start", POST=start_session),
     route("/api/sessions/{id}/end", POST=end_session),
     route("/api/sessions/{id}/rates", PUT=set_rates),

@@ -22,9 +22,11 @@ from server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from server.rooms.chat import MAX_MODERATORS
 from server.rooms.sessions import KINDS, MAX_SCHEDULED_AT, MAX_SHOWCASE
 from server.rooms.timeline import MAX_ENTRIES, MAX_MS
+from server.streams import MAX_OFFSET_MS, MAX_URL
 from server.validate import ID_MAX, ID_PATTERN, MAX_INT, NOT_BLANK
 
 JSON = "application/json"
+HLS = "application/vnd.apple.mpegurl"
 ROLES = ["viewer", "creator", "seller", "admin"]
 MAX_EXTERNAL_LINES = 100  # server/cart/orders.py check_external_lines
 MAX_LINE_QTY = 10_000  # external order and refund lines
@@ -124,7 +126,14 @@ def _schemas() -> dict[str, Any]:
     session = shape({"id": string, "creator": string, "kind": {"enum": list(KINDS)},
                      "title": string, "status": {"enum": ["scheduled", "live", "ended"]},
                      "showcase": {"type": "array", "items": string},
-                     "started_at": opt_int, "ended_at": opt_int, "scheduled_at": opt_int})
+                     "started_at": opt_int, "ended_at": opt_int, "scheduled_at": opt_int,
+                     "stream_url": {"type": ["string", "null"]},
+                     "stream_clock_offset_ms": int_})
+    stream_url = {"type": "string", "minLength": 1, "maxLength": MAX_URL, "pattern": r"^\S+$",
+                  "description": "an HLS media playlist: http(s) on LIVECART_STREAM_ORIGINS "
+                                 "(--demo: loopback too, or /demo-stream/...); else 403 "
+                                 "stream_origin_refused"}
+    offset = integer(-MAX_OFFSET_MS, MAX_OFFSET_MS)
     line = shape({"product": string, "qty": int_, "unit_price": int_, "amount": int_,
                   "discount": int_, "session": {"type": ["string", "null"]},
                   "attribution": {"enum": ["direct", "replay", "indirect", "none"]},
@@ -157,8 +166,15 @@ def _schemas() -> dict[str, Any]:
         "NewSession": closed({"kind": {"enum": list(KINDS)}, "title": text(),
                               "showcase": {"type": "array", "items": ident(),
                                            "maxItems": MAX_SHOWCASE, "uniqueItems": True},
-                              "scheduled_at": nullable(integer(0, MAX_SCHEDULED_AT))},
+                              "scheduled_at": nullable(integer(0, MAX_SCHEDULED_AT)),
+                              "stream_url": nullable(stream_url),
+                              "stream_clock_offset_ms": nullable(offset)},
                              ("kind", "title")),
+        "SessionPatch": {**closed({"stream_url": nullable(stream_url),
+                                   "stream_clock_offset_ms": nullable(offset)}),
+                         "anyOf": [{"required": ["stream_url"]},
+                                   {"required": ["stream_clock_offset_ms"],
+                                    "properties": {"stream_clock_offset_ms": int_}}]},
         "Session": session,
         "SessionDetail": {"allOf": [ref("Session")], "properties": {
             "pinned": {"anyOf": [ref("Pin"), {"type": "null"}]},
@@ -302,9 +318,24 @@ def openapi_document() -> dict[str, Any]:
                 "get": _op("Recent sessions, newest first", result=ref("Sessions"),
                            auth=False),
             },
-            "/api/sessions/{id}": {"parameters": _id_param(), "get": _op(
-                "A session with its pin (and timeline for videos and ended shows)",
-                result=ref("SessionDetail"), auth=False, errors=(404,))},
+            "/api/sessions/{id}": {
+                "parameters": _id_param(),
+                "get": _op("A session with its pin (and timeline for videos and ended shows)",
+                           result=ref("SessionDetail"), auth=False, errors=(404,)),
+                "patch": _op("Set or remove its stream, or its clock offset (its creator)",
+                             body=ref("SessionPatch"), result=ref("Session"),
+                             errors=(403, 404),
+                             description="`stream_url: null` removes the stream. "
+                                         "docs/protocol.md, \"Real video\"."),
+            },
+            "/api/sessions/{id}/stream.m3u8": {"parameters": _id_param(), "get": _op(
+                "The session's HLS playlist with its pins as EXT-X-DATERANGE tags",
+                auth=False, errors=(403, 404, 409, 502),
+                content={HLS: {"schema": {"type": "string"}}},
+                description="CLASS=\"com.livecart.pin\", ID per pin, START-DATE (ISO 8601, "
+                            "ms), END-DATE at the unpin, X-PRODUCT, X-DEAL-PRICE; segment "
+                            "URIs absolute. 409 no_stream without a stream_url, 403 "
+                            "stream_origin_refused, 502 stream_upstream_failed.")},
             "/api/sessions/{id}/start": {"parameters": _id_param(), "post": _op(
                 "Go live (its creator)", result=ref("Session"), errors=(403, 404, 409))},
             "/api/sessions/{id}/end": {"parameters": _id_param(), "post": _op(

@@ -71,11 +71,20 @@ class Scripts:
 
     async def create_session(self, sid: str, creator: str, kind: str, title: str,
                              showcase: list[str], created_at: int,
-                             scheduled_at: int | None = None) -> bool:
+                             scheduled_at: int | None = None, stream_url: str | None = None,
+                             stream_clock_offset_ms: int = 0) -> bool:
         return bool(await self.store.run(
             "session_create.lua", [self.keys.session(sid)],
             [sid, creator, kind, title, _json(showcase), created_at, new_epoch(),
-             _opt(scheduled_at)]))
+             _opt(scheduled_at), stream_url or "", stream_clock_offset_ms]))
+
+    async def set_stream(self, sid: str, caller: str, stream_url: str | bool | None,
+                         stream_clock_offset_ms: int | None) -> None:
+        """`stream_url`: a URL, None to remove it, False to keep it; offset None keeps it."""
+        url = "-" if stream_url is False else (stream_url or "")
+        await self.store.run("session_stream.lua", [self.keys.session(sid)],
+                             [caller, url, "-" if stream_clock_offset_ms is None
+                              else stream_clock_offset_ms])
 
     async def set_status(self, sid: str, action: str, caller: str,
                          closed_deal: bytes) -> tuple[str, int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -69,6 +70,11 @@ class Settings:
     chat_history_max: int = 500  # chat-lane events kept per session (recovery window)
     chat_snapshot_messages: int = 50  # the last messages a joiner gets with its snapshot
     audit_max: int = 1000  # moderation actions kept per session
+    stream_origins: tuple[str, ...] = ()  # origins a session's stream_url may name
+    stream_timeout_s: float = 2.0  # fetching a session's playlist
+    stream_max_bytes: int = 1024 * 1024  # a larger playlist is refused
+    stream_cache_ms: int = 500  # a fetched playlist is reused this long
+    demo_stream: bool | None = None  # ffmpeg demo stream; None: with `serve --demo` only
 
     @property
     def signing_secret(self) -> str:
@@ -198,6 +204,18 @@ ENV: tuple[EnvVar, ...] = (
     EnvVar("LIVECART_CHAT_SNAPSHOT_MESSAGES", "chat_snapshot_messages", int,
            "the last chat messages a joiner gets with its snapshot"),
     EnvVar("LIVECART_AUDIT_MAX", "audit_max", int, "moderation actions kept per session"),
+    EnvVar("LIVECART_STREAM_ORIGINS", "stream_origins", str,
+           "comma-separated origins (`https://cdn.example.com`) a session's `stream_url` may "
+           "name (`--demo` adds loopback)"),
+    EnvVar("LIVECART_STREAM_TIMEOUT_S", "stream_timeout_s", float,
+           "fetching a session's HLS playlist fails with `stream_upstream_failed` after this"),
+    EnvVar("LIVECART_STREAM_MAX_BYTES", "stream_max_bytes", int,
+           "a larger upstream playlist fails with `stream_upstream_failed`"),
+    EnvVar("LIVECART_STREAM_CACHE_MS", "stream_cache_ms", int,
+           "an upstream playlist is reused this long (per node)"),
+    EnvVar("LIVECART_DEMO_STREAM", "demo_stream", flag,
+           "`serve --demo`: `0` skips the generated ffmpeg HLS stream (the drawn stand-in "
+           "plays)", "1 with `serve --demo`"),
 )
 
 
@@ -220,7 +238,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         raw = source.get(var.name)
         if raw is None or raw.strip() == "":
             continue
-        if var.field == "allowed_origins":
+        if var.field in ("allowed_origins", "stream_origins"):
             values[var.field] = tuple(o.strip() for o in raw.split(",") if o.strip())
             continue
         try:
@@ -249,18 +267,25 @@ def validate(settings: Settings) -> None:
         raise SettingsError("LIVECART_CURRENCY must be a 3-letter ISO code such as USD")
     if not settings.key_prefix or any(c in settings.key_prefix for c in "{} "):
         raise SettingsError("LIVECART_KEY_PREFIX must be non-empty without braces or spaces")
+    if settings.stream_cache_ms < 0:
+        raise SettingsError("LIVECART_STREAM_CACHE_MS must be ≥ 0")
+    for origin in settings.stream_origins:
+        if not re.match(r"^https?://[^/?#@\s]+$", origin):
+            raise SettingsError(f"LIVECART_STREAM_ORIGINS: {origin!r} is not an origin "
+                                "(scheme://host[:port], no path)")
     if settings.max_connections_per_ip < 0:
         raise SettingsError("LIVECART_MAX_CONNECTIONS_PER_IP must be ≥ 0 (0 = no cap)")
     for name in ("max_frame_bytes", "rate_burst", "abuse_errors", "send_buffer_bytes",
                  "history_max_events", "history_max_age_s", "saga_takeover_ms", "saga_redo_ms",
                  "waitlist_hold_ms",
                  "max_request_line_bytes", "max_request_head_bytes", "chat_rate_burst",
-                 "chat_history_max", "chat_snapshot_messages", "audit_max"):
+                 "chat_history_max", "chat_snapshot_messages", "audit_max", "stream_max_bytes"):
         if getattr(settings, name) <= 0:
             raise SettingsError(f"{name} must be positive")
     for name in ("rate_per_s", "abuse_window_s", "counters_interval_s", "social_interval_s",
                  "presence_ttl_s", "store_timeout_s", "drain_timeout_s", "handshake_timeout_s",
                  "idle_timeout_s", "ping_interval_s", "pubsub_probe_interval_s",
-                 "pubsub_probe_timeout_s", "auction_extend_s", "chat_rate_per_s"):
+                 "pubsub_probe_timeout_s", "auction_extend_s", "chat_rate_per_s",
+                 "stream_timeout_s"):
         if getattr(settings, name) <= 0:
             raise SettingsError(f"{name} must be positive")

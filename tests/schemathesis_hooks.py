@@ -66,4 +66,10 @@ def map_case(context: Any, case: Any) -> Any:
         body["starts_at"], body["ends_at"] = None, now + 3_600_000
         if isinstance(body.get("per_buyer"), int) and isinstance(body.get("total_uses"), int):
             body["per_buyer"] = min(body["per_buyer"], body["total_uses"])
+    if path in SESSION_PATHS and case.path_parameters:
+        # random ids are all 404: name the seeded demo session (a video) as well
+        case.path_parameters["id"] = "sess_demo_video"
     return case
+
+
+SESSION_PATHS = ("/api/sessions/{id}/stream.m3u8", "/api/sessions/{id}/timeline")

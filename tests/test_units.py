@@ -384,7 +384,8 @@ def test_error_codes_map_to_http_statuses() -> None:
                 "voucher_used_up": 409, "voucher_not_applicable": 409,
                 "too_large": 413, "muted": 403, "banned": 403, "blocked": 422,
                 "method_not_allowed": 405, "unsupported_media_type": 415,
-                "rate_limited": 429, "internal": 500, "unavailable": 503}
+                "rate_limited": 429, "internal": 500, "unavailable": 503,
+                "stream_origin_refused": 403, "stream_upstream_failed": 502, "no_stream": 409}
     assert {c.value: c.http_status for c in ErrorCode} == expected
     wire = ApiError(ErrorCode.NOT_FOUND, "gone", product="p").to_wire()
     assert wire == {"code": "not_found", "message": "gone", "product": "p"}

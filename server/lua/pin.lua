@@ -36,10 +36,11 @@ if action == 'unpin' then
     ',"stream_ts_ms":' .. int(sts) .. '}')}
 end
 
-local deal_part, deal_id = 'null', ''
+local deal_part, deal_id, deal_log = 'null', '', ''
 if ARGV[9] ~= '' then
   local d = cjson.decode(ARGV[9])
   deal_id = d.id
+  deal_log = ',"deal_price":' .. int(d.price)
   deal_part = '{"price":' .. int(d.price) .. ',"stock_left":' .. int(d.stock_left) ..
     ',"per_buyer_limit":' .. int(d.per_buyer_limit) .. ',"ends_at":' .. int(d.ends_at) ..
     ',"status":"open"}'
@@ -49,7 +50,7 @@ local pin = '{"product":' .. ARGV[7] .. ',"pinned_at":' .. int(NOW) .. ',"stream
 redis.call('HSET', K_SESSION, 'pin', pin, 'pin_deal', deal_id,
   'pin_deal_product', deal_id ~= '' and product or '')
 redis.call('RPUSH', K_PIN_LOG, '{"op":"pin","at":' .. int(sts) .. ',"product":' ..
-  cjson.encode(product) .. ',"pinned_at":' .. int(NOW) .. '}')
+  cjson.encode(product) .. ',"pinned_at":' .. int(NOW) .. deal_log .. '}')
 local viewers = 0
 local flat = redis.call('HVALS', K_PRESENCE)
 for i = 1, #flat do

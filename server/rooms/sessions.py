@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +23,7 @@ from server.facts import Session
 from server.keys import Keys
 from server.scripts import Scripts
 from server.store import Store, as_dict, text
+from server.streams import MAX_OFFSET_MS, MAX_URL
 
 log = logging.getLogger("livecart.sessions")
 
@@ -37,11 +38,36 @@ class NewSession:
     title: str
     showcase: list[str]
     scheduled_at: int | None = None  # epoch ms the show is announced for (landing page)
+    stream_url: str | None = None  # checked against the allow-list by the caller
+    stream_clock_offset_ms: int = 0
+
+
+def _stream_url(args: Mapping[str, Any]) -> str | None:
+    return v.string(args, "stream_url", max_len=MAX_URL, required=False)
+
+
+def _offset(args: Mapping[str, Any], default: int | None) -> int | None:
+    return v.integer(args, "stream_clock_offset_ms", lo=-MAX_OFFSET_MS, hi=MAX_OFFSET_MS,
+                     default=default, required=False)
+
+
+def parse_stream_patch(body: Any) -> tuple[str | bool | None, int | None]:
+    """`PATCH /api/sessions/{id}`: (stream_url: a URL, None to remove, False absent;
+    offset or None)."""
+    args = v.obj(body)
+    v.only(args, {"stream_url", "stream_clock_offset_ms"})
+    url: str | bool | None = _stream_url(args) if "stream_url" in args else False
+    offset = _offset(args, None)  # null: absent
+    if url is False and offset is None:
+        raise bad_request("nothing to change: send `stream_url` and/or "
+                          "`stream_clock_offset_ms`")
+    return url, offset
 
 
 def parse_new(body: Any) -> NewSession:
     args = v.obj(body)
-    v.only(args, {"kind", "title", "showcase", "scheduled_at"})
+    v.only(args, {"kind", "title", "showcase", "scheduled_at", "stream_url",
+                  "stream_clock_offset_ms"})
     kind = v.req_str(args, "kind")
     if kind not in KINDS:
         raise bad_request("`kind` must be live or video", field="kind")
@@ -58,7 +84,8 @@ def parse_new(body: Any) -> NewSession:
         ids.append(item)
     scheduled_at = v.integer(args, "scheduled_at", lo=0, hi=MAX_SCHEDULED_AT, required=False)
     return NewSession(kind=kind, title=v.req_str(args, "title"), showcase=ids,
-                      scheduled_at=scheduled_at)
+                      scheduled_at=scheduled_at, stream_url=_stream_url(args),
+                      stream_clock_offset_ms=_offset(args, 0) or 0)
 
 
 async def _nothing(session: Session) -> None:
@@ -92,7 +119,8 @@ class Sessions:
         sid = sid or f"sess_{secrets.token_hex(6)}"
         now = int(time.time() * 1000)
         created = await self.scripts.create_session(
-            sid, creator, new.kind, new.title, new.showcase, now, new.scheduled_at)
+            sid, creator, new.kind, new.title, new.showcase, now, new.scheduled_at,
+            new.stream_url, new.stream_clock_offset_ms)
         if created:
             await self.store.batch(
                 [("ZADD", self.keys.session_index(), now, sid)]
@@ -252,6 +280,12 @@ class Sessions:
                                     "pin_deal_product")
         if row and row[0] and row[1]:
             await self.close_due(deal_member(sid, text(row[1]), text(row[0])))
+
+    async def set_stream(self, sid: str, caller: str, stream_url: str | bool | None,
+                         offset_ms: int | None) -> Session:
+        """Set or remove the session's stream (its creator only; the URL already checked)."""
+        await self.scripts.set_stream(sid, caller, stream_url, offset_ms)
+        return await self.get(sid)
 
     async def set_timeline(self, sid: str, entries: list[Any]) -> None:
         await self.store.call("HSET", self.keys.session(sid), "timeline", orjson.dumps(entries))

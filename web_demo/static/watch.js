@@ -8,6 +8,7 @@ import { FakeStream } from "./stage.js";
 import { mountViewerFormats } from "./auction.js";
 import { mountChat } from "./chat.js";
 import { installViewerPromos } from "./vouchers.js";
+import { HlsPlayer } from "./player.js";
 
 const params = new URLSearchParams(location.search);
 const SESSION = params.get("session") || "sess_demo_live";
@@ -44,6 +45,7 @@ const state = {
 
 let client;
 let promo; // vouchers and waitlists (vouchers.js)
+let player = null; // HlsPlayer when the session has a real stream (player.js)
 const stageEl = $("#stage");
 const canvas = $("#video");
 
@@ -85,6 +87,8 @@ function scheduleTokenRefresh(me, token) {
 
 /** Stream position the player shows: server time − started_at − HLS delay. */
 function playerPosition() {
+  const real = player?.positionMs(state.startedAt, state.vod);
+  if (real !== undefined) return real;
   if (state.vod) return state.vodStart == null ? null : performance.now() - state.vodStart;
   if (state.startedAt == null || state.status === "scheduled" || state.status === "loading") return null;
   return client.serverNow() - state.startedAt - DELAY_MS;
@@ -118,8 +122,12 @@ function tick() {
 
 function renderClock(pos) {
   $("#clock-pos").textContent = pos === null ? "--:--" : fmtClock(Math.max(0, pos));
+  const behind = state.vod ? null : player?.distanceMs();
+  const note = $("#delay-note"); // gone once a replay rewrote the panel's foot
+  if (note && behind != null) note.textContent = `${(behind / 1000).toFixed(1)} s`;
   $("#clock-delay").textContent = state.vod
     ? (state.kind === "video" ? "video" : "replay")
+    : behind != null ? `${(behind / 1000).toFixed(1)} s behind live`
     : DELAY_MS ? `${(DELAY_MS / 1000).toFixed(1)} s behind live` : "live edge";
 }
 
@@ -129,6 +137,7 @@ function enterVod() {
   if (state.vod) return;
   state.vod = true;
   state.vodStart = performance.now();
+  player?.replay();
   state.timeline = [];
   if (state.shown) showPin(null);
   $(".panel-foot").textContent = state.kind === "video"
@@ -141,7 +150,7 @@ function enterVod() {
 let positionBusy = false;
 async function pollPosition() {
   const pos = playerPosition();
-  if (!state.vod || positionBusy || client.state !== "open" || pos === null) return;
+  if (!state.vod || positionBusy || client.state !== "open" || pos === null) return false;
   positionBusy = true;
   try {
     const { pinned } = await client.request("position", { ms: Math.floor(pos) });
@@ -705,8 +714,16 @@ async function main() {
   mountViewerFormats(client, state); // auctions and giveaways (auction.js)
   window.__livecart.chat = mountChat({ client, session: SESSION, me, root: $("#chat-panel") });
   promo = installViewerPromos({ client, state, productOf, rerender: renderCard });
-  const stream = new FakeStream(canvas, playerPosition, () => (state.vod ? "live" : state.status));
-  stream.start();
+  player = new HlsPlayer({ stage: stageEl, canvas, session: SESSION,
+    holdMs: Number(params.get("delay_ms")) || 0, serverNow: () => client.serverNow() });
+  if (await player.start()) {
+    player.onBoundary = pollPosition; // ask `position` as the video crosses a pin's edge
+  } else {
+    player = null;
+    document.body.dataset.player = "standin";
+    const stream = new FakeStream(canvas, playerPosition, () => (state.vod ? "live" : state.status));
+    stream.start();
+  }
   setInterval(tick, 50);
   setInterval(pollPosition, 500);
   await client.connect();
