@@ -46,7 +46,7 @@ log = logging.getLogger("livecart.hub")
 
 HistoryFetch = Callable[[str, int], Awaitable[list[tuple[int, bytes]] | None]]
 SLOW_CONSUMER = 4008
-FACT_EVENTS = frozenset({"session", "sold_out", "deal", "pinned", "product"})
+FACT_EVENTS = frozenset({"session", "sold_out", "deal", "pinned", "product", "giveaway"})
 
 
 async def _no_chat_history(sid: str, since: int) -> list[tuple[int, bytes]] | None:

@@ -94,7 +94,7 @@ class Node:
         self.reminders = Reminders(self.store, self.keys, self.scripts)
         self.sessions.on_live = self.reminders.went_live
         self.sessions.on_stock_moved = self.social.stock_changed
-        self.hub.on_fact = self.rooms.on_room_event  # keeps the node's room facts
+        self.hub.on_fact = self._on_fact  # keeps the node's room facts
         self.cart_ops = CartOps(self.carts, self.orders, self.rooms.room_facts,
                                 self.rooms.known_sold_out, self.publish_private, self._placed)
         self.clients: dict[int, Client] = {}
@@ -109,6 +109,7 @@ class Node:
                                    self.products, self.orders, self.hub, self.publish_private,
                                    settings.presence_ttl_s)
         self.auctions.on_order = self.giveaways.on_order = self._prize_placed
+        self.chat.on_message = self.giveaways.said
         handlers.update(self.auctions.handlers())
         handlers.update(self.giveaways.handlers())
         handlers.update(self.chat.handlers())
@@ -151,6 +152,10 @@ class Node:
         await self.store.close()
 
     # connections ------------------------------------------------------------
+
+    def _on_fact(self, sid: str, event: Any) -> None:
+        self.rooms.on_room_event(sid, event)
+        self.giveaways.on_room_event(sid, event)
 
     def connect(self, sink: Sink, codec: Codec, identity: Identity) -> Client:
         s = self.settings
@@ -420,6 +425,7 @@ class Node:
                 self.broker.unsubscribe(self.keys.channel(room.sid))
                 self.hub.drop_room(room.sid)
                 self.rooms.forget(room.sid)
+                self.giveaways.keywords.pop(room.sid, None)
                 self.last_stats.pop(room.sid, None)
                 continue
             values = (report.viewers, report.likes, report.orders, report.units)

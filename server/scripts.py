@@ -370,6 +370,6 @@ class Scripts:
         state, giveaway = await self.store.run(
             "giveaway_close.lua",
             [*k.room(sid), k.giveaway(sid, gid), k.giveaway_entrants(sid, gid), k.joined(sid),
-             k.counters(sid)],
+             k.counters(sid), k.moderators(sid)],
             [*self._context(), phase, arg, names])
         return text(state), dict(orjson.loads(giveaway))

@@ -157,3 +157,32 @@ def test_the_draw_is_uniform_and_is_the_documented_one() -> None:
         assert draw(str(i), entrants, 3) == rerun(str(i), entrants, 3)
     assert draw("s", [], 2) == [] and draw("s", ["only"], 2) == ["only"]
     assert sorted(draw("s", entrants, 4)) == entrants  # every winner drawn once
+
+
+async def test_chatting_the_keyword_enters_and_moderators_never_win(
+        server: ServerThread) -> None:
+    server.product("mug", price=900, stock=5)
+    sid = server.session(["mug"])
+    creator = await WsClient.connect(server.ws_url, token=server.token("creator1", "creator"))
+    await creator.ok("join", session=sid)
+    server.http("PUT", f"/api/sessions/{sid}/moderators", token=server.token(
+        "creator1", "creator"), json=["mo"]).raise_for_status()
+    ann, bob, mo = [await _viewer(server, n, sid) for n in ("ann", "bob", "mo")]
+    opened = (await creator.ok("giveaway", product="mug", winners=3,
+                               ends_at=int(time.time() * 1000) + 2500,
+                               keyword="Mug Please"))["giveaway"]
+    gid = opened["id"]
+    await ann.wait_event(lambda e: e["t"] == "giveaway" and e["d"]["id"] == gid)
+    await ann.ok("chat", text="  mug PLEASE ")  # the keyword, case and spaces aside
+    await bob.ok("chat", text="mug please now")  # not the keyword
+    await mo.ok("enter", giveaway=gid)  # a moderator may enter but never wins
+    deadline = time.monotonic() + 5
+    while server.http("GET", f"/api/sessions/{sid}/giveaways/{gid}").json()["entries"] < 2:
+        assert time.monotonic() < deadline, "the keyword did not enter its author"
+        await asyncio.sleep(0.05)
+    await creator.wait_event(_closed, timeout=10)
+    g = server.http("GET", f"/api/sessions/{sid}/giveaways/{gid}").json()
+    assert g["entries"] == 2 and g["entrants"] == [entrant_id(gid, "ann")]
+    assert [w["name"] for w in g["winners"]] == ["Ann"]
+    for c in (creator, ann, bob, mo):
+        await c.close()

@@ -2,16 +2,16 @@
 -- times.
 --   'freeze'  an open giveaway past its end takes no more entries: the eligible entrants
 --             (entered, still joined — a joined score after now — and neither the creator
---             nor an excluded id) are frozen, sorted, with the first caller's seed. Every
+--             nor one of the session's moderators) are frozen, sorted, with the first caller's seed. Every
 --             node then computes the same winners from (seed, eligible) (giveaways.draw).
 --   'settle'  a `drawn` giveaway closes with those winners' display names: announced
 --             once, counted once.
 -- KEYS[1..3] room (lib/context.lua)   KEYS[4] the giveaway hash   KEYS[5] entrants hash
--- KEYS[6] joined users (sorted set)   KEYS[7] session counters
+-- KEYS[6] joined users (sorted set)   KEYS[7] session counters   KEYS[8] moderators (set)
 -- ARGV[1..3] context   ARGV[4] 'freeze' | 'settle'
 -- ARGV[5] freeze: a fresh seed; settle: winners JSON [{entrant, name, order}]
--- ARGV[6] freeze: JSON list of excluded ids (moderators; the creator is always excluded);
---         settle: the winners' display names (JSON list)
+-- ARGV[6] settle: the winners' display names (JSON list); freeze: ''
+
 -- Returns: {state, giveaway JSON (every field)}; state 'absent' | 'open' (not due) |
 --          'drawn' | 'closed' | 'closed_now' (this call closed it)
 --!include lib/context.lua
@@ -24,7 +24,7 @@ if ARGV[4] == 'freeze' then
   if g.status == 'drawn' then return {'drawn', cjson.encode(g)} end
   if NOW < tonumber(g.ends_at) then return {'open', cjson.encode(g)} end
   local excluded = {[g.creator] = true}
-  for _, id in ipairs(cjson.decode(ARGV[6])) do excluded[id] = true end
+  for _, id in ipairs(redis.call('SMEMBERS', KEYS[8])) do excluded[id] = true end
   local eligible = {}
   local flat = redis.call('HKEYS', KEYS[5])
   for _, uid in ipairs(flat) do

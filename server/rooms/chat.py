@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -118,6 +118,8 @@ class Chat:
         self.store, self.keys, self.scripts = store, keys, scripts
         self.rate_per_s, self.burst, self.audit_max = rate_per_s, burst, audit_max
         self.messages = 0  # chat messages this node's commands published (for /metrics)
+        # told (client, session, text) of each message this node accepted (giveaway keywords)
+        self.on_message: Callable[[Client, str, str], None] = lambda client, sid, text: None
 
     def handlers(self) -> dict[str, Handler]:
         return {
@@ -136,6 +138,7 @@ class Chat:
         cseq, _ = await self.scripts.chat(client.session, caller, head, words_of(body),
                                           has_link(body), self.rate_per_s, self.burst)
         self.messages += 1
+        self.on_message(client, client.session, body)
         return {"id": cseq, "cseq": cseq}
 
     async def _moderate(self, client: Client, args: Mapping[str, Any], action: str,

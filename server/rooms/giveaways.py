@@ -22,9 +22,10 @@ entrant finds their own as `e_` + the first 16 hex digits of sha256("<giveaway i
 "Still joined": each node refreshes, every tick while a giveaway is open in a room it
 serves, when its signed-in viewers of that room were last seen (`keys.joined`, valid for
 `LIVECART_PRESENCE_TTL_S`); a viewer's last connection closing removes them at once. The
-creator never wins; moderators (not built yet) are the `excluded` list of the freeze.
-Keyword entry through chat needs chat, which does not exist yet: `keyword` is stored and
-shown, and `enter` is the way in.
+creator and the session's moderators never win (giveaway_close.lua excludes them at the
+freeze). A giveaway with a `keyword` is also entered by chatting it (the whole message,
+case and surrounding spaces aside): each node keeps the open keyword of the rooms it serves
+from their `giveaway` events and enters the author of a matching message it accepted.
 """
 
 from __future__ import annotations
@@ -66,6 +67,10 @@ ALGORITHM = (
     "an entrant id is 'e_' + the first 16 hex digits of sha256(giveaway id + ':' + user id)")
 
 
+def fold(text: str) -> str:
+    return text.strip().casefold()
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -99,6 +104,7 @@ class Giveaways:
         # told each new prize order (metrics, stock notices)
         self.on_order: Callable[[dict[str, Any]], None] = lambda order: None
         self.open_in: set[str] = set()  # sessions with an open giveaway (last sweep)
+        self.keywords: dict[str, tuple[str, str]] = {}  # sid -> (giveaway, folded keyword)
         self._timers: set[asyncio.Task[None]] = set()
 
     def handlers(self) -> dict[str, Handler]:
@@ -144,6 +150,34 @@ class Giveaways:
         new, entries = await self.scripts.enter_giveaway(
             sid, gid, uid, client.identity.display_name(), now_ms() + self.ttl_ms)
         return {"giveaway": gid, "entered": True, "new": new, "entries": entries}
+
+    def on_room_event(self, sid: str, event: Any) -> None:
+        """A `giveaway` event of a room this node serves: remember or forget its keyword."""
+        if event["t"] != "giveaway":
+            return
+        d = event["d"]
+        if d.get("status") == "open" and d.get("keyword"):
+            self.keywords[sid] = (str(d["id"]), fold(str(d["keyword"])))
+        elif self.keywords.get(sid, ("",))[0] == d.get("id"):
+            del self.keywords[sid]
+
+    def said(self, client: Client, sid: str, text: str) -> None:
+        """A chat message accepted in `sid`: the open giveaway's keyword enters its author."""
+        found = self.keywords.get(sid)
+        uid = client.user
+        if found is None or uid is None or fold(text) != found[1]:
+            return
+        task = asyncio.ensure_future(self._enter_by_keyword(client, sid, found[0], uid))
+        self._timers.add(task)
+        task.add_done_callback(self._timers.discard)
+
+    async def _enter_by_keyword(self, client: Client, sid: str, gid: str, uid: str) -> None:
+        try:
+            await self.scripts.enter_giveaway(sid, gid, uid, client.identity.display_name(),
+                                              now_ms() + self.ttl_ms)
+        except ApiError as exc:  # ended meanwhile, the creator, the store away: no entry
+            log.info("keyword entry to %s refused: %s", gid, exc.code.value,
+                     extra={"session": sid, "user": uid})
 
     # presence of entrants -----------------------------------------------------------
 
@@ -245,7 +279,7 @@ class Giveaways:
         sid, gid = entry.split("/", 1)
         index = self.keys.open_giveaways()
         state, g = await self.scripts.close_giveaway(
-            sid, gid, "freeze", secrets.token_hex(16), "[]")
+            sid, gid, "freeze", secrets.token_hex(16), "")
         if state == "absent":
             await self.store.call("ZREM", index, entry)
             return state
