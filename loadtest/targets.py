@@ -191,7 +191,10 @@ class Livecart(Target):
                "LIVECART_KEY_PREFIX": self.prefix, "LIVECART_RATE_PER_S": "100000",
                "LIVECART_RATE_BURST": "100000", "LIVECART_LOG_LEVEL": "warning",
                # the chat storm measures fan-out, not the per-user chat policy
-               "LIVECART_CHAT_RATE_PER_S": "100000", "LIVECART_CHAT_RATE_BURST": "100000"}
+               "LIVECART_CHAT_RATE_PER_S": "100000", "LIVECART_CHAT_RATE_BURST": "100000",
+               # no ffmpeg demo stream: its CPU is not the server's (and its one-off VOD
+               # encoder exits mid-run)
+               "LIVECART_DEMO_STREAM": "0"}
         self.procs = [
             Proc(f"livecart-{i}", [livecart_bin(), "serve", "--demo", "--port", "0",
                                    "--workers", str(self.workers)],

@@ -96,7 +96,8 @@ class Node:
         self.sessions.on_stock_moved = self.social.stock_changed
         self.hub.on_fact = self._on_fact  # keeps the node's room facts
         self.cart_ops = CartOps(self.carts, self.orders, self.rooms.room_facts,
-                                self.rooms.known_sold_out, self.publish_private, self._placed)
+                                self.rooms.known_sold_out, self.rooms.deal_units,
+                                self.publish_private, self._placed)
         self.clients: dict[int, Client] = {}
         self.users: dict[str, dict[int, Client]] = {}
         handlers: dict[str, Handler] = {"ping": self.ping, "auth": self.auth}

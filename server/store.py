@@ -238,9 +238,12 @@ class Store:
         task.add_done_callback(self._flushing.discard)
 
     async def _flush_queued(self) -> None:
+        """Send what the tick queued: chunks of PIPELINE_MAX, all in flight at once (each on
+        its own connection); the commands of one tick were issued concurrently, so no
+        caller depends on their order."""
         queued, self._queued = self._queued, []
-        for start in range(0, len(queued), PIPELINE_MAX):
-            await self._execute_chunk(queued[start:start + PIPELINE_MAX])
+        await asyncio.gather(*(self._execute_chunk(queued[start:start + PIPELINE_MAX])
+                               for start in range(0, len(queued), PIPELINE_MAX)))
 
     async def _execute_chunk(self, chunk: list[_Queued]) -> None:
         pipe = self.redis.pipeline(transaction=False)

@@ -1,58 +1,36 @@
-"""Every command in README.md runs as written.
+"""Every command in README.md runs as written (tests/readme_blocks.py runs them).
 
-Each ```sh block of the README is run by bash exactly as it stands in the README (this
-file never copies a command); the test knows only which blocks exist (their first lines,
-so a new or changed block fails here until it is run too), which ones start servers, and
-what to check while they run. Blocks run in a temporary directory (UV_PROJECT points `uv
-run` at this checkout), so `./.livecart` and friends are the test's own; the load-test
-blocks, whose paths are relative to the checkout, run in it with LIVECART_DATA_DIR set.
-`python3 -m uv run pytest` itself is the CI step: .ci/run runs exactly that line.
-"""
+Each ```sh block of the README is run by bash exactly as it stands in the README (no test
+copies a command); the tests know only which blocks exist (their first lines, so a new or
+changed block fails here until it is run too), which ones start servers, and what to check
+while they run. This file has the blocks that serve on :8000 (run one after another);
+tests/test_readme_more.py the others, so the two can run side by side."""
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx2 as httpx
 import orjson
 import pytest
 
+from tests.readme_blocks import (
+    BLOCKS,
+    FIRST_LINES,
+    README,
+    ROOT,
+    block,
+    env_for,
+    ready,
+    require_free,
+    run,
+    running,
+    until,
+)
+
 pytestmark = pytest.mark.e2e
-
-ROOT = Path(__file__).resolve().parent.parent
-README = (ROOT / "README.md").read_text()
-BLOCKS = re.findall(r"```sh\n(.*?)```", README, re.S)
-FIRST_LINES = [
-    "python3 -m pip install uv && python3 -m uv run livecart serve --demo",
-    "python3 -m uv run pytest",
-    "python3 -m uv run livecart orders tail --group billing --from-start",
-    "for b in $(seq 0 15); do",
-    "python3 -m uv tool install .",
-    "python3 -m uv run livecart --help",
-    "python3 -m uv run livecart demo reset",
-    'export LIVECART_SECRET=$(python3 -c "import secrets; print(secrets.token_hex(32))")',
-    "python3 -m uv run livecart valkey --cluster 3 --port 7000 --data-dir .livecart-cluster &",
-    "python3 -m uv run livecart demo reset",
-    "# a viewer spike to 1,000 viewers in 5 s, two generator processes",
-    "python3 -m uv run ruff check server tests loadtest",
-]
-
-
-def block(first_line: str, nth: int = 0) -> str:
-    found = [b for b in BLOCKS if b.splitlines()[0] == first_line]
-    assert len(found) > nth, f"README has no block starting with {first_line!r}"
-    return found[nth]
 
 
 def test_the_readme_blocks_are_the_ones_this_file_runs() -> None:
@@ -71,103 +49,6 @@ def test_the_test_command_is_the_ci_step() -> None:
     assert block("python3 -m uv run pytest").strip() == "python3 -m uv run pytest"
     ci = (ROOT / ".ci" / "run").read_text().strip().splitlines()
     assert ci[-1] == "python3 -m uv run pytest"
-
-
-# --- running blocks ------------------------------------------------------------------------
-
-def env_for(tmp: Path, **extra: str) -> dict[str, str]:
-    """A user's shell: no LIVECART_*/LC_* settings and not inside this venv (under `uv run
-    pytest`, `python3` would be the venv's, which has no pip or uv)."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("LIVECART_", "LC_", "VIRTUAL_ENV", "UV_RUN"))}
-    venv_bin = str(Path(sys.executable).parent)
-    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep)
-                                  if p and p != venv_bin)
-    env.update(UV_PROJECT=str(ROOT), LIVECART_LOG_LEVEL="warning", **extra)
-    return env
-
-
-def port_free(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) != 0
-
-
-def require_free(*ports: int) -> None:
-    busy = [p for p in ports if not port_free(p)]
-    assert not busy, f"the README's commands use ports {busy}, which something else holds"
-
-
-class Script:
-    """One README block run by bash in its own process group (background jobs included)."""
-
-    def __init__(self, text: str, cwd: Path, env: dict[str, str], log: Path) -> None:
-        self.log_path = log
-        self.log = open(log, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(["bash", "-ec", text], cwd=cwd, env=env,
-                                     stdout=self.log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait(self, timeout: float) -> int:
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired as exc:
-            self.stop()
-            raise AssertionError(f"still running after {timeout} s:\n{self.output()[-3000:]}") \
-                from exc
-
-    def stop(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                os.killpg(self.proc.pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.1)
-        else:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(5)
-        self.log.close()
-
-
-@contextlib.contextmanager
-def running(text: str, cwd: Path, env: dict[str, str], log: Path) -> Iterator[Script]:
-    script = Script(text, cwd, env, log)
-    try:
-        yield script
-    finally:
-        script.stop()
-
-
-def until(check: Callable[[], Any], what: str, script: Script, timeout: float = 90) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.HTTPError, OSError):
-            value = check()
-            if value:
-                return value
-        if script.proc.poll() is not None and script.proc.returncode != 0:
-            break
-        time.sleep(0.2)
-    raise AssertionError(f"no {what}:\n{script.output()[-3000:]}")
-
-
-def ready(port: int) -> Callable[[], bool]:
-    return lambda: httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200
-
-
-def run(text: str, cwd: Path, env: dict[str, str], log: Path, timeout: float) -> str:
-    script = Script(text, cwd, env, log)
-    code = script.wait(timeout)
-    script.stop()
-    assert code == 0, script.output()[-3000:]
-    return script.output()
 
 
 # --- the blocks --------------------------------------------------------------------------
@@ -211,49 +92,6 @@ def test_quick_start_orders_stream_and_demo_reset(tmp_path: Path) -> None:
         assert status == "scheduled"
 
 
-def test_install_as_an_application_and_the_help_commands(tmp_path: Path) -> None:
-    bin_dir = tmp_path / "bin"
-    env = env_for(tmp_path, UV_TOOL_DIR=str(tmp_path / "tools"), UV_TOOL_BIN_DIR=str(bin_dir))
-    env["PATH"] = f"{bin_dir}:{env['PATH']}"
-    out = run(block(FIRST_LINES[4]), ROOT, env, tmp_path / "install.log", 300)
-    assert "livecart 0.1.0" in out
-    out = run(block(FIRST_LINES[5]), tmp_path, env_for(tmp_path), tmp_path / "help.log", 120)
-    assert "LIVECART_REDIS_URL" in out and "orders" in out
-    assert re.search(r"^eyJ[\w-]+\.[\w-]+\.[\w-]+$", out, re.M), out[-2000:]
-
-
-def test_several_nodes(tmp_path: Path) -> None:
-    require_free(6390, 8001, 8002, 8003)
-    with running(block(FIRST_LINES[7]), tmp_path, env_for(tmp_path),
-                 tmp_path / "nodes.log") as nodes:
-        for port in (8001, 8002, 8003):
-            until(ready(port), f"node on :{port}", nodes)
-        ids = {httpx.get(f"http://127.0.0.1:{port}/healthz").json()["node"]
-               for port in (8001, 8002, 8003)}
-        assert len(ids) == 3
-        # one store: a session made on one node is seen by the others
-        sessions = [{s["id"] for s in httpx.get(
-            f"http://127.0.0.1:{port}/api/sessions").json()["sessions"]}
-            for port in (8001, 8002, 8003)]
-        assert sessions[0] == sessions[1] == sessions[2] and "sess_demo_live" in sessions[0]
-    assert (tmp_path / ".livecart-valkey").is_dir()
-
-
-def test_on_a_cluster(tmp_path: Path) -> None:
-    require_free(7000, 7001, 7002, 17000, 17001, 17002, 8001, 8002)
-    with running(block(FIRST_LINES[8]), tmp_path, env_for(tmp_path),
-                 tmp_path / "cluster.log") as nodes:
-        for port in (8001, 8002):
-            until(ready(port), f"node on :{port}", nodes)
-        sessions = [{s["id"] for s in httpx.get(
-            f"http://127.0.0.1:{port}/api/sessions").json()["sessions"]} for port in (8001, 8002)]
-        assert sessions[0] == sessions[1] and "sess_demo_live" in sessions[0]
-        info = subprocess.run(["redis-cli", "-p", "7000", "CLUSTER", "INFO"], text=True,
-                              capture_output=True, check=True).stdout
-        assert "cluster_state:ok" in info and "cluster_known_nodes:3" in info
-    assert len(list((tmp_path / ".livecart-cluster").glob("node-*/nodes.conf"))) == 3
-
-
 def _listening_on(port: int) -> set[str]:
     """Local addresses with a listening TCP socket on `port` (from /proc/net/tcp)."""
     found = set()
@@ -287,7 +125,3 @@ def test_load_tests_and_benchmarks(tmp_path: Path) -> None:
         for d, existed in had.items():  # leave the checkout as it was
             if not existed:
                 shutil.rmtree(d, ignore_errors=True)
-
-
-def test_code_checks(tmp_path: Path) -> None:
-    run(block(FIRST_LINES[11]), ROOT, env_for(tmp_path), tmp_path / "checks.log", 300)

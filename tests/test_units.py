@@ -526,8 +526,11 @@ async def test_a_lane_lets_its_whole_queue_go_once_skipping_holds() -> None:
 
 def test_sold_out_facts_clear_only_when_buy_now_could_get_units() -> None:
     facts = SoldOut()
-    pin = {"product": {"id": "p1"}, "deal": {"price": 5, "stock": 2}}
+    pin = {"product": {"id": "p1"}, "deal": {"price": 5, "stock_left": 3}}
     facts.on_event("s1", "pinned", pin)
+    assert facts.deal_units("s1", "p1") == 3  # what the pin's deal has
+    facts.on_event("s1", "deal", {"product": "p1", "status": "open", "stock_left": 2})
+    assert facts.deal_units("s1", "p1") == 2 and facts.deal_units("s1", "p2") is None
     facts.on_event("s1", "sold_out", {"product": "p1"})
     assert facts.known("s1", "p1") and not facts.known("s2", "p1")
     # sales elsewhere lower list stock and the deal's own progress says 0 left: still sold out
@@ -550,3 +553,16 @@ def test_sold_out_facts_clear_only_when_buy_now_could_get_units() -> None:
     facts.on_event("s1", "sold_out", {"product": "p1"})
     facts.forget("s1")
     assert not facts.known("s1", "p1")
+
+
+@pytest.mark.anyio
+async def test_a_lane_widens_to_the_units_a_deal_has_left() -> None:
+    lanes = Lanes(2)
+    assert all([await lanes.enter("k", lambda: False, 5) for _ in range(5)])
+    sixth = asyncio.ensure_future(lanes.enter("k", lambda: False, 5))
+    await asyncio.sleep(0)
+    assert lanes.waiting() == 1 and not sixth.done()
+    lanes.leave("k", lambda: False)
+    assert await sixth is True
+    assert not await asyncio.wait_for(asyncio.shield(asyncio.ensure_future(
+        lanes.enter("other", lambda: True, 5))), 1)

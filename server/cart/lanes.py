@@ -16,22 +16,28 @@ import asyncio
 from collections import deque
 from collections.abc import Callable, Hashable
 
+MAX_WIDTH = 1024
+
 
 class Lanes:
     def __init__(self, width: int) -> None:
         self.width = max(1, width)
         self._lanes: dict[Hashable, _Lane] = {}
 
-    async def enter(self, key: Hashable, skip: Callable[[], bool]) -> bool:
+    async def enter(self, key: Hashable, skip: Callable[[], bool],
+                    width: int | None = None) -> bool:
         """Wait for a place in `key`'s lane: True with a place (call `leave` after), False
-        without one as soon as `skip()` is true (asked on arrival and whenever woken)."""
+        without one as soon as `skip()` is true (asked on arrival and whenever woken).
+        `width`: let up to this many in at once when it is above the lanes' own width
+        (a deal's units left), never more than MAX_WIDTH."""
+        wide = min(MAX_WIDTH, max(self.width, width or 0))
         while True:
             if skip():
                 return False
             lane = self._lanes.get(key)
             if lane is None:
                 lane = self._lanes[key] = _Lane()
-            if lane.running < self.width:
+            if lane.running < wide:
                 lane.running += 1
                 return True
             waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()

@@ -21,11 +21,13 @@ class CartOps:
     def __init__(self, carts: Carts, orders: Orders,
                  room_facts: Callable[[str], Awaitable[RoomFacts]],
                  known_sold_out: Callable[[str, str], bool],
+                 deal_units: Callable[[str, str], int | None],
                  on_cart: Callable[[str, dict[str, Any]], Any],
                  on_order: Callable[[Client, Placed], Any]) -> None:
         self.carts, self.orders = carts, orders
         self.room_facts = room_facts
         self.known_sold_out = known_sold_out
+        self.deal_units = deal_units
         self.on_cart = on_cart
         self.on_order = on_order
 
@@ -90,6 +92,7 @@ class CartOps:
         placed = await self.orders.buy_now(
             buyer, room.session, product, qty, key, price,
             known_sold_out=lambda: self.known_sold_out(room.session.id, product),
+            lane_width=self.deal_units(room.session.id, product),
             voucher=voucher)
         await self.on_order(client, placed)
         return placed.order

@@ -144,21 +144,23 @@ class Orders:
     async def buy_now(self, buyer: str, room: SessionFacts, product: str, qty: int, key: str,
                       price: int | None, *,
                       known_sold_out: Callable[[], bool] = lambda: False,
-                      voucher: str | None = None) -> Placed:
+                      voucher: str | None = None, lane_width: int | None = None) -> Placed:
         """Buy from the stream: the buy itself is the last touch, so the attribution needs
         no store read. Attempts wait their turn in the (room, product) lane; when the node
         has heard the product sell out in this room (`known_sold_out()`, asked on arrival
         and when the turn comes), the answer is `sold_out` with no script run unless the key
         already bought or the buyer holds a unit a restock kept for them (two reads, shared
         with the tick's other reads) — so a flash-sale storm costs the store about two reads
-        per late buyer."""
+        per late buyer. `lane_width`: the units left in the room's open deal, as the node
+        last heard — the lane lets that many in at once (at least its own width), so a
+        deal of a few hundred units sells in one wave of attempts, not several."""
         if room.status == "scheduled":
             raise ApiError(ErrorCode.NOT_LIVE, "session has not started")
         fp = fingerprint({"op": "buy_now", "product": product, "qty": qty, "price": price,
                           **({"voucher": voucher} if voucher else {})})
         oid = order_id(buyer, key)
         lane = (room.id, product)
-        if await self.lanes.enter(lane, known_sold_out):
+        if await self.lanes.enter(lane, known_sold_out, lane_width):
             try:
                 return await self._place_buy_now(buyer, room, product, qty, price, voucher,
                                                  oid, fp)

@@ -227,6 +227,10 @@ class RoomOps:
         else:
             self.sold_out.on_event(sid, kind, data)
 
+    def deal_units(self, sid: str, product: str) -> int | None:
+        """Units left in room `sid`'s open deal on `product`, as this node last heard."""
+        return self.sold_out.deal_units(sid, product) if sid in self.hub.rooms else None
+
     def known_sold_out(self, sid: str, product: str) -> bool:
         """True when this node serves room `sid` and knows `product` is sold out there."""
         return sid in self.hub.rooms and self.sold_out.known(sid, product)

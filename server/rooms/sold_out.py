@@ -21,6 +21,7 @@ class SoldOut:
     def __init__(self) -> None:
         self._sold: dict[str, set[str]] = {}  # room -> products sold out there
         self._deals: dict[str, str] = {}  # room -> product of its open deal, when heard
+        self._left: dict[str, int] = {}  # room -> its open deal's stock_left, last heard
 
     def on_event(self, sid: str, kind: str, data: Any) -> None:
         if kind == "sold_out":
@@ -28,11 +29,14 @@ class SoldOut:
         elif kind == "pinned":
             deal = data.get("deal")
             self._deal_is(sid, str(data["product"]["id"]) if deal else None)
+            if deal:
+                self._left[sid] = int(deal.get("stock_left") or 0)
             self._clear(sid, str(data["product"]["id"]))
         elif kind == "deal":
             product = str(data["product"])
             if data.get("status") == "open":
                 self._deal_is(sid, product)
+                self._left[sid] = int(data.get("stock_left") or 0)
                 if int(data.get("stock_left") or 0) > 0:
                     self._clear(sid, product)
             else:
@@ -47,13 +51,20 @@ class SoldOut:
     def known(self, sid: str, product: str) -> bool:
         return product in self._sold.get(sid, ())
 
+    def deal_units(self, sid: str, product: str) -> int | None:
+        """The units left in the room's open deal on `product`, as last heard; None when
+        this node knows of no open deal on it."""
+        return self._left.get(sid) if self._deals.get(sid) == product else None
+
     def forget(self, sid: str) -> None:
         self._sold.pop(sid, None)
         self._deals.pop(sid, None)
+        self._left.pop(sid, None)
 
     def _deal_is(self, sid: str, product: str | None) -> None:
         if product is None:
             self._deals.pop(sid, None)
+            self._left.pop(sid, None)
         else:
             self._deals[sid] = product
 

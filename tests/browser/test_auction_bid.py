@@ -45,14 +45,14 @@ def test_a_bid_from_the_viewer_page(live_server: LiveServer, pages: Pages) -> No
                what="the console shows the close")
 
     # a giveaway from the console; one viewer enters and wins
-    creator.fill("#giveaway-form input[name=duration_s]", "3")
+    creator.fill("#giveaway-form input[name=duration_s]", "8")  # time to enter on a loaded box
     creator.click("#giveaway-submit")
     one.wait_for_selector("#giveaway-card:not([hidden]) #enter-btn:enabled")
     one.click("#enter-btn")
     one.wait_for_selector("#enter-btn:disabled")
     assert "in ✓" in text(one, "#enter-btn")
     for page in (one, two):
-        page.wait_for_selector("#giveaway-winners", timeout=15_000)
+        page.wait_for_selector("#giveaway-winners", timeout=25_000)
         assert text(page, "#giveaway-winners") == f"Winners: {name_one}"
     one.wait_for_selector(".toast:has-text('You won the giveaway')")
     pages.shoot("viewer-after", one)
