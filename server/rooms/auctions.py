@@ -15,7 +15,6 @@ auction any number of times and it closes once with at most one order.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import secrets
@@ -33,15 +32,15 @@ from server.client import Client
 from server.commands import Handler
 from server.errors import ApiError, ErrorCode, bad_request, not_found
 from server.keys import Keys
+from server.rooms.closings import Closings
 from server.rooms.sessions import Sessions
 from server.scripts import Scripts
-from server.store import Store, as_dict, text
+from server.store import Store, as_dict
 
 log = logging.getLogger("livecart.auctions")
 
 MAX_PRICE = 100_000_000  # minor units, as a product's price
 MAX_DURATION_S = 24 * 3600
-SWEEP_BATCH = 100
 
 PublishPrivate = Callable[[str, Any, str], Awaitable[None]]
 
@@ -95,7 +94,7 @@ class Auctions:
         self.extend_ms = int(extend_s * 1000)
         # told each new prize order (metrics, stock notices)
         self.on_order: Callable[[dict[str, Any]], None] = lambda order: None
-        self._timers: set[asyncio.Task[None]] = set()
+        self.closings = Closings(store, keys.open_auctions(), "auction", self.close_due)
 
     def handlers(self) -> dict[str, Handler]:
         return {"auction": self.open, "bid": self.bid}
@@ -139,7 +138,7 @@ class Auctions:
         log.info("auction %s opened on %s", aid, product_id,
                  extra={"session": sid, "product": product_id, "user": caller})
         auction: dict[str, Any] = orjson.loads(data)
-        self._arm(sid, aid, auction["ends_at"])
+        self.closings.arm(member(sid, aid), auction["ends_at"])
         return {"auction": auction, "seq": seq}
 
     async def bid(self, client: Client, args: Mapping[str, Any]) -> Any:
@@ -159,7 +158,7 @@ class Auctions:
                         "auction": aid, "product": answer["product"],
                         "top_bid": answer["top_bid"], "ends_at": answer["ends_at"]}, "outbid")
             if answer["extended"]:
-                self._arm(sid, aid, answer["ends_at"])
+                self.closings.arm(member(sid, aid), answer["ends_at"])
         return answer
 
     # reading ----------------------------------------------------------------------
@@ -172,33 +171,9 @@ class Auctions:
 
     # closing ----------------------------------------------------------------------
 
-    def _arm(self, sid: str, aid: str, ends_at_ms: int) -> None:
-        """Close on time from this node (every node's tick also sweeps due auctions)."""
-        loop = asyncio.get_running_loop()
-
-        def fire() -> None:
-            task = loop.create_task(self._close_quietly(member(sid, aid)))
-            self._timers.add(task)
-            task.add_done_callback(self._timers.discard)
-
-        loop.call_later(max(0.0, ends_at_ms / 1000 - time.time()) + 0.005, fire)
-
-    async def _close_quietly(self, entry: str) -> None:
-        with contextlib.suppress(ApiError):
-            await self.close_due(entry)
-
     async def sweep(self) -> int:
         """Close every auction past its (last known) end, whichever node opened it."""
-        due = await self.store.call("ZRANGEBYSCORE", self.keys.open_auctions(), 0, now_ms(),
-                                    "LIMIT", 0, SWEEP_BATCH)
-        for raw in due:
-            try:
-                await self.close_due(text(raw))
-            except ApiError as exc:
-                if exc.code is ErrorCode.UNAVAILABLE:
-                    raise
-                log.warning("closing auction %s failed: %s", text(raw), exc.message)
-        return len(due)
+        return await self.closings.sweep()
 
     async def close_due(self, entry: str) -> str:
         """Drive one open-auctions entry: close it if due (idempotent). Its state after."""

@@ -51,6 +51,7 @@ from server.errors import ApiError, ErrorCode, not_found
 from server.hub import Hub
 from server.keys import Keys
 from server.rooms.auctions import PublishPrivate, creator_session, joined_session, member
+from server.rooms.closings import Closings
 from server.rooms.sessions import Sessions
 from server.scripts import Scripts
 from server.store import Store, as_dict, text
@@ -59,7 +60,6 @@ log = logging.getLogger("livecart.giveaways")
 
 MAX_WINNERS = 100
 MAX_AHEAD_MS = 24 * 3600 * 1000
-SWEEP_BATCH = 100
 ALGORITHM = (
     "entrants sorted; entrant_hash = sha256 hex of the entrants joined by '\\n'; "
     "for i in 0..min(k, n)-1: j = i + int(sha256(seed + ':' + str(i)) as 256-bit "
@@ -106,6 +106,7 @@ class Giveaways:
         self.open_in: set[str] = set()  # sessions with an open giveaway (last sweep)
         self.keywords: dict[str, tuple[str, str]] = {}  # sid -> (giveaway, folded keyword)
         self._timers: set[asyncio.Task[None]] = set()
+        self.closings = Closings(store, keys.open_giveaways(), "giveaway", self.close_due)
 
     def handlers(self) -> dict[str, Handler]:
         return {"giveaway": self.open, "enter": self.enter}
@@ -139,7 +140,7 @@ class Giveaways:
         self.open_in.add(sid)
         log.info("giveaway %s opened on %s", gid, product_id,
                  extra={"session": sid, "product": product_id, "user": caller})
-        self._arm(entry, ends_at)
+        self.closings.arm(entry, ends_at)
         return {"giveaway": orjson.loads(data), "seq": seq}
 
     async def enter(self, client: Client, args: Mapping[str, Any]) -> Any:
@@ -242,37 +243,12 @@ class Giveaways:
 
     # closing ----------------------------------------------------------------------
 
-    def _arm(self, entry: str, ends_at_ms: int) -> None:
-        loop = asyncio.get_running_loop()
-
-        def fire() -> None:
-            task = loop.create_task(self._close_quietly(entry))
-            self._timers.add(task)
-            task.add_done_callback(self._timers.discard)
-
-        loop.call_later(max(0.0, ends_at_ms / 1000 - time.time()) + 0.005, fire)
-
-    async def _close_quietly(self, entry: str) -> None:
-        with contextlib.suppress(ApiError):
-            await self.close_due(entry)
-
     async def sweep(self) -> int:
         """Every tick: note which sessions have an open giveaway (for `refresh_joined`)
         and close every giveaway past its end."""
-        index = self.keys.open_giveaways()
-        members, due_rows = await self.store.batch([
-            ("ZRANGE", index, 0, -1),
-            ("ZRANGEBYSCORE", index, 0, now_ms(), "LIMIT", 0, SWEEP_BATCH)])
+        members = await self.store.call("ZRANGE", self.keys.open_giveaways(), 0, -1)
         self.open_in = {text(m).split("/", 1)[0] for m in members}
-        due = [text(m) for m in due_rows]
-        for entry in due:
-            try:
-                await self.close_due(entry)
-            except ApiError as exc:
-                if exc.code is ErrorCode.UNAVAILABLE:
-                    raise
-                log.warning("closing giveaway %s failed: %s", entry, exc.message)
-        return len(due)
+        return await self.closings.sweep()
 
     async def close_due(self, entry: str) -> str:
         """Drive one open-giveaways entry: draw and close it if due (idempotent)."""
