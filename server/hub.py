@@ -116,7 +116,8 @@ Lists = tuple[list[Entry], list[Entry], list[Entry], list[Entry]]
 
 class Room:
     __slots__ = (
-        "_entries", "backlog", "chat_backlog", "chat_hold", "chat_last", "chat_pending",
+        "_entries", "backlog", "catch_up", "chat_backlog", "chat_hold", "chat_last",
+        "chat_pending",
         "chat_repairing", "clients", "flush_handle", "flush_scheduled", "joining",
         "last_counters", "last_flush", "last_seq", "likes", "pending", "quiet", "received_at",
         "repairing", "sid", "waiters",
@@ -136,6 +137,9 @@ class Room:
         self.backlog: list[HeldEvent] = []
         self.likes = 0
         self.last_counters: tuple[int, ...] | None = None
+        # joiners whose snapshot counters differ from the last push: the next counters tick
+        # sends each the fresh values if they still differ (its snapshot may be the newer)
+        self.catch_up: list[tuple[Client, tuple[int, ...]]] = []
         self.waiters: list[tuple[int, int, asyncio.Future[None]]] = []  # see Hub.caught_up
         self._entries: Lists | None = None
         # the chat lane (cseq): see the module docstring

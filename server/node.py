@@ -430,6 +430,12 @@ class Node:
                 self.last_stats.pop(room.sid, None)
                 continue
             values = (report.viewers, report.likes, report.orders, report.units)
-            if values != room.last_counters:
+            event = {"t": "counters", "ts": now, "d": report.counters()}
+            pushed = values != room.last_counters
+            if pushed:
                 room.last_counters = values
-                self.hub.push(room, {"t": "counters", "ts": now, "d": report.counters()})
+                self.hub.push(room, event)
+            joiners, room.catch_up = room.catch_up, []
+            for client, seen in joiners:  # joined around the last push (rooms/ops.join)
+                if not pushed and seen != values and client.id in room.clients:
+                    client.send_obj(event)

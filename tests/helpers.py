@@ -146,10 +146,10 @@ class WsClient:
             await self._read_one(max(0.01, deadline - time.monotonic()))
         return self.replies.pop(msg_id)
 
-    async def request(self, op: str, **args: Any) -> dict[str, Any]:
+    async def request(self, op: str, _timeout: float = 5.0, **args: Any) -> dict[str, Any]:
         msg_id = next(self._ids)
         await self.ws.send(self.encode({"id": msg_id, "op": op, **args}))
-        return await self.reply(msg_id)
+        return await self.reply(msg_id, _timeout)
 
     async def ok(self, op: str, **args: Any) -> Any:
         r = await self.request(op, **args)

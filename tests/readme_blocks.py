@@ -54,13 +54,16 @@ def block(first_line: str, nth: int = 0) -> str:
 
 def env_for(tmp: Path, **extra: str) -> dict[str, str]:
     """A user's shell: no LIVECART_*/LC_* settings and not inside this venv (under `uv run
-    pytest`, `python3` would be the venv's, which has no pip or uv)."""
+    pytest`, `python3` would be the venv's, which has no pip or uv). One exception: the
+    demo's ffmpeg stream is off (LIVECART_DEMO_STREAM=0) — these blocks are about serving,
+    and tests/test_demo_stream.py runs the stream — so parallel test files keep their CPU."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("LIVECART_", "LC_", "VIRTUAL_ENV", "UV_RUN"))}
     venv_bin = str(Path(sys.executable).parent)
     env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep)
                                   if p and p != venv_bin)
-    env.update(UV_PROJECT=str(ROOT), LIVECART_LOG_LEVEL="warning", **extra)
+    env.update(UV_PROJECT=str(ROOT), LIVECART_LOG_LEVEL="warning", LIVECART_DEMO_STREAM="0",
+               **extra)
     return env
 
 

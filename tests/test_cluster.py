@@ -163,8 +163,8 @@ async def _checkout(devices: tuple[WsClient, WsClient], i: int,
         deadline = time.monotonic() + 40
         while time.monotonic() < deadline:
             replies = await asyncio.gather(  # a duplicate from the other device at once
-                client.request("checkout", idempotency_key=key),
-                other.request("checkout", idempotency_key=key))
+                client.request("checkout", _timeout=30, idempotency_key=key),
+                other.request("checkout", _timeout=30, idempotency_key=key))
             for r in replies:
                 results[key].append(r)
             codes = {r["error"]["code"] for r in replies if not r["ok"]}

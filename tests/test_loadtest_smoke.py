@@ -61,7 +61,8 @@ def test_bench_smoke_every_viewer_gets_every_event_in_order(tmp_path: Path) -> N
 
 @pytest.fixture
 def demo_server(tmp_path: Path) -> Iterator[str]:
-    env = {**os.environ, "LIVECART_LOG_LEVEL": "warning"}
+    # no ffmpeg demo stream: these runs are about the WebSocket load, not the video
+    env = {**os.environ, "LIVECART_LOG_LEVEL": "warning", "LIVECART_DEMO_STREAM": "0"}
     env.pop("LIVECART_REDIS_URL", None)
     log = open(tmp_path / "server.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen([str(BIN / "livecart"), "serve", "--demo", "--ephemeral", "--port",

@@ -67,7 +67,8 @@ def served(installed: Path, tmp_path: Path) -> Iterator[str]:
     # cwd outside the checkout: nothing may come from the source tree
     proc = subprocess.Popen(
         [str(installed / "bin" / "livecart"), "serve", "--demo", "--ephemeral", "--port", "0"],
-        cwd=tmp_path, env=clean_env(LIVECART_LOG_LEVEL="warning"), text=True,
+        cwd=tmp_path, env=clean_env(LIVECART_LOG_LEVEL="warning", LIVECART_DEMO_STREAM="0"),
+        text=True,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert proc.stdout is not None
     lines: list[str] = []

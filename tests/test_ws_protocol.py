@@ -459,3 +459,32 @@ async def test_creator_can_pin_by_session_without_joining(server: ServerThread) 
     ev = await viewer.wait_event("pinned")
     assert ev["seq"] == res["seq"]
     await asyncio.gather(creator.close(), viewer.close())
+
+
+async def test_a_joiner_around_a_counters_push_gets_the_fresh_values_once(
+        server: ServerThread) -> None:
+    """rooms/ops.join queues a joiner whose snapshot counters differ from the room's last
+    push; the next tick sends it the fresh values only if they still differ from what its
+    snapshot said (a push older than the snapshot is never replayed over it)."""
+    sid = setup_room(server, "p1")
+    stale, fresh = await connect(server), await connect(server)
+    await stale.ok("join", session=sid)
+    await fresh.ok("join", session=sid)
+    await stale.wait_event(lambda e: e["t"] == "counters" and e["d"]["viewers"] == 2, 5)
+    await fresh.drain(0.1)
+    room = server.node.hub.rooms[sid]
+    now = tuple(room.last_counters)
+    by_id = {c.id: c for c in room.clients.values()}
+    a, b = list(by_id.values())
+    loop = server.node._ticker.get_loop()
+    loop.call_soon_threadsafe(room.catch_up.extend, [(a, (99, 0, 0, 0)), (b, now)])
+    stale.events.clear()
+    fresh.events.clear()
+    await stale.drain(server.settings.counters_interval_s * 3)
+    await fresh.drain(0.05)
+    got = {id(c): [e for e in c.events if e["t"] == "counters"] for c in (stale, fresh)}
+    sent = [evs for evs in got.values() if evs]
+    assert len(sent) == 1 and len(sent[0]) == 1  # only the one whose snapshot was off
+    assert sent[0][0]["d"]["viewers"] == now[0] == 2
+    assert room.catch_up == []
+    await asyncio.gather(stale.close(), fresh.close())

@@ -151,11 +151,12 @@ class RoomOps:
         def go_live() -> None:
             self.hub.activate(client, session.seq, replay, snap.cseq, chat_replay)
             room = self.hub.rooms.get(sid)
-            latest = room.last_counters if room is not None else None
-            if latest is not None and latest != tuple(counters[k] for k in COUNTER_KEYS):
-                # a counters push went out while this client was joining: catch it up
-                client.send_obj({"t": "counters", "ts": int(time.time() * 1000),
-                                 "d": dict(zip(COUNTER_KEYS, latest, strict=True))})
+            seen = tuple(counters[k] for k in COUNTER_KEYS)
+            if room is not None and room.last_counters is not None \
+                    and room.last_counters != seen:
+                # a counters push went out while this client was joining, older or newer
+                # than its snapshot: the next tick's fresh values decide (node.tick)
+                room.catch_up.append((client, seen))
 
         return Then(result, go_live)
 
