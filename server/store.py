@@ -217,10 +217,11 @@ class Store:
         return await self._enqueue(
             ("EVALSHA", script.sha, len(keys), *keys, *args), (script, keys, args))
 
-    async def call_pipelined(self, *args: Any) -> Any:
+    def call_pipelined(self, *args: Any) -> asyncio.Future[Any]:
         """One plain command in the loop tick's shared pipeline (see `run_pipelined`): a
-        burst of cheap reads — a storm's sold-out answers — costs a few round trips."""
-        return await self._enqueue(args, None)
+        burst of cheap reads — a storm's sold-out answers — costs a few round trips. The
+        reply's future, to await (no task per call)."""
+        return self._enqueue(args, None)
 
     def _enqueue(self, command: Sequence[Any],
                  script: tuple[Script, Sequence[str], Sequence[Any]] | None,

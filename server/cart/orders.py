@@ -9,7 +9,6 @@ the idempotency key, so a retry — even after a node or shard crash — finds t
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import time
 from collections.abc import Callable, Iterable
@@ -166,9 +165,9 @@ class Orders:
                                                  oid, fp)
             finally:
                 self.lanes.leave(lane, known_sold_out)
-        holding, row = await asyncio.gather(
-            self.store.call_pipelined("HEXISTS", self.keys.holds(product), buyer),
-            self.store.call_pipelined(*self._committed_read(oid)))
+        held = self.store.call_pipelined("HEXISTS", self.keys.holds(product), buyer)
+        committed = self.store.call_pipelined(*self._committed_read(oid))
+        holding, row = await held, await committed
         if holding:  # a restock kept a unit for this buyer: the scripts decide
             return await self._place_buy_now(buyer, room, product, qty, price, voucher, oid, fp)
         self.sold_out_answers += 1
