@@ -52,6 +52,7 @@ _INCLUDE = re.compile(r"^--!include (\S+)\s*$", re.MULTILINE)
 StoreDown = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError,
              ClusterDownError, TryAgainError, SlotNotCoveredError)
 PIPELINE_MAX = 256
+PIPELINE_TIMEOUTS = 3  # a shared pipeline gets this many store timeouts to answer
 # redis-py's cluster client fails (and drops in-use connections) when a node runs out of
 # connections instead of waiting for one, so on a cluster at most this many commands or
 # pipelines are in flight at once (each takes one connection per node it touches).
@@ -65,10 +66,12 @@ def _broken_connection(exc: BaseException) -> bool:
     closed. Raised from inside redis-py's connection code, those mean "unreachable"."""
     if not isinstance(exc, AttributeError | RuntimeError):
         return False
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_next is not None:
+    tb = exc.__traceback__  # from redis-py's code, even when the last frame is uvloop's
+    while tb is not None:
+        if "/redis/" in tb.tb_frame.f_code.co_filename:
+            return True
         tb = tb.tb_next
-    return tb is not None and "/redis/" in tb.tb_frame.f_code.co_filename
+    return False
 
 
 # Error replies that mean "the store cannot serve this now" (out of memory, a replica
@@ -247,30 +250,32 @@ class Store:
                                for start in range(0, len(queued), PIPELINE_MAX)))
 
     async def _execute_chunk(self, chunk: list[_Queued]) -> None:
-        pipe = self.redis.pipeline(transaction=False)
-        for command, _, _ in chunk:
-            pipe.execute_command(*command)
+        """Run one pipeline and settle every future of the chunk, whatever happens: a
+        pipeline that has not answered within a few store timeouts (redis-py's cluster
+        client can wait on a connection to a master that died) counts as unreachable."""
         try:
+            pipe = self.redis.pipeline(transaction=False)
+            for command, _, _ in chunk:
+                pipe.execute_command(*command)
             async with self._slot():
-                results = await pipe.execute(raise_on_error=False)
-        except StoreDown:
-            self.errors += 1
-            for *_, fut in chunk:
-                if not fut.done():
-                    fut.set_exception(unavailable())
-            return
-        except (AttributeError, RuntimeError) as exc:
-            if not self.cluster or not _broken_connection(exc):
-                raise
+                results = await asyncio.wait_for(pipe.execute(raise_on_error=False),
+                                                 PIPELINE_TIMEOUTS * self.timeout_s)
+        except (*StoreDown, TimeoutError):
             self.errors += 1
             for *_, fut in chunk:
                 if not fut.done():
                     fut.set_exception(unavailable())
             return
         except BaseException as exc:
-            for *_, fut in chunk:
+            broken = (isinstance(exc, AttributeError | RuntimeError) and self.cluster
+                      and _broken_connection(exc))
+            if broken:
+                self.errors += 1
+            for *_, fut in chunk:  # every caller gets its answer, never a hang
                 if not fut.done():
-                    fut.set_exception(exc)
+                    fut.set_exception(unavailable() if broken else exc)
+            if broken or isinstance(exc, Exception):
+                return  # the callers have it (a bug surfaces there, as `internal`)
             raise
         for (_, script, fut), result in zip(chunk, results, strict=True):
             if fut.done():
