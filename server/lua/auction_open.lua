@@ -13,9 +13,7 @@ local s = redis.call('HMGET', K_SESSION, 'creator', 'status', 'showcase', 'aucti
 if not s[1] then return fail('not_found', 'session does not exist') end
 if s[1] ~= ARGV[5] then return fail('forbidden', 'only the session creator can start an auction') end
 if s[2] ~= 'live' then return fail('not_live', 'session is not live') end
-local in_showcase = false
-for _, pid in ipairs(cjson.decode(s[3])) do if pid == ARGV[6] then in_showcase = true end end
-if not in_showcase then
+if not in_showcase(s[3], ARGV[6]) then
   return fail('conflict', {message = 'the product is not in this session\'s showcase', product = ARGV[6]})
 end
 if s[4] and s[4] ~= '' then

@@ -15,9 +15,7 @@ if s[2] ~= 'live' then return fail('not_live', 'session is not live') end
 if tonumber(ARGV[8]) <= NOW then
   return fail('bad_request', {message = '`ends_at` must be in the future', field = 'ends_at'})
 end
-local in_showcase = false
-for _, pid in ipairs(cjson.decode(s[3])) do if pid == ARGV[6] then in_showcase = true end end
-if not in_showcase then
+if not in_showcase(s[3], ARGV[6]) then
   return fail('conflict', {message = 'the product is not in this session\'s showcase', product = ARGV[6]})
 end
 if s[4] and s[4] ~= '' then

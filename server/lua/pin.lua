@@ -21,7 +21,7 @@ if s[1] ~= caller and (ARGV[9] ~= '' or redis.call('SISMEMBER', KEYS[7], caller)
 end
 if s[2] ~= 'live' then return fail('not_live', 'session is not live') end
 local sts = ARGV[6] ~= '' and tonumber(ARGV[6]) or (NOW - tonumber(s[3]))
-if action == 'pin' and not string.find(s[4] or '', '"' .. product .. '"', 1, true) then
+if action == 'pin' and not in_showcase(s[4], product) then
   return fail('bad_request', 'product is not in this session\'s showcase')
 end
 

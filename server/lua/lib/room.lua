@@ -43,3 +43,11 @@ local function announce_closed_deal(deal_json)
   return emit('deal', '{"product":' .. cjson.encode(d.product) .. ',"status":"closed","stock_left":' ..
     int(d.stock_left) .. ',"ends_at":' .. int(d.ends_at) .. ',"price":' .. int(d.price) .. '}')
 end
+
+-- Is product id `pid` in the session's showcase (its JSON array of ids)?
+local function in_showcase(showcase_json, pid)
+  for _, id in ipairs(cjson.decode(showcase_json or '[]')) do
+    if id == pid then return true end
+  end
+  return false
+end
