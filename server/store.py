@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import logging
 import re
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from redis.exceptions import (
     NoScriptError,
     OutOfMemoryError,
     ReadOnlyError,
+    RedisClusterException,
     ResponseError,
     SlotNotCoveredError,
     TryAgainError,
@@ -52,6 +54,7 @@ _INCLUDE = re.compile(r"^--!include (\S+)\s*$", re.MULTILINE)
 StoreDown = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError,
              ClusterDownError, TryAgainError, SlotNotCoveredError)
 PIPELINE_MAX = 256
+CLUSTER_FORMING_S = 30.0  # how long open() waits for a cluster's slots to be assigned
 PIPELINE_TIMEOUTS = 3  # a shared pipeline gets this many store timeouts to answer
 # redis-py's cluster client fails (and drops in-use connections) when a node runs out of
 # connections instead of waiting for one, so on a cluster at most this many commands or
@@ -168,8 +171,18 @@ class Store:
                 self.cluster = True
                 self.redis = self._cluster()
         if self.cluster:
-            with self._mapped():
-                await self.redis.initialize()
+            # a cluster still forming (masters up, slots not all assigned yet — a node
+            # started right after `livecart valkey --cluster`) is waited for, not fatal
+            deadline = time.monotonic() + CLUSTER_FORMING_S
+            while True:
+                try:
+                    with self._mapped():
+                        await self.redis.initialize()
+                    return
+                except RedisClusterException:
+                    if time.monotonic() > deadline:
+                        raise
+                    await asyncio.sleep(0.25)
 
     def script(self, name: str) -> Script:
         found = self._scripts.get(name)
