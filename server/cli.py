@@ -78,6 +78,8 @@ def serve(settings: Settings) -> int:
     import uvicorn
 
     from server.app import create_app
+    from server.collector import Collector
+    from server.collector import install as install_collector
     from server.embedded import EmbeddedError, EmbeddedValkey
     from server.workers import reuse_port_socket
 
@@ -135,6 +137,10 @@ def serve(settings: Settings) -> int:
                              + settings.node_id + (" (demo: open / in a browser)"
                                                    if settings.demo else ""))
         app = create_app(settings, url)
+        node = app.state.node
+        node.collector = Collector(settings.gc_full_every_s, settings.gc_full_max_s,
+                                   lambda: node.dispatcher.received)
+        install_collector()
         server = Server(uvicorn_config(app, settings))
         server.run(sockets=[reuse_port_socket(settings.host, settings.port, 4096)]
                    if settings.reuse_port else None)

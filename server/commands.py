@@ -65,8 +65,18 @@ class Dispatcher:
                  observe: Callable[[str, float, str | None], None] | None = None) -> None:
         self.handlers = handlers
         self.observe = observe or (lambda op, seconds, error: None)
+        self.received = 0  # commands so far (server/collector.py asks how busy we are)
+        self.in_flight = 0  # commands not answered yet (a storm: thousands)
 
     async def handle(self, client: Client, data: str | bytes) -> None:
+        self.received += 1
+        self.in_flight += 1
+        try:
+            await self._handle(client, data)
+        finally:
+            self.in_flight -= 1
+
+    async def _handle(self, client: Client, data: str | bytes) -> None:
         started = time.perf_counter()
         msg_id: int | None = None
         op = "?"

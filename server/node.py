@@ -21,6 +21,7 @@ from server.cart.products import Products
 from server.cart.waitlists import Waitlists
 from server.client import Client, Sink
 from server.codecs import JSON, Codec
+from server.collector import Collector
 from server.commands import Dispatcher, Handler
 from server.counters.ledger import Ledger
 from server.counters.reports import live_stats
@@ -44,6 +45,9 @@ from server.store import Store, as_dict
 from server.store import text as as_str
 
 log = logging.getLogger("livecart.node")
+
+ANSWERING = 256  # commands in flight above which a room's stats wait (Node.answering)
+STATS_DEFER_TICKS = 3  # ... for at most this many of their ticks
 
 
 class Node:
@@ -124,6 +128,8 @@ class Node:
         self._ticker: asyncio.Task[None] | None = None
         self._social: asyncio.Task[None] | None = None
         self._stopping = False
+        self.collector: Collector | None = None  # `serve` sets it (server/collector.py)
+        self._counters_deferred = 0  # ticks the counters push waited for a burst
         self.draining = False
 
     async def start(self) -> None:
@@ -157,6 +163,8 @@ class Node:
     def _on_fact(self, sid: str, event: Any) -> None:
         self.rooms.on_room_event(sid, event)
         self.giveaways.on_room_event(sid, event)
+        if event["t"] == "sold_out":  # the storm's queue need not wait for a place
+            self.orders.sold_out_heard(sid, str(event["d"]["product"]))
 
     def connect(self, sink: Sink, codec: Codec, identity: Identity) -> Client:
         s = self.settings
@@ -335,9 +343,20 @@ class Node:
 
     # background -----------------------------------------------------------------
 
+    def answering(self) -> bool:
+        """Is this node in a burst of commands (a flash-sale storm, a join spike)? Then a
+        room's stats — social proof, counters — wait: each is one more frame to every
+        viewer, and the burst's replies go first (at most `STATS_DEFER_TICKS` ticks)."""
+        return self.dispatcher.in_flight > ANSWERING
+
     async def _social_loop(self) -> None:
+        deferred = 0
         while not self._stopping:
             await asyncio.sleep(self.settings.social_interval_s)
+            if self.answering() and deferred < STATS_DEFER_TICKS:
+                deferred += 1
+                continue
+            deferred = 0
             try:
                 await self.social.flush()
             except ApiError:
@@ -388,6 +407,8 @@ class Node:
                 pass  # store down: presence expires by itself; try again next tick
             except Exception:
                 log.exception("counters tick failed")
+            if self.collector is not None:
+                self.collector.tick()
 
     def _audience(self, sid: str, joined: int) -> int:
         """Viewers of a room here: its live (joined, not joining) connections, less the
@@ -421,6 +442,8 @@ class Node:
             raise
         now = int(time.time() * 1000)
         await self._push_stats(reports)
+        defer = self.answering() and self._counters_deferred < STATS_DEFER_TICKS
+        self._counters_deferred = self._counters_deferred + 1 if defer else 0
         for room, report in zip(rooms, reports, strict=True):
             if room.size == 0:
                 self.broker.unsubscribe(self.keys.channel(room.sid))
@@ -431,7 +454,7 @@ class Node:
                 continue
             values = (report.viewers, report.likes, report.orders, report.units)
             event = {"t": "counters", "ts": now, "d": report.counters()}
-            pushed = values != room.last_counters
+            pushed = values != room.last_counters and not defer
             if pushed:
                 room.last_counters = values
                 self.hub.push(room, event)

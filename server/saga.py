@@ -81,7 +81,15 @@ class Saga:
     # placing ------------------------------------------------------------------------
 
     async def place(self, oid: str, fingerprint: str, plan: dict[str, Any]) -> Placed:
-        """Run steps 0-4 for one request (or join a concurrent duplicate of it)."""
+        """Run steps 0-4 for one request (or join a concurrent duplicate of it). On one
+        Valkey a one-line order is all of them in one script (`one_script`)."""
+        if self.one_script(plan):
+            status, order, closed = await self.scripts.place_order(
+                oid, fingerprint, plan, reserve_mode(plan["op"]))
+            if closed:
+                self.on_deal_closed(plan.get("room") or "", closed)
+            if status != "saga":
+                return Placed(orjson.loads(order), status == "new")
         for _ in range(3):
             begun = await self.scripts.begin_order(
                 oid, fingerprint, orjson.dumps(plan), now_ms() + self.timing.takeover_ms)
@@ -96,6 +104,18 @@ class Saga:
             except _Abandoned:
                 continue
         raise ApiError(ErrorCode.CONFLICT, "the order is being changed by another request; retry")
+
+    def one_script(self, plan: dict[str, Any]) -> bool:
+        """Can order_place.lua place this plan? Only on one Valkey (a cluster cannot run a
+        script across slots), one line, no voucher, no total or cart to check, and one
+        session at most (the room's) for the counters and the sold_out event."""
+        if self.store.cluster or len(plan.get("lines") or ()) != 1 or plan.get("voucher") \
+                or plan.get("total") is not None or plan.get("cart"):
+            return False
+        line = plan["lines"][0]
+        room = plan.get("room") or line["session"] or ""
+        sold_room = (plan.get("sold_out_rooms") or {}).get(line["product"]) or ""
+        return (line["session"] or "") in ("", room) and sold_room in ("", room)
 
     async def _attempt(self, oid: str, attempt: int, plan: dict[str, Any]) -> Placed:
         rid = f"{oid}#{attempt}"

@@ -302,6 +302,31 @@ class Scripts:
             [oid, attempt, _json(head), _json(lines), redo_at, _json(sold_out)])
         return text(status) == "new", bytes(order)
 
+    async def place_order(self, oid: str, fingerprint: str, plan: dict[str, Any],
+                          mode: str) -> tuple[str, bytes, bytes]:
+        """The whole one-line order in one script (one Valkey, no cluster: the keys span
+        hash tags). (status 'new' | 'committed' | 'saga', order JSON, a deal the reserve
+        closed at its ends_at or b"")."""
+        k, line = self.keys, plan["lines"][0]
+        room, pid, buyer = plan.get("room") or line["session"] or "", line["product"], plan["buyer"]
+        creator = line.get("creator") or buyer
+        reply = await self.store.run_pipelined(
+            "order_place.lua",
+            [*k.room(room), k.counters(room), k.order(oid),
+             k.orders_stream(order_bucket(oid)), k.product(pid), k.deals(pid), k.rates(pid),
+             k.reservations(pid), k.holds(pid), k.user_orders(buyer), k.cart(buyer),
+             k.touches(buyer), k.user_channel(buyer), k.cart_version(buyer),
+             k.ledger(creator), k.balance(creator)],
+            [*self._context(), oid, fingerprint, _json(plan), mode])
+        if text(reply[0]) == "saga":
+            return "saga", b"", b""
+        return text(reply[0]), bytes(reply[1]), bytes(reply[2])
+
+    async def peek_orders(self, oids: list[str]) -> list[Any]:
+        """Each order's (status, req_hash, json), in one call (on a cluster: one bucket)."""
+        return list(await self.store.run_pipelined(
+            "order_peek.lua", [self.keys.order(oid) for oid in oids], []))
+
     async def order_step(self, oid: str, op: str, attempt: int) -> str:
         return text(await self.store.run_pipelined(
             "order_step.lua", self._order_keys(oid), [oid, op, attempt]))

@@ -41,6 +41,8 @@ class Settings:
     history_max_events: int = 1000
     history_max_age_s: int = 600
     counters_interval_s: float = 1.0
+    gc_full_every_s: float = 30.0  # the full garbage collection, when the loop is calm
+    gc_full_max_s: float = 120.0  # ... and regardless after this long
     social_interval_s: float = 0.5
     coalesce_ms: float = 10.0
     presence_ttl_s: float = 8.0  # + one counters tick: a dead node's viewers go within 10 s
@@ -152,6 +154,10 @@ ENV: tuple[EnvVar, ...] = (
            "recovery window: oldest room event kept"),
     EnvVar("LIVECART_COUNTERS_INTERVAL_S", "counters_interval_s", float,
            "counters / presence / stats tick"),
+    EnvVar("LIVECART_GC_FULL_EVERY_S", "gc_full_every_s", float,
+           "the full garbage collection runs this often, between bursts"),
+    EnvVar("LIVECART_GC_FULL_MAX_S", "gc_full_max_s", float,
+           "... and at the latest this long after the last one"),
     EnvVar("LIVECART_SOCIAL_INTERVAL_S", "social_interval_s", float,
            "social-proof aggregation interval"),
     EnvVar("LIVECART_COALESCE_MS", "coalesce_ms", float,
@@ -286,6 +292,6 @@ def validate(settings: Settings) -> None:
                  "presence_ttl_s", "store_timeout_s", "drain_timeout_s", "handshake_timeout_s",
                  "idle_timeout_s", "ping_interval_s", "pubsub_probe_interval_s",
                  "pubsub_probe_timeout_s", "auction_extend_s", "chat_rate_per_s",
-                 "stream_timeout_s"):
+                 "stream_timeout_s", "gc_full_every_s", "gc_full_max_s"):
         if getattr(settings, name) <= 0:
             raise SettingsError(f"{name} must be positive")

@@ -73,6 +73,17 @@ class Lanes:
         if lane.running == 0:
             del self._lanes[key]
 
+    def let_go(self, key: Hashable) -> None:
+        """Wake every waiter of `key`'s lane to ask its `skip()` again (the node just heard
+        the product sell out): each finds it true and returns False without a place."""
+        lane = self._lanes.get(key)
+        if lane is None:
+            return
+        waiters, lane.waiters = lane.waiters, deque()
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(False)
+
     def waiting(self) -> int:
         """Attempts queued behind full lanes (for /metrics and tests)."""
         return sum(len(lane.waiters) for lane in self._lanes.values())

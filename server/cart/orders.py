@@ -18,6 +18,7 @@ import orjson
 
 from server import validate as v
 from server.cart.lanes import Lanes
+from server.cart.peeks import Peeks
 from server.cart.vouchers import Vouchers, terms_of
 from server.counters.attribution import Attribution, Touch, attribute
 from server.errors import ApiError, ErrorCode, bad_request, forbidden, not_found
@@ -58,6 +59,7 @@ class Orders:
         self.vouchers = Vouchers(store, keys, saga.scripts)
         self.sold_out_answers = 0  # buy_now answered from the node's sold-out facts
         self.lanes = Lanes(settings.buy_now_lane)
+        self.peeks = Peeks(store, keys, saga.scripts)
 
     # attribution inputs ---------------------------------------------------------
 
@@ -97,15 +99,11 @@ class Orders:
 
     # placing orders ---------------------------------------------------------------
 
-    def _committed_read(self, oid: str) -> tuple[str, ...]:
-        return ("HMGET", self.keys.order(oid), "status", "req_hash", "json")
-
     async def _committed(self, oid: str, fp: str, row: Any = None) -> Placed | None:
         """The committed order of this key (one read, no script; `row`: that read, done
         already), None when there is none; `conflict` when the key was used for another
         request (order_begin.lua's rule)."""
-        status, req_hash, order = row or await self.store.call_pipelined(
-            *self._committed_read(oid))
+        status, req_hash, order = row or await self.peeks.order(oid)
         if status is None or text(status) != "committed":
             return None
         if text(req_hash) != fp:
@@ -131,7 +129,7 @@ class Orders:
             raise ApiError(ErrorCode.NOT_FOUND, f"voucher {code!r} does not exist",
                            voucher=code, field="voucher")
         if int(found["used"]) + int(found["held"]) >= int(found["total_uses"]):
-            row = await self.store.call(*self._committed_read(oid))
+            row = await self.peeks.order(oid)
             replayed = await self._committed(oid, fp, row)
             if replayed is not None:
                 raise _Replayed(replayed)
@@ -158,15 +156,14 @@ class Orders:
         fp = fingerprint({"op": "buy_now", "product": product, "qty": qty, "price": price,
                           **({"voucher": voucher} if voucher else {})})
         oid = order_id(buyer, key)
-        lane = (room.id, product)
+        lane = _lane(room.id, product)
         if await self.lanes.enter(lane, known_sold_out, lane_width):
             try:
                 return await self._place_buy_now(buyer, room, product, qty, price, voucher,
                                                  oid, fp)
             finally:
                 self.lanes.leave(lane, known_sold_out)
-        held = self.store.call_pipelined("HEXISTS", self.keys.holds(product), buyer)
-        committed = self.store.call_pipelined(*self._committed_read(oid))
+        held, committed = self.peeks.holding(product, buyer), self.peeks.order(oid)
         holding, row = await held, await committed
         if holding:  # a restock kept a unit for this buyer: the scripts decide
             return await self._place_buy_now(buyer, room, product, qty, price, voucher, oid, fp)
@@ -175,6 +172,10 @@ class Orders:
         if replayed is None:
             raise ApiError(ErrorCode.SOLD_OUT, "sold out", product=product)
         return replayed
+
+    def sold_out_heard(self, room: str, product: str) -> None:
+        """The node heard `product` sell out in `room`: its buy_now queue is answered now."""
+        self.lanes.let_go(_lane(room, product))
 
     async def _place_buy_now(self, buyer: str, room: SessionFacts, product: str, qty: int,
                              price: int | None, voucher: str | None, oid: str,
@@ -279,6 +280,10 @@ class Orders:
         if role != "admin" and caller != order["buyer"] and caller not in sellers:
             raise forbidden("only the buyer, a seller in the order or an admin can read it")
         return order
+
+
+def _lane(room: str, product: str) -> tuple[str, str]:
+    return (room, product)
 
 
 class _Replayed(Exception):

@@ -10,23 +10,9 @@
 -- Returns: {1 when applied now (0: applied before), the cart's version when this changed
 --          the cart and left lines in it (the node publishes that cart), else 0}
 --!include lib/util.lua
+--!include lib/effects.lua
 if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then return {0, 0} end
-redis.call('LPUSH', KEYS[2], ARGV[2])
-if ARGV[5] ~= '' then redis.call('HSET', KEYS[4], ARGV[5], ARGV[6]) end
-redis.call('SPUBLISH', KEYS[5], '{"t":"order","ts":' .. int(NOW) .. ',"d":' .. ARGV[3] .. '}')
-local changed = 0
-if ARGV[4] ~= '' then
-  for product, line in pairs(cjson.decode(ARGV[4])) do
-    if redis.call('HGET', KEYS[3], product) == line then
-      redis.call('HDEL', KEYS[3], product)
-      changed = 1
-    end
-  end
-end
-if changed == 1 then
-  local v = redis.call('INCR', KEYS[6])
-  if redis.call('EXISTS', KEYS[3]) == 1 then return {1, v} end
-  redis.call('SPUBLISH', KEYS[5], '{"t":"cart","ts":' .. int(NOW) ..
-    ',"d":{"lines":[],"total":0,"v":' .. v .. '}}')
-end
-return {1, 0}
+local cart_lines = nil
+if ARGV[4] ~= '' then cart_lines = cjson.decode(ARGV[4]) end
+return {1, apply_buyer({orders = KEYS[2], cart = KEYS[3], touches = KEYS[4], channel = KEYS[5],
+  cart_version = KEYS[6]}, ARGV[2], ARGV[3], cart_lines, ARGV[5], ARGV[6])}

@@ -5,15 +5,7 @@
 --         kind: credit | clawback}] (amount signed: credits positive)
 -- Returns: 1 when applied now, 0 when applied before
 --!include lib/util.lua
+--!include lib/effects.lua
 if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then return 0 end
-local sum = 0
-for _, e in ipairs(cjson.decode(ARGV[2])) do
-  local amount = tonumber(e.amount)
-  sum = sum + amount
-  redis.call('RPUSH', KEYS[2], '{"order":' .. cjson.encode(e.order) .. ',"line":' .. int(e.line) ..
-    ',"product":' .. cjson.encode(e.product) .. ',"session":' .. cjson.encode(e.session) ..
-    ',"qty":' .. int(e.qty) .. ',"amount":' .. int(amount) .. ',"kind":"' .. e.kind ..
-    '","status":"pending","at":' .. int(NOW) .. '}')
-end
-if sum ~= 0 then redis.call('HINCRBY', KEYS[3], 'balance', sum) end
+apply_ledger(KEYS[2], KEYS[3], cjson.decode(ARGV[2]))
 return 1

@@ -14,43 +14,19 @@
 -- Returns: {'new' | 'committed', order JSON}
 -- Fails: LC conflict (the total changed, or the attempt was abandoned)
 --!include lib/util.lua
+--!include lib/order.lua
 local st = redis.call('HMGET', KEYS[1], 'status', 'attempt', 'json')
 if st[1] == 'committed' then return {'committed', st[3]} end
 if st[1] ~= 'pending' or st[2] ~= ARGV[2] then
   return fail('conflict', {message = 'the order attempt was abandoned; retry'})
 end
 local head = cjson.decode(ARGV[3])
-local lines = cjson.decode(ARGV[4])
-local total, discount = 0, 0
-for _, l in ipairs(lines) do
-  total = total + tonumber(l.amount) - tonumber(l.discount or 0)
-  discount = discount + tonumber(l.discount or 0)
-end
+local oid = ARGV[1]
+local order, total, sellers, creators = order_json(oid, head, cjson.decode(ARGV[4]))
 if head.total ~= nil and head.total ~= cjson.null and tonumber(head.total) ~= total then
   redis.call('HSET', KEYS[1], 'status', 'failed')
   return fail('conflict', {message = 'the total changed', total = total})
 end
-local oid = ARGV[1]
-local out, creators, sellers, seen_seller = {}, {}, {}, {}
-for i, l in ipairs(lines) do
-  out[i] = '{"product":' .. cjson.encode(l.product) .. ',"qty":' .. int(l.qty) ..
-    ',"unit_price":' .. int(l.unit_price) .. ',"amount":' .. int(l.amount) ..
-    ',"discount":' .. int(l.discount or 0) .. ',"session":' ..
-    cjson.encode(l.session) .. ',"attribution":"' .. l.attribution .. '","commission":' ..
-    int(l.commission) .. ',"seller":' .. cjson.encode(l.seller) .. '}'
-  creators[i] = l.creator or ''
-  if not seen_seller[l.seller] then seen_seller[l.seller] = true; table.insert(sellers, l.seller) end
-end
-local order = '{"id":' .. cjson.encode(oid) .. ',"buyer":' .. cjson.encode(head.buyer) ..
-  ',"currency":' .. cjson.encode(head.currency) .. ',"total":' .. int(total) ..
-  ',"discount":' .. int(discount) ..
-  (head.voucher and (',"voucher":' .. cjson.encode(head.voucher)) or '') .. ',"lines":[' ..
-  table.concat(out, ',') .. '],"created_at":' .. int(NOW) .. ',"source":"' .. head.source .. '"' ..
-  (head.external_id and (',"external_id":' .. cjson.encode(head.external_id)) or '') .. '}'
-redis.call('HSET', KEYS[1], 'status', 'committed', 'json', order, 'buyer', head.buyer,
-  'sellers', cjson.encode(sellers), 'creators', cjson.encode(creators),
-  'in_stream', head.source == 'external' and '0' or '1', 'sold_out', ARGV[6])
-redis.call('XADD', KEYS[3], '*', 'type', 'order', 'order', oid, 'buyer', head.buyer,
-  'total', int(total), 'currency', head.currency, 'at', int(NOW), 'json', order)
+record_order(KEYS[1], KEYS[3], oid, head, order, total, sellers, creators, ARGV[6])
 redis.call('ZADD', KEYS[2], tonumber(ARGV[5]), 'o:' .. oid)
 return {'new', order}

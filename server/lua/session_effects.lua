@@ -11,35 +11,20 @@
 -- Returns: 1 when applied now, 0 when applied before
 --!include lib/context.lua
 --!include lib/room.lua
+--!include lib/effects.lua
 local K_COUNTERS = KEYS[4]
 if redis.call('SADD', KEYS[5], ARGV[4]) == 0 then return 0 end
 local lines = cjson.decode(ARGV[6])
-local function add(field, n)
-  if n ~= 0 then redis.call('HINCRBY', K_COUNTERS, field, n) end
-end
 if ARGV[5] == 'order' then
-  if #lines > 0 then add('orders', 1) end
-  local replay, discounted = false, false
-  for _, l in ipairs(lines) do
-    local discount = tonumber(l.discount or 0)
-    if discount > 0 then
-      if not discounted then discounted = true; add('voucher_orders', 1) end
-      add('voucher_discount', discount); add('voucher_discount:' .. l.product, discount)
-    end
-    local qty, amount, commission = tonumber(l.qty), tonumber(l.amount), tonumber(l.commission)
-    add('units', qty); add('gmv', amount); add('commission', commission)
-    add('orders:' .. l.product, 1); add('units:' .. l.product, qty)
-    add('gmv:' .. l.product, amount); add('commission:' .. l.product, commission)
-    if l.attribution == 'replay' then
-      if not replay then replay = true; add('replay_orders', 1) end
-      add('replay_units', qty); add('replay_gmv', amount); add('replay_commission', commission)
-    end
-  end
+  count_order(K_COUNTERS, lines)
 else
   for _, l in ipairs(lines) do
     local amount, claw = tonumber(l.amount), tonumber(l.clawback)
-    add('gmv_refunded', amount); add('commission_clawed_back', claw)
-    add('gmv_refunded:' .. l.product, amount); add('commission_clawed_back:' .. l.product, claw)
+    for field, n in pairs({gmv_refunded = amount, commission_clawed_back = claw,
+        ['gmv_refunded:' .. l.product] = amount,
+        ['commission_clawed_back:' .. l.product] = claw}) do
+      if n ~= 0 then redis.call('HINCRBY', K_COUNTERS, field, n) end
+    end
   end
 end
 if redis.call('EXISTS', K_SESSION) == 1 then

@@ -148,10 +148,12 @@ class Sessions:
             raise forbidden("only the session creator can do this")
         return session
 
-    async def _may_pin(self, sid: str, caller: str, deal: bool) -> Session:
-        """The session, when `caller` may pin in it: its creator, or one of its moderators
-        without a deal (a moderator runs no deals); pin.lua checks the same."""
-        session = await self.get(sid)
+    async def _may_pin(self, sid: str, caller: str, deal: bool,
+                       read: Session | None = None) -> Session:
+        """The session (`read`: read already), when `caller` may pin in it: its creator, or
+        one of its moderators without a deal (a moderator runs no deals); pin.lua checks
+        the same."""
+        session = read or await self.get(sid)
         if session.creator == caller:
             return session
         if deal:
@@ -204,10 +206,15 @@ class Sessions:
 
     async def pin(self, sid: str, caller: str, product_id: str, stream_ts_ms: int | None,
                   deal: dict[str, int] | None = None) -> tuple[Any, int]:
-        session = await self._may_pin(sid, caller, deal is not None)
+        session_row, *product_row = await self.store.batch(
+            [("HGETALL", self.keys.session(sid)), *self.products.read_commands([product_id])])
+        found = as_dict(session_row)
+        if not found:
+            raise not_found("session", sid)
+        session = await self._may_pin(sid, caller, deal is not None, Session.from_hash(found))
         if session.status != "live":
             raise ApiError(ErrorCode.NOT_LIVE, "session is not live")
-        product = await self.products.find(product_id)
+        product = self.products.parse_rows(product_row).get(product_id)
         if product is None:
             raise not_found("product", product_id)
         if product_id not in session.showcase:
