@@ -1,0 +1,169 @@
+"""The flash-sale storm's node side: the queue let go when the node hears sold_out, the
+late buyers' store questions asked once per tick, room stats waiting while a burst is
+answered, and the full garbage collection kept out of bursts."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from server.cart.lanes import Lanes
+from server.cart.peeks import Peeks
+from server.collector import CALM, Collector
+from server.embedded import EmbeddedValkey
+from server.errors import ApiError, ErrorCode
+from server.keys import Keys
+from server.node import ANSWERING, STATS_DEFER_TICKS
+from server.scripts import Scripts
+from server.store import Store
+from tests.conftest import make_settings
+from tests.helpers import ServerThread, WsClient, unique_prefix
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_hearing_sold_out_lets_the_whole_queue_go_without_a_place() -> None:
+    lanes = Lanes(2)
+    sold_out = False
+    assert await lanes.enter("k", lambda: sold_out)
+    assert await lanes.enter("k", lambda: sold_out)
+    waiters = [asyncio.ensure_future(lanes.enter("k", lambda: sold_out)) for _ in range(40)]
+    await asyncio.sleep(0)
+    assert lanes.waiting() == 40
+    lanes.let_go("other")  # another lane: nothing happens
+    sold_out = True
+    lanes.let_go("k")  # the two runners are still running
+    assert await asyncio.gather(*waiters) == [False] * 40
+    assert lanes.waiting() == 0
+    lanes.leave("k", lambda: sold_out)
+    lanes.leave("k", lambda: sold_out)
+    # woken while the product is still buyable (a stale wake): each queues again
+    sold_out = False
+    assert await lanes.enter("k", lambda: sold_out)
+    assert await lanes.enter("k", lambda: sold_out)
+    again = asyncio.ensure_future(lanes.enter("k", lambda: sold_out))
+    await asyncio.sleep(0)
+    lanes.let_go("k")
+    await asyncio.sleep(0)
+    assert lanes.waiting() == 1 and not again.done()
+    lanes.leave("k", lambda: sold_out)
+    assert await again is True
+
+
+async def _peeks(url: str, cluster: bool | None) -> tuple[Store, Keys, Peeks]:
+    store = Store(url, timeout_s=2.0, cluster=cluster)
+    await store.open()
+    await store.load_all()
+    keys = Keys(unique_prefix())
+    return store, keys, Peeks(store, keys, Scripts(store, keys, 1000, 600_000))
+
+
+async def test_late_buyers_get_their_holds_and_orders_right(valkey_url: str) -> None:
+    store, keys, peeks = await _peeks(valkey_url, None)  # a cluster: one call per bucket
+    try:
+        oids = [f"ord_{i:x}{'0' * 19}" for i in range(16)]
+        await store.call("HSET", keys.order(oids[3]), "status", "committed",
+                         "req_hash", "h3", "json", '{"id":"x"}')
+        await store.call("HSET", keys.holds("p1"), "b7", '{"res":""}')
+        held = [peeks.holding("p1", f"b{i}") for i in range(10)]
+        rows = [peeks.order(oid) for oid in oids]
+        assert await asyncio.gather(*held) == [i == 7 for i in range(10)]
+        got = await asyncio.gather(*rows)
+        assert got[3] == (b"committed", b"h3", b'{"id":"x"}')
+        assert all(row == (None, None, None) for i, row in enumerate(got) if i != 3)
+    finally:
+        await store.close()
+
+
+async def test_a_ticks_late_buyers_cost_two_store_calls(valkey: EmbeddedValkey) -> None:
+    store, _, peeks = await _peeks(valkey.url, False)
+    r = aioredis.from_url(valkey.url)
+    try:
+        await store.call("PING")
+
+        async def calls() -> dict[str, int]:
+            stats = await r.info("commandstats")
+            return {k: int(stats.get(f"cmdstat_{k}", {}).get("calls", 0))
+                    for k in ("hmget", "evalsha", "hexists")}
+
+        before = await calls()
+        answers = await asyncio.gather(*(
+            asyncio.gather(peeks.holding("p1", f"b{i}"), peeks.order(f"ord_{i % 16:x}{i:019d}"))
+            for i in range(500)))
+        after = await calls()
+        assert len(answers) == 500 and all(a == [False, (None, None, None)] for a in answers)
+        # one HMGET of the holds for all 500 and one order_peek.lua (whose 500 HMGETs count
+        # as commands too), no command per buyer
+        assert after["evalsha"] - before["evalsha"] == 1
+        assert after["hmget"] - before["hmget"] == 1 + 500
+        assert after["hexists"] == before["hexists"]
+    finally:
+        await store.close()
+        await r.aclose()
+
+
+async def test_peeks_share_a_store_failure() -> None:
+    store = Store("redis://127.0.0.1:1", timeout_s=0.2)
+    keys = Keys("lc")
+    peeks = Peeks(store, keys, Scripts(store, keys, 1000, 600_000))
+    asks: list[Any] = [peeks.holding("p1", "b1"), peeks.order("ord_0" + "0" * 19)]
+    for ask in asks:
+        with pytest.raises(ApiError) as caught:
+            await ask
+        assert caught.value.code is ErrorCode.UNAVAILABLE
+
+
+def test_the_full_collection_waits_for_a_calm_tick_or_its_deadline() -> None:
+    now = [0.0]
+    commands = [0]
+    c = Collector(every_s=30, max_s=120, activity=lambda: commands[0], clock=lambda: now[0])
+    now[0] = 10
+    assert not c.tick()  # too soon
+    now[0] = 31
+    commands[0] += CALM * 5
+    assert not c.tick()  # due, but a burst is on
+    now[0] = 32
+    commands[0] += CALM - 1
+    assert c.tick() and c.full_collections == 1  # calm: it runs
+    for t in range(33, 32 + 120):
+        now[0] = t
+        commands[0] += CALM * 10  # a burst that never ends
+        assert not c.tick()
+    now[0] = 32 + 120
+    commands[0] += CALM * 10
+    assert c.tick() and c.full_collections == 2  # the deadline: it runs anyway
+    assert gc.isenabled()
+
+
+async def test_room_stats_wait_while_a_burst_is_answered(valkey: EmbeddedValkey) -> None:
+    server = ServerThread(make_settings(counters_interval_s=3600.0), valkey.url).start()
+    try:
+        sid = server.session([])
+        viewer = await WsClient.connect(server.ws_url, token=server.token("ann"))
+        await viewer.ok("join", session=sid)
+        loop = server.node._ticker.get_loop()
+
+        async def tick() -> None:
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(server.node.tick(), loop))
+
+        await tick()
+        await viewer.ok("like", count=3)
+        server.node.dispatcher.in_flight += ANSWERING + 1  # a storm is being answered
+        try:
+            for _ in range(STATS_DEFER_TICKS):
+                await tick()
+                await viewer.ok("ping")
+                assert not [e for e in viewer.events if e["t"] == "counters"
+                            and e["d"]["likes"] == 3]
+            await tick()  # the stats waited long enough: they go now
+        finally:
+            server.node.dispatcher.in_flight -= ANSWERING + 1
+        pushed = await viewer.wait_event(lambda e: e["t"] == "counters" and e["d"]["likes"] == 3)
+        assert pushed["d"]["viewers"] == 1
+        await viewer.close()
+    finally:
+        server.stop()
