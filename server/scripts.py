@@ -96,7 +96,7 @@ class Scripts:
     async def pin(self, sid: str, caller: str, stream_ts_ms: int | None, product_json: bytes,
                   product: str, opened_deal: bytes, closed_deal: bytes) -> tuple[Any, int]:
         k = self.keys
-        pin, seq = await self.store.run(
+        pin, seq = await self.store.run_pipelined(
             "pin.lua", [*k.room(sid), k.pin_log(sid), k.counters(sid), k.presence(sid),
                         k.moderators(sid)],
             [*self._context(), "pin", caller, _opt(stream_ts_ms), product_json, product,
@@ -106,19 +106,19 @@ class Scripts:
     async def unpin(self, sid: str, caller: str, stream_ts_ms: int | None,
                     closed_deal: bytes) -> int:
         k = self.keys
-        _, seq = await self.store.run(
+        _, seq = await self.store.run_pipelined(
             "pin.lua", [*k.room(sid), k.pin_log(sid), k.counters(sid), k.presence(sid),
                         k.moderators(sid)],
             [*self._context(), "unpin", caller, _opt(stream_ts_ms), "", "", "", closed_deal])
         return int(seq)
 
     async def emit(self, sid: str, event_type: str, data: Any) -> int:
-        return int(await self.store.run(
+        return int(await self.store.run_pipelined(
             "room_event.lua", self.keys.room(sid),
             [*self._context(), event_type, _json(data)]))
 
     async def announce_closed_deal(self, sid: str, deal: bytes) -> int:
-        return int(await self.store.run(
+        return int(await self.store.run_pipelined(
             "deal_announce.lua", self.keys.room(sid), [*self._context(), deal]))
 
     async def room_tick(self, calls: list[tuple[str, str, int, int, int]]) -> list[Any]:
@@ -141,7 +141,7 @@ class Scripts:
                    rate_per_s: float, burst: int) -> tuple[int, bytes]:
         """Check every chat rule and publish the message; (cseq, the event JSON)."""
         k = self.keys
-        cseq, event = await self.store.run(
+        cseq, event = await self.store.run_pipelined(
             "chat.lua", [*k.chat_lane(sid), k.moderation(sid), k.moderators(sid),
                          k.chat_rate(sid)],
             [self.chat_max, user, data_head, words, "1" if has_link else "0", rate_per_s,

@@ -244,8 +244,8 @@ class Store:
                  ) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
-        if not self._queued:
-            loop.call_soon(self._spawn_flush)
+        if not self._queued:  # its first step runs after this tick's callbacks: it takes
+            self._spawn_flush()  # every command they queue
         self._queued.append((command, script, fut))
         return fut
 

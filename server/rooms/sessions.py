@@ -7,6 +7,7 @@ is gap-free and the same on every node.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
@@ -206,8 +207,9 @@ class Sessions:
 
     async def pin(self, sid: str, caller: str, product_id: str, stream_ts_ms: int | None,
                   deal: dict[str, int] | None = None) -> tuple[Any, int]:
-        session_row, *product_row = await self.store.batch(
-            [("HGETALL", self.keys.session(sid)), *self.products.read_commands([product_id])])
+        session_row, *product_row = await asyncio.gather(*(
+            self.store.call_pipelined(*command) for command in
+            [("HGETALL", self.keys.session(sid)), *self.products.read_commands([product_id])]))
         found = as_dict(session_row)
         if not found:
             raise not_found("session", sid)
