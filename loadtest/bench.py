@@ -533,9 +533,51 @@ return #h
 """
 
 
+# Floors: only the writes a pin / an order must make under the design's rules (every key
+# in KEYS, the event in the room's history and on its channel, the order in its record and
+# stream, the buyer's list and private event, the counters, the creator's ledger), with
+# payloads of their real size — what no script doing that job can go below.
+FLOOR_PIN_LUA = """
+local s = redis.call('HMGET', KEYS[1], 'creator', 'status', 'showcase', 'seq')
+local seq = (tonumber(s[4]) or 0) + 1
+redis.call('HSET', KEYS[1], 'pin', ARGV[1], 'seq', seq)
+redis.call('XADD', KEYS[2], 'MAXLEN', '=', 1000, seq .. '-0', 'e', ARGV[1])
+redis.call('PUBLISH', KEYS[3], ARGV[1])
+redis.call('RPUSH', KEYS[4], ARGV[2])
+redis.call('HINCRBY', KEYS[5], 'pins', 1)
+return seq
+"""
+FLOOR_ORDER_LUA = """
+local st = redis.call('HMGET', KEYS[1], 'status', 'req_hash')
+local p = redis.call('HMGET', KEYS[3], 'price', 'stock')
+redis.call('HINCRBY', KEYS[3], 'stock', -1)
+redis.call('HINCRBY', KEYS[3], 'sold', 1)
+redis.call('HSET', KEYS[1], 'status', 'committed', 'json', ARGV[2], 'buyer', ARGV[3])
+redis.call('XADD', KEYS[2], '*', 'order', ARGV[1], 'json', ARGV[2])
+redis.call('LPUSH', KEYS[4], ARGV[1])
+redis.call('PUBLISH', KEYS[5], ARGV[2])
+for _, f in ipairs({'orders', 'units', 'gmv', 'commission'}) do
+  redis.call('HINCRBY', KEYS[6], f, 1)
+end
+redis.call('RPUSH', KEYS[7], ARGV[3])
+redis.call('HINCRBY', KEYS[8], 'balance', 100)
+return 1
+"""
+PIN_EVENT = ('{"t":"pinned","seq":1,"ts":1764650000000,"d":{"product":{"id":"bench_p",'
+             '"seller":"bench_seller","title":"Bench product","price":1999,"currency":"USD",'
+             '"stock":100000,"commission_bps":1000,"image_url":""},"pinned_at":1764650000000,'
+             '"stream_ts_ms":1000,"deal":null}}')
+ORDER_JSON = ('{"id":"ord_0123456789abcdef0123","buyer":"v1","currency":"USD","total":1999,'
+              '"discount":0,"lines":[{"product":"bench_p","qty":1,"unit_price":1999,'
+              '"amount":1999,"discount":0,"session":"sess_0123456789ab","attribution":"direct",'
+              '"commission":199,"seller":"bench_seller"}],"created_at":1764650000000,'
+              '"source":"buy_now"}')
+
+
 async def reference(calls: int = 5000) -> dict[str, Any]:
     """The yardstick for Valkey cost: HGETALL of a 10-field hash, 10 HINCRBY, one XADD, one
-    PUBLISH in one script, `calls` times (pipelines of 100) on a fresh Valkey."""
+    PUBLISH in one script, `calls` times (pipelines of 100) on a fresh Valkey. Beside it,
+    on the same Valkey, the floors of a pin and an order (`floors`)."""
     import redis.asyncio as aioredis
 
     from server.embedded import EmbeddedValkey
@@ -546,19 +588,33 @@ async def reference(calls: int = 5000) -> dict[str, Any]:
     r = aioredis.from_url(fresh.url)
     try:
         await r.hset("ref:h", mapping={f"f{i}": "x" * 16 for i in range(10)})
-        sha = await r.script_load(REFERENCE_LUA)
+        await r.hset("floor:product", mapping={"price": 1999, "stock": 10**9})
+        runs = {name: (await r.script_load(source), keys, args) for name, source, keys, args in (
+            ("reference", REFERENCE_LUA, ["ref:h", "ref:c", "ref:s", "ref:ch"], []),
+            ("pin", FLOOR_PIN_LUA, [f"floor:{k}" for k in ("session", "history", "events",
+                                                            "pins", "counters")],
+             [PIN_EVENT, '{"op":"pin","at":1000,"product":"bench_p"}']),
+            ("order", FLOOR_ORDER_LUA, [f"floor:{k}" for k in (
+                "order", "orders", "product", "buyer_orders", "buyer_channel", "counters",
+                "ledger", "balance")], ["ord_0123456789abcdef0123", ORDER_JSON,
+                                        '{"order":"ord_0123456789abcdef0123","amount":199}']))}
         await asyncio.sleep(0.5)
         idle0, t0 = cpu_seconds(fresh.process.pid), time.monotonic()
         await asyncio.sleep(1.0)
         idle = (cpu_seconds(fresh.process.pid) - idle0) / (time.monotonic() - t0)
-        cost = Valkey(fresh.process.pid, r, idle)
-        async with cost:
-            for start in range(0, calls, 100):
-                pipe = r.pipeline(transaction=False)
-                for _ in range(min(100, calls - start)):
-                    pipe.evalsha(sha, 4, "ref:h", "ref:c", "ref:s", "ref:ch")
-                await pipe.execute()
-        return cost.per(calls)
+        measured: dict[str, Any] = {}
+        for name, (sha, keys, args) in runs.items():
+            cost = Valkey(fresh.process.pid, r, idle)
+            async with cost:
+                for start in range(0, calls, 100):
+                    pipe = r.pipeline(transaction=False)
+                    for _ in range(min(100, calls - start)):
+                        pipe.evalsha(sha, len(keys), *keys, *args)
+                    await pipe.execute()
+            measured[name] = cost.per(calls)
+        ref = measured.pop("reference")
+        ref["floors"] = measured
+        return ref
     finally:
         await r.aclose()
         fresh.stop()

@@ -180,6 +180,14 @@ def markdown(result: dict[str, Any]) -> str:
                   f"HINCRBY, one XADD, one PUBLISH; {ref['count']} calls): "
                   f"{_f(ref['cpu_us_per'])} µs of Valkey CPU per call, "
                   f"{_f(ref['usec_per'])} µs inside commands (commandstats)."]
+        for what, floor in (ref.get("floors") or {}).items():
+            lines.append(
+                f"Floor of {'an' if what[0] in 'aeiou' else 'a'} {what} on the same Valkey "
+                f"(only the writes it must make, "
+                f"loadtest/bench.py FLOOR_{what.upper()}_LUA): {_f(floor['cpu_us_per'])} µs "
+                f"CPU ({_f(floor['cpu_us_per'] / ref['cpu_us_per'], 2)}x the reference), "
+                f"{_f(floor['usec_per'])} µs commandstats "
+                f"({_f(floor['usec_per'] / ref['usec_per'], 2)}x).")
     if summary.get("targets"):
         lines += ["", "| same-run ratio | median | each round |", "|---|---|---|"]
         for k, v in summary["targets"].items():
