@@ -77,6 +77,8 @@ class Metrics:
             registry=self.registry,
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
         )
+        # (op, outcome) -> its child (ops and error codes are fixed sets)
+        self._command_children: dict[tuple[str, str], Histogram] = {}
         self.fanout_seconds = Histogram(
             "livecart_fanout_seconds",
             "event received from pub/sub -> last viewer's frame handed to the kernel",
@@ -104,7 +106,11 @@ class Metrics:
         self.gmv.labels(currency).inc(int(order["total"]))
 
     def observe_command(self, op: str, seconds: float, error: str | None) -> None:
-        self.command_seconds.labels(op, error or "ok").observe(seconds)
+        key = (op, error or "ok")
+        child = self._command_children.get(key)
+        if child is None:  # labels() takes a lock and builds a key on every call
+            child = self._command_children[key] = self.command_seconds.labels(*key)
+        child.observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

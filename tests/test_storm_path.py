@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import time
 from typing import Any
 
 import pytest
@@ -165,5 +166,42 @@ async def test_room_stats_wait_while_a_burst_is_answered(valkey: EmbeddedValkey)
         pushed = await viewer.wait_event(lambda e: e["t"] == "counters" and e["d"]["likes"] == 3)
         assert pushed["d"]["viewers"] == 1
         await viewer.close()
+    finally:
+        server.stop()
+
+
+async def test_a_key_retried_while_its_purchase_is_in_the_lane_gets_that_order(
+        valkey: EmbeddedValkey) -> None:
+    """The retry waits behind the lane (its questions asked while it waits); the product
+    sells out — to this very key — and the retry's answer is the order, not `sold_out`."""
+    server = ServerThread(make_settings(buy_now_lane=1), valkey.url).start()
+    try:
+        server.product("p1", price=1000, stock=10)
+        sid = server.session(["p1"])
+        creator = await WsClient.connect(server.ws_url, token=server.token("creator1", "creator"))
+        await creator.ok("join", session=sid)
+        ends = int(time.time() * 1000) + 600_000
+        await creator.ok("pin", product="p1", deal={"price": 500, "stock": 1,
+                                                    "per_buyer_limit": 1, "ends_at": ends})
+        phone = await WsClient.connect(server.ws_url, token=server.token("ann"))
+        laptop = await WsClient.connect(server.ws_url, token=server.token("ann"))
+        others = [await WsClient.connect(server.ws_url, token=server.token(f"v{i}"))
+                  for i in range(5)]
+        for c in (phone, laptop, *others):
+            await c.ok("join", session=sid)
+        replies = await asyncio.gather(
+            phone.request("buy_now", product="p1", qty=1, idempotency_key="k1", price=500),
+            laptop.request("buy_now", product="p1", qty=1, idempotency_key="k1", price=500),
+            *(c.request("buy_now", product="p1", qty=1, idempotency_key=f"o{i}", price=500)
+              for i, c in enumerate(others)))
+        mine = replies[:2]
+        won = [r for r in replies if r["ok"]]
+        assert len({r["result"]["id"] for r in won}) == 1  # one order, however many asked
+        # ann's two requests are one purchase: both have its order, or both sold_out
+        assert mine[0]["ok"] == mine[1]["ok"], mine
+        assert all(r["ok"] or r["error"]["code"] == "sold_out" for r in replies)
+        assert len(won) == (2 if mine[0]["ok"] else 1)
+        for c in (creator, phone, laptop, *others):
+            await c.close()
     finally:
         server.stop()

@@ -30,7 +30,7 @@ class Lanes:
         without one as soon as `skip()` is true (asked on arrival and whenever woken).
         `width`: let up to this many in at once when it is above the lanes' own width
         (a deal's units left), never more than MAX_WIDTH."""
-        wide = min(MAX_WIDTH, max(self.width, width or 0))
+        wide = self._wide(width)
         while True:
             if skip():
                 return False
@@ -55,6 +55,14 @@ class Lanes:
                     return True
                 self.leave(key, skip)
                 return False
+
+    def _wide(self, width: int | None) -> int:
+        return min(MAX_WIDTH, max(self.width, width or 0))
+
+    def full(self, key: Hashable, width: int | None = None) -> bool:
+        """Would `enter` (with this `width`) queue now?"""
+        lane = self._lanes.get(key)
+        return lane is not None and lane.running >= self._wide(width)
 
     def leave(self, key: Hashable, skip: Callable[[], bool]) -> None:
         """Give the place back: to the next waiter, or — when `skip()` is now true — let

@@ -9,6 +9,7 @@ the idempotency key, so a retry — even after a node or shard crash — finds t
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from collections.abc import Callable, Iterable
@@ -60,6 +61,9 @@ class Orders:
         self.sold_out_answers = 0  # buy_now answered from the node's sold-out facts
         self.lanes = Lanes(settings.buy_now_lane)
         self.peeks = Peeks(store, keys, saga.scripts)
+        # orders this node is placing now (by id): a late buyer with the same key waits
+        # for that outcome rather than answer from an older read
+        self._placing: dict[str, asyncio.Event] = {}
 
     # attribution inputs ---------------------------------------------------------
 
@@ -157,14 +161,24 @@ class Orders:
                           **({"voucher": voucher} if voucher else {})})
         oid = order_id(buyer, key)
         lane = _lane(room.id, product)
+        # a caller that will queue asks its two questions now: when the product sells out
+        # the whole queue is answered at once, without a round trip then
+        asked = (self.peeks.holding(product, buyer), self.peeks.order(oid)) \
+            if known_sold_out() or self.lanes.full(lane, lane_width) else None
         if await self.lanes.enter(lane, known_sold_out, lane_width):
+            for question in asked or ():
+                question.cancel()
             try:
                 return await self._place_buy_now(buyer, room, product, qty, price, voucher,
                                                  oid, fp)
             finally:
                 self.lanes.leave(lane, known_sold_out)
-        held, committed = self.peeks.holding(product, buyer), self.peeks.order(oid)
+        held, committed = asked or (self.peeks.holding(product, buyer), self.peeks.order(oid))
         holding, row = await held, await committed
+        placing = self._placing.get(oid)
+        if placing is not None:  # the same key is being bought here: its outcome decides
+            await placing.wait()
+            row = await self.peeks.order(oid)
         if holding:  # a restock kept a unit for this buyer: the scripts decide
             return await self._place_buy_now(buyer, room, product, qty, price, voucher, oid, fp)
         self.sold_out_answers += 1
@@ -183,13 +197,20 @@ class Orders:
         now = int(time.time() * 1000)
         a = attribute(buyer, Touch(room.id, now), room, now_ms=now,
                       window_ms=self.settings.attribution_window_s * 1000, joined=room.id)
+        placing = self._placing.setdefault(oid, asyncio.Event())
         try:
-            part = await self._voucher(voucher, room.id, oid, fp)
-        except _Replayed as replayed:
-            return replayed.placed
-        return await self.saga.place(oid, fp, self._plan(
-            "buy_now", buyer, [_line(product, qty, price, a)], room=room.id, total=None,
-            touch=[product, f"{room.id}|{now}"], sold_out_rooms={product: room.id}, **part))
+            try:
+                part = await self._voucher(voucher, room.id, oid, fp)
+            except _Replayed as replayed:
+                return replayed.placed
+            return await self.saga.place(oid, fp, self._plan(
+                "buy_now", buyer, [_line(product, qty, price, a)], room=room.id, total=None,
+                touch=[product, f"{room.id}|{now}"], sold_out_rooms={product: room.id},
+                **part))
+        finally:
+            if self._placing.get(oid) is placing:
+                del self._placing[oid]
+            placing.set()
 
     async def checkout(self, buyer: str, room: str | None, key: str, total: int | None,
                        voucher: str | None = None) -> Placed:
