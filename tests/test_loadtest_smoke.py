@@ -51,12 +51,16 @@ def test_bench_smoke_every_viewer_gets_every_event_in_order(tmp_path: Path) -> N
     assert res["storm"]["replies"] == {"ok": 100, "sold_out": 200}
     assert res["orders"]["replies"] == {"ok": 300}
     assert result["reference"]["count"] == 5000 and result["reference"]["usec_per"] > 0
+    floors = result["reference"]["floors"]  # a pin's and an order's, beside the reference
+    assert floors["pin"]["count"] == floors["order"]["count"] == 5000
+    assert floors["pin"]["usec_per"] > 0 and floors["order"]["usec_per"] > 0
     assert res["storm"]["valkey"]["usec_per"] > 0
     assert res["quiet_pins"]["ok"] == 40 and res["quiet_pins"]["valkey"]["usec_per"] > 0
     md = (tmp_path / "result.md").read_text()
     assert md.count("| livecart |") == 2  # the fan-out table and the bursts table
     assert "storm p99 / ping p99 (livecart)" in md
     assert "Valkey per pin / reference (livecart)" in md
+    assert "Floor of a pin on the same Valkey" in md and "Floor of an order" in md
 
 
 @pytest.fixture
