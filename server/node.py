@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -48,6 +48,21 @@ log = logging.getLogger("livecart.node")
 
 ANSWERING = 256  # commands in flight above which a room's stats wait (Node.answering)
 STATS_DEFER_TICKS = 3  # ... for at most this many of their ticks
+
+
+class StatsGate:
+    """Room stats (social proof, counters) wait while the node answers a burst, at most
+    STATS_DEFER_TICKS of their ticks in a row: `holds()` once per tick says whether this
+    tick's stats wait."""
+
+    def __init__(self, answering: Callable[[], bool]) -> None:
+        self.answering = answering
+        self.held = 0
+
+    def holds(self) -> bool:
+        hold = self.answering() and self.held < STATS_DEFER_TICKS
+        self.held = self.held + 1 if hold else 0
+        return hold
 
 
 class Node:
@@ -129,7 +144,8 @@ class Node:
         self._social: asyncio.Task[None] | None = None
         self._stopping = False
         self.collector: Collector | None = None  # `serve` sets it (server/collector.py)
-        self._counters_deferred = 0  # ticks the counters push waited for a burst
+        self._social_gate = StatsGate(self.answering)
+        self._counters_gate = StatsGate(self.answering)
         self.draining = False
 
     async def start(self) -> None:
@@ -350,13 +366,10 @@ class Node:
         return self.dispatcher.in_flight > ANSWERING
 
     async def _social_loop(self) -> None:
-        deferred = 0
         while not self._stopping:
             await asyncio.sleep(self.settings.social_interval_s)
-            if self.answering() and deferred < STATS_DEFER_TICKS:
-                deferred += 1
+            if self._social_gate.holds():
                 continue
-            deferred = 0
             try:
                 await self.social.flush()
             except ApiError:
@@ -442,8 +455,7 @@ class Node:
             raise
         now = int(time.time() * 1000)
         await self._push_stats(reports)
-        defer = self.answering() and self._counters_deferred < STATS_DEFER_TICKS
-        self._counters_deferred = self._counters_deferred + 1 if defer else 0
+        defer = self._counters_gate.holds()
         for room, report in zip(rooms, reports, strict=True):
             if room.size == 0:
                 self.broker.unsubscribe(self.keys.channel(room.sid))
@@ -453,12 +465,14 @@ class Node:
                 self.last_stats.pop(room.sid, None)
                 continue
             values = (report.viewers, report.likes, report.orders, report.units)
-            event = {"t": "counters", "ts": now, "d": report.counters()}
             pushed = values != room.last_counters and not defer
+            joiners, room.catch_up = room.catch_up, []
+            if not pushed and not joiners:
+                continue
+            event = {"t": "counters", "ts": now, "d": report.counters()}
             if pushed:
                 room.last_counters = values
                 self.hub.push(room, event)
-            joiners, room.catch_up = room.catch_up, []
             for client, seen in joiners:  # joined around the last push (rooms/ops.join)
                 if not pushed and seen != values and client.id in room.clients:
                     client.send_obj(event)

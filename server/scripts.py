@@ -309,7 +309,7 @@ class Scripts:
         closed at its ends_at or b"")."""
         k, line = self.keys, plan["lines"][0]
         room, pid, buyer = plan.get("room") or line["session"] or "", line["product"], plan["buyer"]
-        creator = line.get("creator") or buyer
+        creator = line.get("creator") or ""  # no creator: its ledger keys go unused
         reply = await self.store.run_pipelined(
             "order_place.lua",
             [*k.room(room), k.counters(room), k.order(oid),

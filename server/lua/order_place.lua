@@ -70,6 +70,6 @@ if attributed ~= '' then
   end
 end
 if sold_room ~= '' and l.sold_out and redis.call('EXISTS', K_SESSION) == 1 then
-  emit('sold_out', '{"product":' .. cjson.encode(l.product) .. '}')
+  emit_sold_out(l.product)
 end
 return {'new', order, closed and cjson.encode(closed) or ''}

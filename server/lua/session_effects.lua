@@ -15,21 +15,8 @@
 local K_COUNTERS = KEYS[4]
 if redis.call('SADD', KEYS[5], ARGV[4]) == 0 then return 0 end
 local lines = cjson.decode(ARGV[6])
-if ARGV[5] == 'order' then
-  count_order(K_COUNTERS, lines)
-else
-  for _, l in ipairs(lines) do
-    local amount, claw = tonumber(l.amount), tonumber(l.clawback)
-    for field, n in pairs({gmv_refunded = amount, commission_clawed_back = claw,
-        ['gmv_refunded:' .. l.product] = amount,
-        ['commission_clawed_back:' .. l.product] = claw}) do
-      if n ~= 0 then redis.call('HINCRBY', K_COUNTERS, field, n) end
-    end
-  end
-end
+if ARGV[5] == 'order' then count_order(K_COUNTERS, lines) else count_refund(K_COUNTERS, lines) end
 if redis.call('EXISTS', K_SESSION) == 1 then
-  for _, product in ipairs(cjson.decode(ARGV[7])) do
-    emit('sold_out', '{"product":' .. cjson.encode(product) .. '}')
-  end
+  for _, product in ipairs(cjson.decode(ARGV[7])) do emit_sold_out(product) end
 end
 return 1

@@ -130,8 +130,7 @@ class Sessions:
         return await self.get(sid), bool(created)
 
     async def find(self, sid: str) -> Session | None:
-        h = as_dict(await self.store.call("HGETALL", self.keys.session(sid)))
-        return Session.from_hash(h) if h else None
+        return _session_of(await self.store.call("HGETALL", self.keys.session(sid)))
 
     async def get(self, sid: str) -> Session:
         found = await self.find(sid)
@@ -210,10 +209,10 @@ class Sessions:
         session_row, *product_row = await asyncio.gather(*(
             self.store.call_pipelined(*command) for command in
             [("HGETALL", self.keys.session(sid)), *self.products.read_commands([product_id])]))
-        found = as_dict(session_row)
-        if not found:
+        found = _session_of(session_row)
+        if found is None:
             raise not_found("session", sid)
-        session = await self._may_pin(sid, caller, deal is not None, Session.from_hash(found))
+        session = await self._may_pin(sid, caller, deal is not None, found)
         if session.status != "live":
             raise ApiError(ErrorCode.NOT_LIVE, "session is not live")
         product = self.products.parse_rows(product_row).get(product_id)
@@ -335,6 +334,12 @@ class Sessions:
     async def history_since(self, sid: str, since: int) -> list[tuple[int, bytes]] | None:
         """(seq, event) with seq > since, oldest first; None when history has a hole there."""
         return parse_history(await self.store.call(*self.history_command(sid, since)), since)
+
+
+def _session_of(row: Any) -> Session | None:
+    """A session hash's HGETALL reply as a Session; None when there is no such session."""
+    h = as_dict(row)
+    return Session.from_hash(h) if h else None
 
 
 def parse_history(rows: Any, since: int) -> list[tuple[int, bytes]] | None:

@@ -27,13 +27,16 @@ local function apply_buyer(k, oid, order, cart_lines, touch_product, touch_value
   return 0
 end
 
+-- Add n to a session counter (a counter never moved reads 0).
+local function bump(k_counters, field, n)
+  if n ~= 0 then redis.call('HINCRBY', k_counters, field, n) end
+end
+
 -- A session's counters for an order's attributed lines [{product, qty, amount, commission,
 -- attribution, discount?}] (amount: what was paid): orders (once), units, gmv, commission,
 -- per product, the replay split, a voucher's discount (voucher_orders once).
 local function count_order(k_counters, lines)
-  local function add(field, n)
-    if n ~= 0 then redis.call('HINCRBY', k_counters, field, n) end
-  end
+  local function add(field, n) bump(k_counters, field, n) end
   if #lines > 0 then add('orders', 1) end
   local replay, discounted = false, false
   for _, l in ipairs(lines) do
@@ -50,6 +53,18 @@ local function count_order(k_counters, lines)
       if not replay then replay = true; add('replay_orders', 1) end
       add('replay_units', qty); add('replay_gmv', amount); add('replay_commission', commission)
     end
+  end
+end
+
+-- A session's counters for a refund's lines [{product, amount, clawback}]: gmv_refunded,
+-- commission_clawed_back, in total and per product.
+local function count_refund(k_counters, lines)
+  for _, l in ipairs(lines) do
+    local amount, claw = tonumber(l.amount), tonumber(l.clawback)
+    bump(k_counters, 'gmv_refunded', amount)
+    bump(k_counters, 'commission_clawed_back', claw)
+    bump(k_counters, 'gmv_refunded:' .. l.product, amount)
+    bump(k_counters, 'commission_clawed_back:' .. l.product, claw)
   end
 end
 

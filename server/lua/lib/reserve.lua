@@ -21,8 +21,8 @@ end
 -- Not direct: the units move into reservation `rid` (reserve_settle.lua takes or releases
 -- them later); idempotent by `rid`, and a reservation released before it was made stays
 -- refused. Direct: the units are sold now (what reserve + take do), no reservation kept.
--- Returns: an error reply, or {line table, line JSON, the deal this call closed at its
--- ends_at (table) or nil}.
+-- Returns: an error reply, or {line table, line JSON (nil when direct), the deal this
+-- call closed at its ends_at (table) or nil}.
 local function reserve_line(rid, buyer, qty, seen, mode, room, attributed, pid_arg, direct)
   if not direct then
     local prior = redis.call('HGET', K_RES, rid)
@@ -132,11 +132,10 @@ local function reserve_line(rid, buyer, qty, seen, mode, room, attributed, pid_a
   end
   local line = {product = pid, qty = qty, unit_price = unit, amount = amount,
     commission = commission, rate = rate, seller = p[5], sold_out = sold_out}
+  if direct then return {line, nil, closed} end
   local text = line_json(pid, qty, unit, amount, commission, rate, p[5], deal, from_hold, sold_out)
-  if not direct then
-    redis.call('HSET', K_RES, rid, cjson.encode({state = 'held', qty = qty, kind = kind,
-      hold = from_hold, deal = deal and deal.id or '', session = room, buyer = buyer, at = NOW,
-      line = text}))
-  end
+  redis.call('HSET', K_RES, rid, cjson.encode({state = 'held', qty = qty, kind = kind,
+    hold = from_hold, deal = deal and deal.id or '', session = room, buyer = buyer, at = NOW,
+    line = text}))
   return {line, text, closed}
 end

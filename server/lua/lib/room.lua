@@ -33,6 +33,11 @@ local function emit(t, d)
   return seq
 end
 
+-- `sold_out {product}`: a purchase took the last unit buy_now can have in this room.
+local function emit_sold_out(product)
+  return emit('sold_out', '{"product":' .. cjson.encode(product) .. '}')
+end
+
 -- `deal {status: closed, …}` for a deal closed in its product's slot, once per deal id
 -- (the node that closed it and any node sweeping due deals may both ask).
 local function announce_closed_deal(deal_json)
