@@ -339,8 +339,17 @@ class ChatterUser(LivecartUser):
     join_name = "join chatter"
     wait_time = constant(CHAT_EVERY_S)
     proves = "chat"
+    live = False
+
+    def connect(self, token: str | None) -> None:
+        super().connect(token)
+        # chat is open while the session is live: a chatter that joined a scheduled show
+        # waits for the creator's `start` (the `session` event) instead of failing
+        self.live = self.snapshot.get("status") == "live"
 
     def on_event(self, ev: dict[str, Any]) -> None:
+        if ev.get("t") == "session":
+            self.live = (ev.get("d") or {}).get("status") == "live"
         if ev.get("t") == "chat" and (ev.get("d") or {}).get("user") == self.sub and "ts" in ev:
             self.fire(request_type="WS", name="chat fan-out",
                       response_time=max(0.0, time.time() * 1000 - float(ev["ts"])),
@@ -348,6 +357,13 @@ class ChatterUser(LivecartUser):
 
     @task
     def chat(self) -> None:
+        if not self.live:  # the `session` event may have passed before the join: ask
+            try:
+                url = f"{self.host or ''}/api/sessions/{SESSION}"
+                self.live = _http("GET", url)["status"] == "live"
+            except (OSError, ValueError, KeyError):
+                pass
+            return
         self.command("chat", expected=frozenset({"rate_limited"}),
                      text=f"{self.sub[-6:]} says hi #{random.randint(0, 9999)}")
 
