@@ -43,7 +43,7 @@ import orjson
 from loadtest import report
 from loadtest.gen import raise_nofile, worker_main
 from loadtest.procs import cpu_seconds, rss_bytes, scrape
-from loadtest.targets import Livecart, Target, make_target
+from loadtest.targets import Livecart, Target, Trigger, make_target
 
 ALL = ["ws-broadcast", "socketio-redis", "livecart"]
 
@@ -447,17 +447,23 @@ async def storm(target: Livecart, workers: Workers, buyers: int) -> dict[str, An
 
 
 async def quiet_pins(target: Livecart, count: int) -> dict[str, Any]:
-    """`count` pins (alternating two products, 8 in flight) in the show nobody watches:
-    enough of them for /proc's 10 ms ticks to measure Valkey's CPU per pin."""
+    """`count` pins (alternating two products) in the shows nobody watches, each show
+    pinned one at a time by its own creator connection, all of them at once (as the many
+    shows of a deployment pin): enough pins for /proc's 10 ms ticks to measure Valkey's
+    CPU per pin."""
     products = [target.product_id, target.storm_product]
-    ok = 0
-    for start in range(0, count, 8):
-        replies = await asyncio.gather(*(
-            target.trigger.command({"op": "pin", "session": target.quiet_session,
-                                    "product": products[i % 2]})
-            for i in range(start, min(count, start + 8))))
-        ok += sum(1 for r in replies if r.get("ok"))
-    return {"sent": count, "ok": ok}
+    shows = list(zip(target.quiet_sessions, target.quiet_triggers, strict=True))
+
+    async def pin_in(i: int, sid: str, trigger: Trigger) -> int:
+        ok = 0
+        for n in range(i, count, len(shows)):
+            reply = await trigger.command({"op": "pin", "session": sid,
+                                           "product": products[(n // len(shows)) % 2]})
+            ok += 1 if reply.get("ok") else 0
+        return ok
+
+    done = await asyncio.gather(*(pin_in(i, sid, t) for i, (sid, t) in enumerate(shows)))
+    return {"sent": count, "ok": sum(done), "shows": len(shows)}
 
 
 async def burst(workers: Workers, count: int, body: str) -> dict[str, Any]:

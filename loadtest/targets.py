@@ -18,6 +18,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from loadtest.procs import Proc, http, livecart_bin, python
 
+QUIET_SHOWS = 8  # shows nobody watches, for the Valkey cost of a pin (bench.quiet_pins)
 SECRET = "bench-secret-0123456789abcdef-0123456789abcdef"
 _runs = itertools.count(1)
 
@@ -179,7 +180,8 @@ class Livecart(Target):
             self.name = f"livecart-w{workers}"
         self.prefix = f"bench{int(time.time()) % 100000}r{next(_runs)}"
         self.storm_product = ""
-        self.quiet_session = ""
+        self.quiet_sessions: list[str] = []
+        self.quiet_triggers: list[Trigger] = []
 
     def token(self, sub: str, role: str) -> str:
         from server.auth import issue_token
@@ -217,12 +219,14 @@ class Livecart(Target):
                     creator)
         self.session = sess["id"]
         http("POST", f"{base}/api/sessions/{self.session}/start", {}, creator)
-        # a second live show nobody watches: Valkey's cost of a pin without its fan-out
-        quiet = http("POST", base + "/api/sessions",
-                     {"kind": "live", "title": "bench (no viewers)",
-                      "showcase": [self.product_id, self.storm_product]}, creator)
-        self.quiet_session = quiet["id"]
-        http("POST", f"{base}/api/sessions/{self.quiet_session}/start", {}, creator)
+        # live shows nobody watches, each pinned by its own creator connection: Valkey's
+        # cost of a pin without its fan-out, with pins arriving together as on a deployment
+        for i in range(QUIET_SHOWS):
+            quiet = http("POST", base + "/api/sessions",
+                         {"kind": "live", "title": f"bench (no viewers) {i}",
+                          "showcase": [self.product_id, self.storm_product]}, creator)
+            http("POST", f"{base}/api/sessions/{quiet['id']}/start", {}, creator)
+            self.quiet_sessions.append(quiet["id"])
         self.creator_token = creator
 
     @property
@@ -237,8 +241,14 @@ class Livecart(Target):
 
     async def open_trigger(self) -> None:
         host, port = self.endpoints[0]
-        await self.trigger.open(f"ws://{host}:{port}/ws?token={self.creator_token}",
-                                join=self.session)
+        url = f"ws://{host}:{port}/ws?token={self.creator_token}"
+        await self.trigger.open(url, join=self.session)
+        self.quiet_triggers = [Trigger(self.dialect) for _ in self.quiet_sessions]
+        await asyncio.gather(*(t.open(url) for t in self.quiet_triggers))
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(t.close() for t in self.quiet_triggers))
+        await super().stop()
 
     def viewer_tokens(self, count: int) -> dict[str, str]:
         return {str(g): self.token(f"buyer{g}", "viewer") for g in range(count)}

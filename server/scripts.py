@@ -103,6 +103,20 @@ class Scripts:
              opened_deal, closed_deal])
         return orjson.loads(pin), int(seq)
 
+    async def pin_reading_product(self, sid: str, caller: str, stream_ts_ms: int | None,
+                                  product: str) -> tuple[Any, int] | None:
+        """A pin (no deal) whose script reads the product itself — one Valkey only (the
+        product's hash tag is not the session's). None when a deal is pinned in the
+        session: nothing was written; close it and pin with `pin`."""
+        k = self.keys
+        pin, seq = await self.store.run_pipelined(
+            "pin.lua", [*k.room(sid), k.pin_log(sid), k.counters(sid), k.presence(sid),
+                        k.moderators(sid), k.product(product)],
+            [*self._context(), "pin", caller, _opt(stream_ts_ms), "", product, "", ""])
+        if int(seq) < 0:
+            return None
+        return orjson.loads(pin), int(seq)
+
     async def unpin(self, sid: str, caller: str, stream_ts_ms: int | None,
                     closed_deal: bytes) -> int:
         k = self.keys

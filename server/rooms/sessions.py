@@ -206,6 +206,19 @@ class Sessions:
 
     async def pin(self, sid: str, caller: str, product_id: str, stream_ts_ms: int | None,
                   deal: dict[str, int] | None = None) -> tuple[Any, int]:
+        if deal is None and not self.store.cluster:
+            # one round trip: the script checks the session and reads the product itself
+            try:
+                done = await self.scripts.pin_reading_product(sid, caller, stream_ts_ms,
+                                                              product_id)
+            except ApiError as exc:
+                if exc.code == ErrorCode.NOT_FOUND and "product" not in exc.details:
+                    raise not_found("session", sid) from None
+                raise
+            if done is not None:
+                self.published += 1
+                return done
+            # a deal is pinned: close it in its product's slot first (below)
         session_row, *product_row = await asyncio.gather(*(
             self.store.call_pipelined(*command) for command in
             [("HGETALL", self.keys.session(sid)), *self.products.read_commands([product_id])]))

@@ -4,17 +4,19 @@
 --!include lib/util.lua
 
 -- Append one room event (type t, data d as JSON text) to the session's history and
--- publish it on the room's shard channel. Returns its seq: gap-free per session because
--- only this function increments it. The history is bounded by count on every append and
--- by age every 16th append (an age bound that is exact to 16 events).
-local function emit(t, d)
-  local st = redis.call('HMGET', K_SESSION, 'epoch', 'seq')
-  local last = tonumber(st[2] or '0')
-  if (not st[1]) or (last > 0 and redis.call('EXISTS', K_HISTORY) == 0) then
-    redis.call('HSET', K_SESSION, 'epoch', FRESH_EPOCH)
-  end
+-- publish it on the room's shard channel, from the session's `epoch` and `seq` as the
+-- caller read them (in this script); `...`: more session fields and values to set with
+-- the new seq (one HSET). Returns its seq: gap-free per session because only this
+-- function increments it. The history is bounded by count on every append and by age
+-- every 16th append (an age bound that is exact to 16 events).
+local function emit_after(t, d, epoch, last_seq, ...)
+  local last = tonumber(last_seq or '0')
   local seq = last + 1
-  redis.call('HSET', K_SESSION, 'seq', seq)
+  if (not epoch) or (last > 0 and redis.call('EXISTS', K_HISTORY) == 0) then
+    redis.call('HSET', K_SESSION, 'epoch', FRESH_EPOCH, 'seq', seq, ...)
+  else
+    redis.call('HSET', K_SESSION, 'seq', seq, ...)
+  end
   local ev = '{"t":"' .. t .. '","seq":' .. seq .. ',"ts":' .. int(NOW) .. ',"d":' .. d .. '}'
   redis.call('XADD', K_HISTORY, 'MAXLEN', '=', HMAX, seq .. '-0', 'e', ev, 'ts', int(NOW))
   if seq % 16 == 0 then
@@ -31,6 +33,12 @@ local function emit(t, d)
   end
   redis.call('SPUBLISH', K_CHANNEL, ev)
   return seq
+end
+
+-- emit_after with the session's epoch and seq read here.
+local function emit(t, d)
+  local st = redis.call('HMGET', K_SESSION, 'epoch', 'seq')
+  return emit_after(t, d, st[1], st[2])
 end
 
 -- `sold_out {product}`: a purchase took the last unit buy_now can have in this room.
