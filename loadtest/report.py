@@ -117,6 +117,12 @@ def targets(rounds: list[dict[str, Any]], servers: list[str],
             found[f"Valkey per {what} / reference ({lc})"] = {
                 "cpu": cpu / ref_cpu if cpu is not None and ref_cpu else None,
                 "commandstats": usec / ref_usec if usec is not None and ref_usec else None}
+            single = (ref or {}).get("one_at_a_time") or {}
+            if what == "pin" and single.get("cpu_us_per") and cpu is not None:
+                found[f"Valkey per pin / reference one at a time ({lc})"] = {
+                    "cpu": cpu / single["cpu_us_per"],
+                    "commandstats": usec / single["usec_per"]
+                    if usec is not None and single.get("usec_per") else None}
     for lc in lcs:
         if lc.startswith("livecart-w") and "livecart" in servers:
             found[f"join rate {lc} / livecart"] = _ratio(
@@ -180,6 +186,15 @@ def markdown(result: dict[str, Any]) -> str:
                   f"HINCRBY, one XADD, one PUBLISH; {ref['count']} calls): "
                   f"{_f(ref['cpu_us_per'])} µs of Valkey CPU per call, "
                   f"{_f(ref['usec_per'])} µs inside commands (commandstats)."]
+        single = ref.get("one_at_a_time")
+        if single:
+            lines.append(
+                f"The same reference sent one call at a time (each reply awaited; {single['count']}"
+                f" calls): {_f(single['cpu_us_per'])} µs CPU "
+                f"({_f(single['cpu_us_per'] / ref['cpu_us_per'], 2)}x the pipelined), "
+                f"{_f(single['usec_per'])} µs commandstats "
+                f"({_f(single['usec_per'] / ref['usec_per'], 2)}x) — what a command costs when "
+                "it arrives alone.")
         for what, floor in (ref.get("floors") or {}).items():
             lines.append(
                 f"Floor of {'an' if what[0] in 'aeiou' else 'a'} {what} on the same Valkey "

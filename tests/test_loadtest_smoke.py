@@ -51,6 +51,7 @@ def test_bench_smoke_every_viewer_gets_every_event_in_order(tmp_path: Path) -> N
     assert res["storm"]["replies"] == {"ok": 100, "sold_out": 200}
     assert res["orders"]["replies"] == {"ok": 300}
     assert result["reference"]["count"] == 5000 and result["reference"]["usec_per"] > 0
+    assert result["reference"]["one_at_a_time"]["count"] == 1250  # each reply awaited
     floors = result["reference"]["floors"]  # a pin's and an order's, beside the reference
     assert floors["pin"]["count"] == floors["order"]["count"] == 5000
     assert floors["pin"]["usec_per"] > 0 and floors["order"]["usec_per"] > 0
@@ -61,6 +62,7 @@ def test_bench_smoke_every_viewer_gets_every_event_in_order(tmp_path: Path) -> N
     assert "storm p99 / ping p99 (livecart)" in md
     assert "Valkey per pin / reference (livecart)" in md
     assert "Floor of a pin on the same Valkey" in md and "Floor of an order" in md
+    assert "The same reference sent one call at a time" in md
 
 
 @pytest.fixture
