@@ -103,6 +103,7 @@ class Script:
             os.killpg(self.proc.pid, signal.SIGTERM)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
+            self.proc.poll()  # reap bash once it exits: a zombie still "exists" in its group
             try:
                 os.killpg(self.proc.pid, 0)
             except ProcessLookupError:
