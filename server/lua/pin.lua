@@ -47,10 +47,8 @@ if action == 'pin' and not in_showcase(s[4], product) then
   return fail('bad_request', 'product is not in this session\'s showcase')
 end
 
-if announce_closed_deal(ARGV[10]) ~= 0 then  -- an event: the session's seq moved
-  local st = redis.call('HMGET', K_SESSION, 'epoch', 'seq')
-  s[7], s[8] = st[1], st[2]
-end
+local announced = announce_closed_deal(ARGV[10])
+if announced ~= 0 then s[7], s[8] = s[7] or FRESH_EPOCH, announced end  -- that event's seq
 
 if action == 'unpin' then
   if (s[5] or '') == '' then return {'', 0} end
