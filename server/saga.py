@@ -39,6 +39,7 @@ import orjson
 from server.discounts import Terms, line_discounts, paid_commission
 from server.errors import ApiError, ErrorCode
 from server.keys import ORDER_BUCKETS, Keys, order_bucket
+from server.order_batches import OrderBatches
 from server.scripts import Scripts
 from server.store import Store, as_dict, text
 
@@ -71,6 +72,7 @@ def reserve_mode(op: str) -> str:
 class Saga:
     def __init__(self, store: Store, keys: Keys, scripts: Scripts, timing: Timing) -> None:
         self.store, self.keys, self.scripts, self.timing = store, keys, scripts, timing
+        self.placing = OrderBatches(scripts)  # one-script orders, a tick's in one call
         # told each deal a reservation closed at its ends_at: (session, deal JSON)
         self.on_deal_closed: Any = lambda sid, deal: None
         # told a buyer whose checkout removed lines but left others (publish that cart)
@@ -82,9 +84,10 @@ class Saga:
 
     async def place(self, oid: str, fingerprint: str, plan: dict[str, Any]) -> Placed:
         """Run steps 0-4 for one request (or join a concurrent duplicate of it). On one
-        Valkey a one-line order is all of them in one script (`one_script`)."""
+        Valkey a one-line order is all of them in one script (`one_script`), shared with
+        the other such orders of the loop tick (server/order_batches.py)."""
         if self.one_script(plan):
-            status, order, closed = await self.scripts.place_order(
+            status, order, closed = await self.placing.place(
                 oid, fingerprint, plan, reserve_mode(plan["op"]))
             if closed:
                 self.on_deal_closed(plan.get("room") or "", closed)

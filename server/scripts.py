@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from redis.exceptions import ResponseError
 
+from server.errors import ApiError
 from server.keys import Keys, order_bucket
-from server.store import Store, text
+from server.store import Store, text, translate
 
 
 def _json(value: Any) -> bytes:
@@ -316,25 +318,35 @@ class Scripts:
             [oid, attempt, _json(head), _json(lines), redo_at, _json(sold_out)])
         return text(status) == "new", bytes(order)
 
-    async def place_order(self, oid: str, fingerprint: str, plan: dict[str, Any],
-                          mode: str) -> tuple[str, bytes, bytes]:
-        """The whole one-line order in one script (one Valkey, no cluster: the keys span
-        hash tags). (status 'new' | 'committed' | 'saga', order JSON, a deal the reserve
-        closed at its ends_at or b"")."""
-        k, line = self.keys, plan["lines"][0]
-        room, pid, buyer = plan.get("room") or line["session"] or "", line["product"], plan["buyer"]
-        creator = line.get("creator") or ""  # no creator: its ledger keys go unused
-        reply = await self.store.run_pipelined(
-            "order_place.lua",
-            [*k.room(room), k.counters(room), k.order(oid),
-             k.orders_stream(order_bucket(oid)), k.product(pid), k.deals(pid), k.rates(pid),
-             k.reservations(pid), k.holds(pid), k.user_orders(buyer), k.cart(buyer),
-             k.touches(buyer), k.user_channel(buyer), k.cart_version(buyer),
-             k.ledger(creator), k.balance(creator)],
-            [*self._context(), oid, fingerprint, _json(plan), mode])
-        if text(reply[0]) == "saga":
-            return "saga", b"", b""
-        return text(reply[0]), bytes(reply[1]), bytes(reply[2])
+    async def place_orders(self, orders: list[tuple[str, str, dict[str, Any], str]],
+                           ) -> list[tuple[str, bytes, bytes] | ApiError]:
+        """Whole one-line orders (order id, request fingerprint, plan, reserve mode) in one
+        script (one Valkey, no cluster: the keys span hash tags), one after the other. Each
+        order's (status 'new' | 'committed' | 'saga', order JSON, a deal the reserve closed
+        at its ends_at or b""), or the ApiError it failed with."""
+        k = self.keys
+        keys: list[str] = []
+        args: list[Any] = self._context()
+        for oid, fingerprint, plan, mode in orders:
+            line = plan["lines"][0]
+            room = plan.get("room") or line["session"] or ""
+            pid, buyer = line["product"], plan["buyer"]
+            creator = line.get("creator") or ""  # no creator: its ledger keys go unused
+            keys += [*k.room(room), k.counters(room), k.order(oid),
+                     k.orders_stream(order_bucket(oid)), k.product(pid), k.deals(pid),
+                     k.rates(pid), k.reservations(pid), k.holds(pid), k.user_orders(buyer),
+                     k.cart(buyer), k.touches(buyer), k.user_channel(buyer),
+                     k.cart_version(buyer), k.ledger(creator), k.balance(creator)]
+            args += [oid, fingerprint, _json(plan), mode]
+        reply = await self.store.run_pipelined("order_place.lua", keys, args)
+        out: list[tuple[str, bytes, bytes] | ApiError] = []
+        for i in range(0, len(reply), 3):
+            status = text(reply[i])
+            if status == "error":
+                out.append(translate(ResponseError(text(reply[i + 1]))))
+            else:
+                out.append((status, bytes(reply[i + 1]), bytes(reply[i + 2])))
+        return out
 
     async def peek_orders(self, oids: list[str]) -> list[Any]:
         """Each order's (status, req_hash, json), in one call (on a cluster: one bucket)."""

@@ -27,9 +27,45 @@ local function apply_buyer(k, oid, order, cart_lines, touch_product, touch_value
   return 0
 end
 
--- Add n to a session counter (a counter never moved reads 0).
+-- Counter moves to add later (order_place.lua: once per key and field for all the orders
+-- of a call), or nil: `bump` adds at once. {key, ..., [key] = {field, ..., [field] = n}}
+local DEFERRED = nil
+
+-- Defer the `bump`s from here on into `t` (nil: add them at once again). Returns t.
+local function defer_bumps(t)
+  DEFERRED = t
+  return t
+end
+
+local function add_bump(t, key, field, n)
+  local fields = t[key]
+  if not fields then fields = {}; t[key] = fields; t[#t + 1] = key end
+  if fields[field] == nil then fields[#fields + 1] = field; fields[field] = n
+  else fields[field] = fields[field] + n end
+end
+
+-- Add the moves deferred in `from` to those deferred in `into`.
+local function merge_bumps(into, from)
+  for _, key in ipairs(from) do
+    for _, field in ipairs(from[key]) do add_bump(into, key, field, from[key][field]) end
+  end
+end
+
+-- Apply deferred moves: one HINCRBY per key and field, in the order they were first moved.
+local function flush_bumps(t)
+  for _, key in ipairs(t) do
+    for _, field in ipairs(t[key]) do
+      local n = t[key][field]
+      if n ~= 0 then redis.call('HINCRBY', key, field, n) end
+    end
+  end
+end
+
+-- Add n to a counter field (a counter never moved reads 0), now or deferred.
 local function bump(k_counters, field, n)
-  if n ~= 0 then redis.call('HINCRBY', k_counters, field, n) end
+  if n == 0 then return end
+  if DEFERRED then add_bump(DEFERRED, k_counters, field, n)
+  else redis.call('HINCRBY', k_counters, field, n) end
 end
 
 -- A session's counters for an order's attributed lines [{product, qty, amount, commission,
@@ -80,5 +116,5 @@ local function apply_ledger(k_ledger, k_balance, entries)
       ',"qty":' .. int(e.qty) .. ',"amount":' .. int(amount) .. ',"kind":"' .. e.kind ..
       '","status":"pending","at":' .. int(NOW) .. '}')
   end
-  if sum ~= 0 then redis.call('HINCRBY', k_balance, 'balance', sum) end
+  bump(k_balance, 'balance', sum)
 end
