@@ -323,7 +323,8 @@ class Scripts:
         """Whole one-line orders (order id, request fingerprint, plan, reserve mode) in one
         script (one Valkey, no cluster: the keys span hash tags), one after the other. Each
         order's (status 'new' | 'committed' | 'saga', order JSON, a deal the reserve closed
-        at its ends_at or b""), or the ApiError it failed with."""
+        at its ends_at or b""), or the ApiError it failed with (a call of one order fails
+        as a whole on a Lua error)."""
         k = self.keys
         keys: list[str] = []
         args: list[Any] = self._context()

@@ -57,7 +57,12 @@ async def _place(valkey: EmbeddedValkey, together: bool) -> tuple[list[Any], dic
         if together:
             results: list[Any] = await scripts.place_orders(orders)
         else:
-            results = [(await scripts.place_orders([o]))[0] for o in orders]
+            results = []
+            for o in orders:  # alone, a Lua error fails the call
+                try:
+                    results.append((await scripts.place_orders([o]))[0])
+                except ApiError as exc:
+                    results.append(exc)
         return results, await _state(store, keys)
     finally:
         await store.close()

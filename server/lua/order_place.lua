@@ -6,7 +6,8 @@
 -- each with its own result: they share the call's setup, and the session counters and
 -- creator balances they move are added once per (key, field) at the end (lib/effects.lua
 -- `defer_bumps`). A failure of one order (a domain error, or a Lua error caught by pcall)
--- is that order's result; its counters are not added.
+-- is that order's result; its counters are not added. A call of one order moves its
+-- counters at once.
 -- Runs an order only where the saga has nothing in flight for it: a pending or failed
 -- attempt answers 'saga' and the caller drives it through the steps.
 -- KEYS: 18 per order, order i's at 18 * (i - 1) + n:
@@ -34,14 +35,12 @@ local function opt(v) if v == nil or v == cjson.null then return nil end return 
 
 local function place(i)
   local b, a = 18 * (i - 1), 3 + 4 * (i - 1)
-  local K = {}
-  for n = 4, 18 do K[n] = KEYS[b + n] end
   K_SESSION, K_HISTORY, K_CHANNEL = KEYS[b + 1], KEYS[b + 2], KEYS[b + 3]
-  K_PRODUCT, K_DEALS, K_RATES, K_RES, K_HOLDS = K[7], K[8], K[9], K[10], K[11]
+  K_PRODUCT, K_DEALS, K_RATES, K_RES, K_HOLDS =
+    KEYS[b + 7], KEYS[b + 8], KEYS[b + 9], KEYS[b + 10], KEYS[b + 11]
   local oid, fp = ARGV[a + 1], ARGV[a + 2]
 
-
-  local st = redis.call('HMGET', K[5], 'status', 'req_hash', 'attempt', 'json')
+  local st = redis.call('HMGET', KEYS[b + 5], 'status', 'req_hash', 'attempt', 'json')
   local attempt = 1
   if st[1] then
     if st[1] ~= 'released' and st[2] ~= fp then
@@ -71,17 +70,17 @@ local function place(i)
   local head = {buyer = plan.buyer, currency = plan.currency, source = plan.op,
     external_id = opt(plan.external_id)}
   local order, total, sellers, creators = order_json(oid, head, {line})
-  record_order(K[5], K[6], oid, head, order, total, sellers, creators, sold_out,
+  record_order(KEYS[b + 5], KEYS[b + 6], oid, head, order, total, sellers, creators, sold_out,
     'req_hash', fp, 'attempt', attempt, 'begun_at', NOW)
 
   local touch = opt(plan.touch)
-  apply_buyer({orders = K[12], cart = K[13], touches = K[14], channel = K[15],
-    cart_version = K[16]}, oid, order, nil, touch and touch[1] or '', touch and touch[2] or '')
+  apply_buyer({orders = KEYS[b + 12], cart = KEYS[b + 13], touches = KEYS[b + 14], channel = KEYS[b + 15],
+    cart_version = KEYS[b + 16]}, oid, order, nil, touch and touch[1] or '', touch and touch[2] or '')
   if attributed ~= '' then
-    count_order(K[4], {{product = l.product, qty = l.qty, amount = l.amount, discount = 0,
+    count_order(KEYS[b + 4], {{product = l.product, qty = l.qty, amount = l.amount, discount = 0,
       commission = l.commission, attribution = want.attribution}})
     if l.commission > 0 and line.creator ~= '' then
-      apply_ledger(K[17], K[18], {{order = oid, line = 0, product = l.product,
+      apply_ledger(KEYS[b + 17], KEYS[b + 18], {{order = oid, line = 0, product = l.product,
         session = session, qty = l.qty, amount = l.commission, kind = 'credit'}})
     end
   end
@@ -91,8 +90,14 @@ local function place(i)
   return {'new', order, closed and cjson.encode(closed) or ''}
 end
 
+local count = (#ARGV - 3) / 4
+if count == 1 then  -- alone: nothing to share, no bump deferred, a Lua error is the call's
+  local r = place(1)
+  if r.err then return {'error', r.err, ''} end
+  return r
+end
 local out, batch = {}, {}
-for i = 1, (#ARGV - 3) / 4 do
+for i = 1, count do
   local pending = defer_bumps({})
   local ok, r = pcall(place, i)
   if not ok then

@@ -35,15 +35,17 @@ local function reserve_line(rid, buyer, qty, seen, mode, room, attributed, pid_a
     end
   end
 
-  local p = redis.call('HMGET', K_PRODUCT, 'id', 'price', 'stock', 'commission_bps', 'seller')
+  local p = redis.call('HMGET', K_PRODUCT, 'id', 'price', 'stock', 'commission_bps', 'seller',
+    'wl_held')
   if not p[1] then return fail('not_found', {message = 'product does not exist', product = pid_arg}) end
   local pid, list_price, stock = p[1], tonumber(p[2]), tonumber(p[3])
 
   local unit, kind, deal, closed, sold_out = list_price, 'stock', nil, nil, false
   -- a live waitlist hold of this buyer (not in another purchase) counts as one more unit
-  -- (for what the buyer buys: not for an external order, not for a prize)
+  -- (for what the buyer buys: not for an external order, not for a prize); a hold not in a
+  -- purchase is counted in the product's `wl_held` (lib/waitlist.lua): none, none to read
   local hold, from_hold = nil, 0
-  if mode ~= 'external' and mode ~= 'fixed' then
+  if mode ~= 'external' and mode ~= 'fixed' and tonumber(p[6] or '0') > 0 then
     local raw_hold = redis.call('HGET', K_HOLDS, buyer)
     if raw_hold then
       hold = cjson.decode(raw_hold)
