@@ -1,0 +1,127 @@
+"""What the order script itself costs Valkey, beside the reference script, in one run:
+`python -m loadtest.scriptcost [--orders 4000] [--rounds 3]`.
+
+On a fresh embedded Valkey (no server, no viewers: only the scripts) it runs, in turns,
+the bench's reference script (loadtest/bench.py REFERENCE_LUA) and `order_place.lua` with
+realistic one-line `buy_now` orders — each a new order and a new buyer, attributed to a
+session whose creator earns commission — first one order per call, then
+`ORDERS_PER_CALL` per call (what server/order_batches.py sends in a burst). Every call is
+pipelined 100 at a time, as the bench's reference is. Reported per round: Valkey CPU per
+call or per order (utime+stime from /proc, 10 ms ticks) and the ratio to the reference of
+the same round; the medians at the end. Bounded by count; loopback only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+
+from loadtest.bench import REFERENCE_LUA
+from loadtest.procs import cpu_seconds
+from server.embedded import EmbeddedValkey
+from server.keys import Keys, order_bucket
+from server.order_batches import ORDERS_PER_CALL
+from server.store import load_source
+
+PIPELINE = 100
+
+
+def order_call(keys: Keys, tag: str, first: int, count: int) -> list[Any]:
+    """EVALSHA arguments (after the sha) of one order_place.lua call of `count` orders."""
+    ks: list[Any] = []
+    args: list[Any] = [1000, 600_000, "epoch"]
+    for i in range(first, first + count):
+        oid, buyer = f"ord_{tag}{i:016d}", f"buyer_{tag}{i}"
+        plan = {"buyer": buyer, "currency": "USD", "op": "buy_now", "room": "s1",
+                "lines": [{"product": "p1", "qty": 1, "seen": None, "session": "s1",
+                           "attribution": "direct", "creator": "creator1"}],
+                "touch": ["p1", "s1|1"], "sold_out_rooms": {"p1": "s1"}}
+        ks += [*keys.room("s1"), keys.counters("s1"), keys.order(oid),
+               keys.orders_stream(order_bucket(oid)), keys.product("p1"), keys.deals("p1"),
+               keys.rates("p1"), keys.reservations("p1"), keys.holds("p1"),
+               keys.user_orders(buyer), keys.cart(buyer), keys.touches(buyer),
+               keys.user_channel(buyer), keys.cart_version(buyer), keys.ledger("creator1"),
+               keys.balance("creator1")]
+        args += [oid, f"fp{i}", orjson.dumps(plan), "deal"]
+    return [len(ks), *ks, *args]
+
+
+async def measure(orders: int, rounds: int,
+                  report: Callable[[str], None] = print) -> dict[str, Any]:
+    valkey = EmbeddedValkey(None, persist=False)
+    valkey.start()
+    assert valkey.process is not None
+    pid = valkey.process.pid
+    r = aioredis.from_url(valkey.url)
+    keys = Keys("cost")
+    try:
+        await r.hset("ref:h", mapping={f"f{i}": "x" * 16 for i in range(10)})
+        await r.hset(keys.product("p1"), mapping={
+            "id": "p1", "price": 1999, "stock": 10**12, "commission_bps": 1000,
+            "seller": "seller1"})
+        ref_sha = await r.script_load(REFERENCE_LUA)
+        order_sha = await r.script_load(load_source("order_place.lua"))
+
+        async def run(calls: list[list[Any]], sha: str) -> float:
+            t0 = cpu_seconds(pid)
+            for start in range(0, len(calls), PIPELINE):
+                pipe = r.pipeline(transaction=False)
+                for call in calls[start:start + PIPELINE]:
+                    pipe.evalsha(sha, *call)
+                for reply in await pipe.execute(raise_on_error=True):
+                    assert not isinstance(reply, Exception), reply
+            return cpu_seconds(pid) - t0
+
+        ref_call = [4, "ref:h", "ref:c", "ref:s", "ref:ch"]
+        per_round: list[dict[str, float]] = []
+        for n in range(rounds):
+            ref = await run([ref_call] * orders, ref_sha) * 1e6 / orders
+            one = await run([order_call(keys, f"a{n}", i, 1) for i in range(orders)],
+                            order_sha) * 1e6 / orders
+            many = await run([order_call(keys, f"b{n}", i, ORDERS_PER_CALL)
+                              for i in range(0, orders, ORDERS_PER_CALL)],
+                             order_sha) * 1e6 / orders
+            base = ref or float("nan")  # below /proc's 10 ms ticks: no ratio
+            row = {"reference_us": ref, "order_alone_us": one, "order_batched_us": many,
+                   "alone_ratio": one / base, "batched_ratio": many / base}
+            per_round.append(row)
+            report(f"round {n + 1}: reference {ref:.1f} µs/call; order_place.lua one per call "
+                   f"{one:.1f} µs/order ({one / base:.2f}x), {ORDERS_PER_CALL} per call "
+                   f"{many:.1f} µs/order ({many / base:.2f}x)")
+        summary = {k: statistics.median(row[k] for row in per_round) for k in per_round[0]}
+        sold = int(await r.hget(keys.product("p1"), "sold") or 0)
+        counted = int(await r.hget(keys.counters("s1"), "orders") or 0)
+        assert sold == counted == 2 * orders * rounds, (sold, counted)
+        return {"orders": orders, "rounds": rounds, "orders_per_call": ORDERS_PER_CALL,
+                "per_round": per_round, "median": summary}
+    finally:
+        await r.aclose()
+        valkey.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m loadtest.scriptcost", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--orders", type=int, default=4000, help="orders per measurement")
+    p.add_argument("--rounds", type=int, default=3)
+    a = p.parse_args(argv)
+    if a.orders < ORDERS_PER_CALL or a.orders % ORDERS_PER_CALL:
+        p.error(f"--orders must be a multiple of {ORDERS_PER_CALL}")
+    out = asyncio.run(measure(a.orders, a.rounds))
+    m = out["median"]
+    print(f"median: order_place.lua one per call {m['alone_ratio']:.2f}x the reference, "
+          f"{ORDERS_PER_CALL} per call {m['batched_ratio']:.2f}x "
+          f"(reference {m['reference_us']:.1f} µs of Valkey CPU per call)")
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
