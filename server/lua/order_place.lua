@@ -10,13 +10,13 @@
 -- counters at once.
 -- Runs an order only where the saga has nothing in flight for it: a pending or failed
 -- attempt answers 'saga' and the caller drives it through the steps.
--- KEYS: 18 per order, order i's at 18 * (i - 1) + n:
--- n=1..3 the room (lib/context.lua: the order's session)   n=4 its counters
--- n=5 order hash   n=6 the bucket's orders stream
--- n=7 product hash   n=8 deals   n=9 rates   n=10 reservations
--- n=11 waitlist holds   n=12 the buyer's order list   n=13 cart
--- n=14 touches   n=15 the buyer's private channel   n=16 cart version
--- n=17 the creator's ledger   n=18 the creator's balance
+-- KEYS[1..18] the first order's keys; order i's are KEYS[18 * (i - 1) + n], n as here:
+-- KEYS[1..3] the room (lib/context.lua: the order's session)   KEYS[4] its counters
+-- KEYS[5] order hash   KEYS[6] the bucket's orders stream
+-- KEYS[7] product hash   KEYS[8] deals   KEYS[9] rates   KEYS[10] reservations
+-- KEYS[11] waitlist holds   KEYS[12] the buyer's order list   KEYS[13] cart
+-- KEYS[14] touches   KEYS[15] the buyer's private channel   KEYS[16] cart version
+-- KEYS[17] the creator's ledger   KEYS[18] the creator's balance
 -- ARGV[1..3] context; then 4 per order, order i's at 3 + 4 * (i - 1) + n:
 -- n=1 order id   n=2 request fingerprint
 -- n=3 the plan JSON (saga.py; one line; its session, if any, is the room's)
