@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from server.batch_calls import settle
 from server.errors import ApiError
 from server.scripts import Scripts
 
@@ -57,18 +58,4 @@ class OrderBatches:
     def _answer(self, done: asyncio.Future[list[Placement | ApiError]],
                 futures: list[asyncio.Future[Placement]]) -> None:
         self._tasks.discard(done)
-        exc = None if done.cancelled() else done.exception()
-        results = done.result() if not done.cancelled() and exc is None else []
-        for i, fut in enumerate(futures):
-            if fut.done():
-                continue
-            if done.cancelled():
-                fut.cancel()
-            elif exc is not None:
-                fut.set_exception(exc)
-            else:
-                result = results[i]
-                if isinstance(result, ApiError):
-                    fut.set_exception(result)
-                else:
-                    fut.set_result(result)
+        settle(done, futures, lambda result: result)

@@ -15,6 +15,7 @@ import asyncio
 from collections import defaultdict
 from typing import Any
 
+from server.batch_calls import settle
 from server.keys import Keys, order_bucket
 from server.scripts import Scripts
 from server.store import Store
@@ -64,15 +65,6 @@ class Peeks:
 
         def answer(done: asyncio.Future[Any]) -> None:
             self._tasks.discard(done)
-            exc = None if done.cancelled() else done.exception()
-            for i, fut in enumerate(futures):
-                if fut.done():
-                    continue
-                if done.cancelled():
-                    fut.cancel()
-                elif exc is not None:
-                    fut.set_exception(exc)
-                else:
-                    fut.set_result(each(done.result()[i]))
+            settle(done, futures, each)
 
         task.add_done_callback(answer)
