@@ -1,11 +1,13 @@
-"""What the order script itself costs Valkey, beside the reference script, in one run:
-`python -m loadtest.scriptcost [--orders 4000] [--rounds 3]`.
+"""What the order and pin scripts themselves cost Valkey, beside the reference script, in
+one run: `python -m loadtest.scriptcost [--orders 4000] [--rounds 3]`.
 
 On a fresh embedded Valkey (no server, no viewers: only the scripts) it runs, in turns,
-the bench's reference script (loadtest/bench.py REFERENCE_LUA) and `order_place.lua` with
+the bench's reference script (loadtest/bench.py REFERENCE_LUA), `order_place.lua` with
 realistic one-line `buy_now` orders — each a new order and a new buyer, attributed to a
 session whose creator earns commission — first one order per call, then
-`ORDERS_PER_CALL` per call (what server/order_batches.py sends in a burst). Every call is
+`ORDERS_PER_CALL` per call (what server/order_batches.py sends in a burst), and
+`pin.lua` as a creator's pin reading its product (what a pin without a deal runs on one
+Valkey), as many pins as orders, over 8 live shows in turn. Every call is
 pipelined 100 at a time, as the bench's reference is. Reported per round: Valkey CPU per
 call or per order (utime+stime from /proc, 10 ms ticks) and the ratio to the reference of
 the same round; the medians at the end. Bounded by count; loopback only.
@@ -53,6 +55,17 @@ def order_call(keys: Keys, tag: str, first: int, count: int) -> list[Any]:
     return [len(ks), *ks, *args]
 
 
+PIN_ROOMS = 8
+
+
+def pin_call(keys: Keys, n: int) -> list[Any]:
+    """EVALSHA arguments (after the sha) of the n-th pin: show n % PIN_ROOMS, its product."""
+    sid = f"s{n % PIN_ROOMS}"
+    ks = [*keys.room(sid), keys.pin_log(sid), keys.counters(sid), keys.presence(sid),
+          keys.moderators(sid), keys.product("p1")]
+    return [len(ks), *ks, 1000, 600_000, "epoch", "pin", "creator1", "", "", "p1", "", ""]
+
+
 async def measure(orders: int, rounds: int,
                   report: Callable[[str], None] = print) -> dict[str, Any]:
     valkey = EmbeddedValkey(None, persist=False)
@@ -66,8 +79,15 @@ async def measure(orders: int, rounds: int,
         await r.hset(keys.product("p1"), mapping={
             "id": "p1", "price": 1999, "stock": 10**12, "commission_bps": 1000,
             "seller": "seller1"})
+        await r.hset(keys.product("p1"), mapping={
+            "title": "A product", "currency": "USD", "image_url": ""})
+        for room in range(PIN_ROOMS):
+            await r.hset(keys.session(f"s{room}"), mapping={
+                "creator": "creator1", "status": "live", "started_at": 1, "showcase": '["p1"]'})
+            await r.hset(keys.presence(f"s{room}"), "node1", f"250:{2**50}")
         ref_sha = await r.script_load(REFERENCE_LUA)
         order_sha = await r.script_load(load_source("order_place.lua"))
+        pin_sha = await r.script_load(load_source("pin.lua"))
 
         async def run(calls: list[list[Any]], sha: str) -> float:
             t0 = cpu_seconds(pid)
@@ -88,17 +108,23 @@ async def measure(orders: int, rounds: int,
             many = await run([order_call(keys, f"b{n}", i, ORDERS_PER_CALL)
                               for i in range(0, orders, ORDERS_PER_CALL)],
                              order_sha) * 1e6 / orders
+            pin = await run([pin_call(keys, i) for i in range(orders)], pin_sha) * 1e6 / orders
             base = ref or float("nan")  # below /proc's 10 ms ticks: no ratio
             row = {"reference_us": ref, "order_alone_us": one, "order_batched_us": many,
-                   "alone_ratio": one / base, "batched_ratio": many / base}
+                   "pin_us": pin, "alone_ratio": one / base, "batched_ratio": many / base,
+                   "pin_ratio": pin / base}
             per_round.append(row)
             report(f"round {n + 1}: reference {ref:.1f} µs/call; order_place.lua one per call "
                    f"{one:.1f} µs/order ({one / base:.2f}x), {ORDERS_PER_CALL} per call "
-                   f"{many:.1f} µs/order ({many / base:.2f}x)")
+                   f"{many:.1f} µs/order ({many / base:.2f}x); pin.lua {pin:.1f} µs/pin "
+                   f"({pin / base:.2f}x)")
         summary = {k: statistics.median(row[k] for row in per_round) for k in per_round[0]}
         sold = int(await r.hget(keys.product("p1"), "sold") or 0)
         counted = int(await r.hget(keys.counters("s1"), "orders") or 0)
         assert sold == counted == 2 * orders * rounds, (sold, counted)
+        pins = sum([int(await r.hget(keys.counters(f"s{room}"), "pins") or 0)
+                    for room in range(PIN_ROOMS)])
+        assert pins == orders * rounds, pins
         return {"orders": orders, "rounds": rounds, "orders_per_call": ORDERS_PER_CALL,
                 "per_round": per_round, "median": summary}
     finally:
@@ -117,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     out = asyncio.run(measure(a.orders, a.rounds))
     m = out["median"]
     print(f"median: order_place.lua one per call {m['alone_ratio']:.2f}x the reference, "
-          f"{ORDERS_PER_CALL} per call {m['batched_ratio']:.2f}x "
+          f"{ORDERS_PER_CALL} per call {m['batched_ratio']:.2f}x; pin.lua "
+          f"{m['pin_ratio']:.2f}x "
           f"(reference {m['reference_us']:.1f} µs of Valkey CPU per call)")
     sys.stdout.flush()
     return 0

@@ -39,7 +39,7 @@ FIRST_LINES = [
     'export LIVECART_SECRET=$(python3 -c "import secrets; print(secrets.token_hex(32))")',
     "python3 -m uv run livecart valkey --cluster 3 --port 7000 --data-dir .livecart-cluster &",
     "python3 -m uv run livecart demo reset",
-    "# a viewer spike to 1,000 viewers in 5 s, two generator processes",
+    "# a viewer spike to 500 viewers in 3 s, two generator processes",
     "python3 -m uv run ruff check server tests loadtest",
 ]
 

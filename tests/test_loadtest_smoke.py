@@ -206,17 +206,18 @@ def test_the_chatstorm_shape_chats_and_keeps_pins_only_viewers_quiet(
     assert int(rows["chat"][3]) == 0 and int(rows["join pins-only"][3]) == 0
 
 
-def test_scriptcost_places_every_order_and_reports_both_ratios() -> None:
+def test_scriptcost_places_every_order_and_pin_and_reports_the_ratios() -> None:
     import asyncio
 
     from loadtest import scriptcost
 
     lines: list[str] = []
     out = asyncio.run(scriptcost.measure(64, 1, report=lines.append))
-    # measure() itself asserts the product sold and the session counted every order
+    # measure() itself asserts the product sold and the sessions counted every order and pin
     row = out["per_round"][0]
-    assert set(row) == {"reference_us", "order_alone_us", "order_batched_us", "alone_ratio",
-                        "batched_ratio"}
+    assert set(row) == {"reference_us", "order_alone_us", "order_batched_us", "pin_us",
+                        "alone_ratio", "batched_ratio", "pin_ratio"}
     assert out["orders_per_call"] == 32 and len(lines) == 1 and "32 per call" in lines[0]
+    assert "pin.lua" in lines[0]
     with pytest.raises(SystemExit):  # not a multiple of the orders per call
         scriptcost.main(["--orders", "33"])

@@ -116,7 +116,7 @@ def test_load_tests_and_benchmarks(tmp_path: Path) -> None:
         out = run(block(FIRST_LINES[10]), ROOT, env, tmp_path / "headless.log", 600)
         stats = (out_dir / "spike_stats.csv").read_text()
         rows = {ln.split(",")[1]: ln.split(",") for ln in stats.splitlines()[1:]}
-        # how many of the 1,000 join within the shape depends on the machine: the run
+        # how many of the 500 join within the shape depends on the machine: the run
         # itself fails if no viewer joined or anything failed (exit code checked above)
         assert int(rows["join"][2]) > 0 and int(rows["join"][3]) == 0, stats
         assert int(rows["pin"][2]) > 0 and int(rows["pinned fan-out"][2]) > 0, stats

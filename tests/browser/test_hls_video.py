@@ -12,6 +12,7 @@ import shutil
 import time
 from typing import Any
 
+import httpx2 as httpx
 import pytest
 
 from tests.browser.conftest import LiveServer, Pages, wait_until
@@ -54,6 +55,16 @@ def stream_session(server: LiveServer, url: str, title: str) -> tuple[str, str]:
     return sid, token
 
 
+def stream_has(server: LiveServer, segments: int) -> None:
+    """Wait until the demo's live playlist holds `segments` segments (it starts with the
+    server: a player asked to stay n s behind live can only once n s of stream exist)."""
+    def enough() -> bool:
+        body = httpx.get(server.base + LIVE_STREAM, timeout=5).text
+        return body.count("#EXTINF") >= segments
+
+    wait_until(enough, timeout=30, what=f"{segments} segments in the live playlist")
+
+
 def playing(page: Any) -> None:
     page.wait_for_selector("body[data-player=hls]")
     wait_until(lambda: page.evaluate("!!(window.__player && window.__player.hls.playingDate)"),
@@ -77,6 +88,8 @@ def test_two_viewers_see_the_pin_on_their_own_frame(live_server: LiveServer,
     _need_ffmpeg()
     # through the allow-listed loopback fetch (--demo), not the demo's own path
     sid, token = stream_session(live_server, live_server.base + LIVE_STREAM, "HLS sync")
+    # the far player stays 3 + 4 s behind live: that much stream, and some, must exist
+    stream_has(live_server, 10)
     creator = pages.creator(sid, token)
     near = pages.viewer("hls-near", sid, delay_ms=0)
     far = pages.viewer("hls-far", sid, delay_ms=4000, phone=True)
@@ -138,6 +151,9 @@ def test_the_replay_shows_the_pins_at_the_same_frames(live_server: LiveServer,
     session = live_server.http("GET", f"/api/sessions/{sid}")
     timeline = session["timeline"]
     assert [e["product"] for e in timeline] == ["demo_sneakers", "demo_lipstick"]
+    # the segment holding the show's last moment is written up to a segment (1 s) after
+    # it: a replay opened before that ends before the end's unpin
+    creator.wait_for_timeout(2500)
 
     late = pages.viewer("hls-replay", sid, delay_ms=0, phone=True)
     late.wait_for_selector("body[data-mode=vod]")
