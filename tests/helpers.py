@@ -58,6 +58,12 @@ class ServerThread:
     def node(self) -> Any:
         return self.app.state.node
 
+    async def store(self, *cmd: Any) -> Any:
+        """One store command on the server's own loop (its client belongs to that loop)."""
+        loop = self.node._ticker.get_loop()
+        return await asyncio.wrap_future(
+            asyncio.run_coroutine_threadsafe(self.node.store.call(*cmd), loop))
+
     @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"

@@ -50,17 +50,6 @@ def fast(make_server: Callable[..., ServerThread]) -> ServerThread:
     return make_server(auction_extend_s=1.0)
 
 
-def _loop_of(server: ServerThread) -> asyncio.AbstractEventLoop:
-    loop: asyncio.AbstractEventLoop = server.node._ticker.get_loop()
-    return loop
-
-
-async def _store(server: ServerThread, *cmd: Any) -> Any:
-    """A store read on the server's own loop (its client belongs to that loop)."""
-    fut = asyncio.run_coroutine_threadsafe(server.node.store.call(*cmd), _loop_of(server))
-    return await asyncio.wrap_future(fut)
-
-
 async def test_bids_outbid_idempotency_and_a_sold_close(fast: ServerThread) -> None:
     server = fast
     server.product("mug", price=2000, stock=5, commission_bps=1000)
@@ -119,12 +108,12 @@ async def test_bids_outbid_idempotency_and_a_sold_close(fast: ServerThread) -> N
     assert public["outcome"] == "sold" and public["order"] == oid and public["bids"] == 2
     assert "reserve" not in public and "bidder_id" not in public
     # the close ran once: one `auction closed` event in the room's history, one order
-    history = await _store(server, "XRANGE", server.node.keys.history(sid), "-", "+")
+    history = await server.store("XRANGE", server.node.keys.history(sid), "-", "+")
     events = [orjson.loads(as_dict(f)["e"]) for _, f in history]
     assert sum(1 for e in events if _closed(e)) == 1
     # a re-run of the close (any node, any time) changes nothing
     fut = asyncio.run_coroutine_threadsafe(
-        server.node.auctions.close_due(f"{sid}/{aid}"), _loop_of(server))
+        server.node.auctions.close_due(f"{sid}/{aid}"), server.node._ticker.get_loop())
     assert await asyncio.wrap_future(fut) == "closed"
     for c in (creator, ann, bob):
         await c.close()
@@ -175,7 +164,7 @@ async def test_reserve_not_met_and_stock_gone_close_without_an_order(fast: Serve
     assert closed["d"]["outcome"] == "reserve_not_met" and closed["d"]["order"] is None
     assert closed["d"]["reserve_met"] is False
     oid = prize_order_id("auction", a["id"])
-    assert await _store(server, "EXISTS", server.node.keys.order(oid)) == 0
+    assert await server.store("EXISTS", server.node.keys.order(oid)) == 0
     assert server.http("GET", "/api/products/ring").json()["stock"] == 2
 
     # the only unit is bought while the auction runs: it closes `unsold`, for good
@@ -187,11 +176,11 @@ async def test_reserve_not_met_and_stock_gone_close_without_an_order(fast: Serve
     closed = await ann.wait_event(lambda e: _closed(e) and e["d"]["id"] == b["id"], timeout=8)
     assert closed["d"]["outcome"] == "unsold" and closed["d"]["order"] is None
     oid = prize_order_id("auction", b["id"])
-    assert text(await _store(server, "HGET", server.node.keys.order(oid), "status")) == "void"
+    assert text(await server.store("HGET", server.node.keys.order(oid), "status")) == "void"
     server.http("PATCH", "/api/products/last", token=server.token("seller1", "seller"),
                 json={"stock": 5})
     fut = asyncio.run_coroutine_threadsafe(
-        server.node.orders.saga.place(oid, "x" * 32, {}), _loop_of(server))
+        server.node.orders.saga.place(oid, "x" * 32, {}), server.node._ticker.get_loop())
     with pytest.raises(ApiError):  # a voided prize order can never be placed
         await asyncio.wrap_future(fut)
     report = server.http("GET", f"/api/sessions/{sid}/report",

@@ -233,3 +233,30 @@ async def test_slow_consumer_is_closed_4008_and_recovers(
     with contextlib.suppress(Exception):
         await slow.close()
     await asyncio.gather(again.close(), good.close(), creator.close())
+
+
+async def test_a_lost_history_starts_a_fresh_epoch(server: ServerThread) -> None:
+    """The store lost a session's history (evicted, flushed): the next event starts a new
+    epoch, so a rejoin with the old one is not recovered from the new history; one with
+    the new epoch is."""
+    sid, creator = await room(server, "p1")
+    v = await WsClient.connect(server.ws_url)
+    snap = await v.ok("join", session=sid)
+    first = await creator.ok("pin", product="p1")
+    await v.wait_event(lambda e: e.get("seq") == first["seq"])
+    await v.close()
+    assert await server.store("DEL", server.node.keys.history(sid)) == 1
+    after = await creator.ok("unpin")
+    assert after["seq"] == first["seq"] + 1  # seq goes on: gap-free in the new epoch too
+    c = await WsClient.connect(server.ws_url)
+    r = await c.ok("join", session=sid, since=snap["seq"], epoch=snap["epoch"])
+    assert r["recovered"] is False and r["epoch"] != snap["epoch"]
+    assert r["seq"] == after["seq"] and r["pinned"] is None
+    await c.drain(0.2)
+    assert c.seqs() == []
+    await creator.ok("pin", product="p1")
+    r2 = await c.ok("join", session=sid, since=after["seq"], epoch=r["epoch"])
+    assert r2["recovered"] is True and r2["epoch"] == r["epoch"]
+    await c.wait_event(lambda e: e.get("seq") == r2["seq"])
+    assert c.seqs() == [after["seq"] + 1]
+    await asyncio.gather(c.close(), creator.close())

@@ -12,13 +12,19 @@
 local function emit_after(t, d, epoch, last_seq, ...)
   local last = tonumber(last_seq or '0')
   local seq = last + 1
-  if (not epoch) or (last > 0 and redis.call('EXISTS', K_HISTORY) == 0) then
-    redis.call('HSET', K_SESSION, 'epoch', FRESH_EPOCH, 'seq', seq, ...)
-  else
-    redis.call('HSET', K_SESSION, 'seq', seq, ...)
-  end
   local ev = '{"t":"' .. t .. '","seq":' .. seq .. ',"ts":' .. int(NOW) .. ',"d":' .. d .. '}'
-  redis.call('XADD', K_HISTORY, 'MAXLEN', '=', HMAX, seq .. '-0', 'e', ev, 'ts', int(NOW))
+  -- the usual case, one XADD: the history exists (NOMKSTREAM answers nil when it does not)
+  if epoch and last > 0 and redis.call('XADD', K_HISTORY, 'NOMKSTREAM', 'MAXLEN', '=', HMAX,
+      seq .. '-0', 'e', ev, 'ts', int(NOW)) then
+    redis.call('HSET', K_SESSION, 'seq', seq, ...)
+  else  -- the session's first event, or its history was lost: then a fresh epoch
+    redis.call('XADD', K_HISTORY, 'MAXLEN', '=', HMAX, seq .. '-0', 'e', ev, 'ts', int(NOW))
+    if (not epoch) or last > 0 then
+      redis.call('HSET', K_SESSION, 'epoch', FRESH_EPOCH, 'seq', seq, ...)
+    else
+      redis.call('HSET', K_SESSION, 'seq', seq, ...)
+    end
+  end
   if seq % 16 == 0 then
     local head = redis.call('XRANGE', K_HISTORY, '-', '+', 'COUNT', 32)
     local cutoff = NOW - HAGE
