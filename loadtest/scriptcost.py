@@ -9,8 +9,10 @@ session whose creator earns commission — first one order per call, then
 `pin.lua` as a creator's pin reading its product (what a pin without a deal runs on one
 Valkey), as many pins as orders, over 8 live shows in turn. Every call is
 pipelined 100 at a time, as the bench's reference is. Reported per round: Valkey CPU per
-call or per order (utime+stime from /proc, 10 ms ticks) and the ratio to the reference of
-the same round; the medians at the end. Bounded by count; loopback only.
+call or per order (utime+stime from /proc, 10 ms ticks), the ratio to the reference of
+the same round, and the µs spent inside the commands each script calls (INFO
+commandstats, EVALSHA itself left out: the rest of a script's cost is its Lua and the
+calls' overhead); the medians at the end. Bounded by count; loopback only.
 """
 
 from __future__ import annotations
@@ -89,7 +91,10 @@ async def measure(orders: int, rounds: int,
         order_sha = await r.script_load(load_source("order_place.lua"))
         pin_sha = await r.script_load(load_source("pin.lua"))
 
-        async def run(calls: list[list[Any]], sha: str) -> float:
+        async def run(calls: list[list[Any]], sha: str) -> tuple[float, float]:
+            """Valkey CPU seconds over the calls, and µs spent inside the commands the
+            scripts called (INFO commandstats: everything but EVALSHA itself)."""
+            await r.config_resetstat()
             t0 = cpu_seconds(pid)
             for start in range(0, len(calls), PIPELINE):
                 pipe = r.pipeline(transaction=False)
@@ -97,27 +102,40 @@ async def measure(orders: int, rounds: int,
                     pipe.evalsha(sha, *call)
                 for reply in await pipe.execute(raise_on_error=True):
                     assert not isinstance(reply, Exception), reply
-            return cpu_seconds(pid) - t0
+            cpu = cpu_seconds(pid) - t0
+            stats = await r.info("commandstats")
+            inside = sum(v["usec"] for k, v in stats.items()
+                         if k not in ("cmdstat_evalsha", "cmdstat_config|resetstat"))
+            return cpu, inside
 
         ref_call = [4, "ref:h", "ref:c", "ref:s", "ref:ch"]
         per_round: list[dict[str, float]] = []
         for n in range(rounds):
-            ref = await run([ref_call] * orders, ref_sha) * 1e6 / orders
-            one = await run([order_call(keys, f"a{n}", i, 1) for i in range(orders)],
-                            order_sha) * 1e6 / orders
-            many = await run([order_call(keys, f"b{n}", i, ORDERS_PER_CALL)
-                              for i in range(0, orders, ORDERS_PER_CALL)],
-                             order_sha) * 1e6 / orders
-            pin = await run([pin_call(keys, i) for i in range(orders)], pin_sha) * 1e6 / orders
+            measured = {
+                "reference": await run([ref_call] * orders, ref_sha),
+                "order_alone": await run([order_call(keys, f"a{n}", i, 1)
+                                          for i in range(orders)], order_sha),
+                "order_batched": await run([order_call(keys, f"b{n}", i, ORDERS_PER_CALL)
+                                            for i in range(0, orders, ORDERS_PER_CALL)],
+                                           order_sha),
+                "pin": await run([pin_call(keys, i) for i in range(orders)], pin_sha)}
+            row = {}
+            for name, (cpu, inside) in measured.items():
+                row[f"{name}_us"] = cpu * 1e6 / orders
+                row[f"{name}_commands_us"] = inside / orders
+            ref, one, many, pin = (row[f"{k}_us"] for k in measured)
             base = ref or float("nan")  # below /proc's 10 ms ticks: no ratio
-            row = {"reference_us": ref, "order_alone_us": one, "order_batched_us": many,
-                   "pin_us": pin, "alone_ratio": one / base, "batched_ratio": many / base,
-                   "pin_ratio": pin / base}
+            row |= {"alone_ratio": one / base, "batched_ratio": many / base,
+                    "pin_ratio": pin / base}
             per_round.append(row)
             report(f"round {n + 1}: reference {ref:.1f} µs/call; order_place.lua one per call "
                    f"{one:.1f} µs/order ({one / base:.2f}x), {ORDERS_PER_CALL} per call "
                    f"{many:.1f} µs/order ({many / base:.2f}x); pin.lua {pin:.1f} µs/pin "
-                   f"({pin / base:.2f}x)")
+                   f"({pin / base:.2f}x); inside the commands the scripts call: reference "
+                   f"{row['reference_commands_us']:.1f}, order "
+                   f"{row['order_alone_commands_us']:.1f} / "
+                   f"{row['order_batched_commands_us']:.1f}, pin "
+                   f"{row['pin_commands_us']:.1f} µs")
         summary = {k: statistics.median(row[k] for row in per_round) for k in per_round[0]}
         sold = int(await r.hget(keys.product("p1"), "sold") or 0)
         counted = int(await r.hget(keys.counters("s1"), "orders") or 0)
@@ -145,7 +163,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"median: order_place.lua one per call {m['alone_ratio']:.2f}x the reference, "
           f"{ORDERS_PER_CALL} per call {m['batched_ratio']:.2f}x; pin.lua "
           f"{m['pin_ratio']:.2f}x "
-          f"(reference {m['reference_us']:.1f} µs of Valkey CPU per call)")
+          f"(reference {m['reference_us']:.1f} µs of Valkey CPU per call); outside the "
+          f"commands they call (Lua, call overhead, dispatch): reference "
+          f"{m['reference_us'] - m['reference_commands_us']:.1f}, order one per call "
+          f"{m['order_alone_us'] - m['order_alone_commands_us']:.1f}, {ORDERS_PER_CALL} "
+          f"per call {m['order_batched_us'] - m['order_batched_commands_us']:.1f}, pin "
+          f"{m['pin_us'] - m['pin_commands_us']:.1f} µs")
     sys.stdout.flush()
     return 0
 
