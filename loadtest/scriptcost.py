@@ -80,9 +80,7 @@ async def measure(orders: int, rounds: int,
         await r.hset("ref:h", mapping={f"f{i}": "x" * 16 for i in range(10)})
         await r.hset(keys.product("p1"), mapping={
             "id": "p1", "price": 1999, "stock": 10**12, "commission_bps": 1000,
-            "seller": "seller1"})
-        await r.hset(keys.product("p1"), mapping={
-            "title": "A product", "currency": "USD", "image_url": ""})
+            "seller": "seller1", "title": "A product", "currency": "USD", "image_url": ""})
         for room in range(PIN_ROOMS):
             await r.hset(keys.session(f"s{room}"), mapping={
                 "creator": "creator1", "status": "live", "started_at": 1, "showcase": '["p1"]'})

@@ -58,11 +58,14 @@ class ServerThread:
     def node(self) -> Any:
         return self.app.state.node
 
-    async def store(self, *cmd: Any) -> Any:
-        """One store command on the server's own loop (its client belongs to that loop)."""
+    async def on_loop(self, coro: Any) -> Any:
+        """Await `coro` on the server's own loop (its store client belongs to that loop)."""
         loop = self.node._ticker.get_loop()
-        return await asyncio.wrap_future(
-            asyncio.run_coroutine_threadsafe(self.node.store.call(*cmd), loop))
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
+
+    async def store(self, *cmd: Any) -> Any:
+        """One store command on the server's own loop."""
+        return await self.on_loop(self.node.store.call(*cmd))
 
     @property
     def base(self) -> str:

@@ -112,9 +112,7 @@ async def test_bids_outbid_idempotency_and_a_sold_close(fast: ServerThread) -> N
     events = [orjson.loads(as_dict(f)["e"]) for _, f in history]
     assert sum(1 for e in events if _closed(e)) == 1
     # a re-run of the close (any node, any time) changes nothing
-    fut = asyncio.run_coroutine_threadsafe(
-        server.node.auctions.close_due(f"{sid}/{aid}"), server.node._ticker.get_loop())
-    assert await asyncio.wrap_future(fut) == "closed"
+    assert await server.on_loop(server.node.auctions.close_due(f"{sid}/{aid}")) == "closed"
     for c in (creator, ann, bob):
         await c.close()
 
@@ -179,10 +177,8 @@ async def test_reserve_not_met_and_stock_gone_close_without_an_order(fast: Serve
     assert text(await server.store("HGET", server.node.keys.order(oid), "status")) == "void"
     server.http("PATCH", "/api/products/last", token=server.token("seller1", "seller"),
                 json={"stock": 5})
-    fut = asyncio.run_coroutine_threadsafe(
-        server.node.orders.saga.place(oid, "x" * 32, {}), server.node._ticker.get_loop())
     with pytest.raises(ApiError):  # a voided prize order can never be placed
-        await asyncio.wrap_future(fut)
+        await server.on_loop(server.node.orders.saga.place(oid, "x" * 32, {}))
     report = server.http("GET", f"/api/sessions/{sid}/report",
                          token=server.token("creator1", "creator")).json()
     assert report["auctions"] == {"run": 2, "sold": 0, "revenue": 0}

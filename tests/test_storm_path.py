@@ -146,10 +146,8 @@ async def test_room_stats_wait_while_a_burst_is_answered(valkey: EmbeddedValkey)
         sid = server.session([])
         viewer = await WsClient.connect(server.ws_url, token=server.token("ann"))
         await viewer.ok("join", session=sid)
-        loop = server.node._ticker.get_loop()
-
         async def tick() -> None:
-            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(server.node.tick(), loop))
+            await server.on_loop(server.node.tick())
 
         await tick()
         await viewer.ok("like", count=3)

@@ -8,6 +8,7 @@ program date-time of the frame on screen (`hls.playingDate`) when the card chang
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import httpx2 as httpx
 import pytest
 
+from server.hls import parse_date_ms
 from tests.browser.conftest import LiveServer, Pages, wait_until
 from tests.browser.test_web_demo import go_live, pin
 
@@ -63,6 +65,20 @@ def stream_has(server: LiveServer, segments: int) -> None:
         return body.count("#EXTINF") >= segments
 
     wait_until(enough, timeout=30, what=f"{segments} segments in the live playlist")
+
+
+def stream_reaches(server: LiveServer, ms: int) -> None:
+    """Wait until the demo's live playlist has a segment ending at or after `ms` (epoch ms;
+    the demo's stream clock is this machine's wall clock)."""
+    def reached() -> bool:
+        body = httpx.get(server.base + LIVE_STREAM, timeout=5).text
+        segments = re.findall(r"#EXTINF:([\d.]+),\s+#EXT-X-PROGRAM-DATE-TIME:(\S+)", body)
+        if not segments:
+            return False
+        seconds, start = segments[-1]
+        return parse_date_ms(start) + float(seconds) * 1000 >= ms
+
+    wait_until(reached, timeout=30, what=f"the live playlist to reach {ms}")
 
 
 def playing(page: Any) -> None:
@@ -151,9 +167,9 @@ def test_the_replay_shows_the_pins_at_the_same_frames(live_server: LiveServer,
     session = live_server.http("GET", f"/api/sessions/{sid}")
     timeline = session["timeline"]
     assert [e["product"] for e in timeline] == ["demo_sneakers", "demo_lipstick"]
-    # the segment holding the show's last moment is written up to a segment (1 s) after
-    # it: a replay opened before that ends before the end's unpin
-    creator.wait_for_timeout(2500)
+    # the segment holding the show's last moment is written up to a segment after it: a
+    # replay opened before that would end before the end's unpin
+    stream_reaches(live_server, session["ended_at"])
 
     late = pages.viewer("hls-replay", sid, delay_ms=0, phone=True)
     late.wait_for_selector("body[data-mode=vod]")

@@ -12,18 +12,18 @@
 local function emit_after(t, d, epoch, last_seq, ...)
   local last = tonumber(last_seq or '0')
   local seq = last + 1
-  local ev = '{"t":"' .. t .. '","seq":' .. seq .. ',"ts":' .. int(NOW) .. ',"d":' .. d .. '}'
-  -- the usual case, one XADD: the history exists (NOMKSTREAM answers nil when it does not)
-  if epoch and last > 0 and redis.call('XADD', K_HISTORY, 'NOMKSTREAM', 'MAXLEN', '=', HMAX,
-      seq .. '-0', 'e', ev, 'ts', int(NOW)) then
+  local ts = int(NOW)
+  local ev = '{"t":"' .. t .. '","seq":' .. seq .. ',"ts":' .. ts .. ',"d":' .. d .. '}'
+  local id = seq .. '-0'
+  -- one XADD as a rule: NOMKSTREAM answers nil when a session that had events lost its
+  -- history (then the event starts a fresh epoch); the first event creates it
+  local kept = epoch and last > 0 and
+    redis.call('XADD', K_HISTORY, 'NOMKSTREAM', 'MAXLEN', '=', HMAX, id, 'e', ev, 'ts', ts)
+  if not kept then redis.call('XADD', K_HISTORY, 'MAXLEN', '=', HMAX, id, 'e', ev, 'ts', ts) end
+  if (not epoch) or (last > 0 and not kept) then
+    redis.call('HSET', K_SESSION, 'epoch', FRESH_EPOCH, 'seq', seq, ...)
+  else
     redis.call('HSET', K_SESSION, 'seq', seq, ...)
-  else  -- the session's first event, or its history was lost: then a fresh epoch
-    redis.call('XADD', K_HISTORY, 'MAXLEN', '=', HMAX, seq .. '-0', 'e', ev, 'ts', int(NOW))
-    if (not epoch) or last > 0 then
-      redis.call('HSET', K_SESSION, 'epoch', FRESH_EPOCH, 'seq', seq, ...)
-    else
-      redis.call('HSET', K_SESSION, 'seq', seq, ...)
-    end
   end
   if seq % 16 == 0 then
     local head = redis.call('XRANGE', K_HISTORY, '-', '+', 'COUNT', 32)
