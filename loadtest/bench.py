@@ -586,7 +586,7 @@ async def reference(calls: int = 5000) -> dict[str, Any]:
     on the same Valkey, the floors of a pin and an order (`floors`)."""
     import redis.asyncio as aioredis
 
-    from server.embedded import EmbeddedValkey
+    from server.valkey.embedded import EmbeddedValkey
 
     fresh = EmbeddedValkey(None, persist=False)
     fresh.start()
@@ -646,7 +646,7 @@ def machine() -> dict[str, Any]:
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    from server.embedded import EmbeddedValkey
+    from server.valkey.embedded import EmbeddedValkey
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

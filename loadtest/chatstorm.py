@@ -178,7 +178,7 @@ async def chat_storm(target: Livecart, viewers: int, quiet: int, chatters: int, 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     from pathlib import Path
 
-    from server.embedded import EmbeddedValkey
+    from server.valkey.embedded import EmbeddedValkey
 
     valkey = EmbeddedValkey(None, persist=False)
     valkey.start()

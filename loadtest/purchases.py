@@ -32,8 +32,8 @@ from redis.crc import key_slot
 
 from loadtest.procs import Proc, cpu_seconds, http, livecart_bin
 from server.auth import issue_token
-from server.cluster import SLOTS, EmbeddedCluster
-from server.embedded import EmbeddedValkey
+from server.valkey.embedded import EmbeddedValkey
+from server.valkey.local_cluster import SLOTS, EmbeddedCluster
 
 PRICE, RATE_BPS = 1999, 1000
 

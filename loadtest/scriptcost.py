@@ -5,7 +5,7 @@ On a fresh embedded Valkey (no server, no viewers: only the scripts) it runs, in
 the bench's reference script (loadtest/bench.py REFERENCE_LUA), `order_place.lua` with
 realistic one-line `buy_now` orders — each a new order and a new buyer, attributed to a
 session whose creator earns commission — first one order per call, then
-`ORDERS_PER_CALL` per call (what server/order_batches.py sends in a burst), and
+`ORDERS_PER_CALL` per call (what server/cart/order_batches.py sends in a burst), and
 `pin.lua` as a creator's pin reading its product (what a pin without a deal runs on one
 Valkey), as many pins as orders, over 8 live shows in turn. Every call is
 pipelined 100 at a time, as the bench's reference is. Reported per round: Valkey CPU per
@@ -29,10 +29,10 @@ import redis.asyncio as aioredis
 
 from loadtest.bench import REFERENCE_LUA
 from loadtest.procs import cpu_seconds
-from server.embedded import EmbeddedValkey
-from server.keys import Keys, order_bucket
-from server.order_batches import ORDERS_PER_CALL
-from server.store import load_source
+from server.cart.order_batches import ORDERS_PER_CALL
+from server.valkey.embedded import EmbeddedValkey
+from server.valkey.keys import Keys, order_bucket
+from server.valkey.store import load_source
 
 PIPELINE = 100
 

@@ -13,15 +13,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from server import http_api
+from server.api import routes as http_api
+from server.api.openapi import openapi_document
 from server.errors import ApiError, ErrorCode
 from server.node import Node
-from server.openapi import openapi_document
 from server.settings import Settings
-from server.streams import StreamSource
+from server.video.streams import StreamSource
 
 if TYPE_CHECKING:
-    from server.demo_stream import DemoStream
+    from server.video.demo_stream import DemoStream
 
 log = logging.getLogger("livecart.app")
 
@@ -51,11 +51,11 @@ async def _openapi(request: Request) -> Response:
 
 
 def create_app(settings: Settings, store_url: str) -> Starlette:
-    """The HTTP app; `/ws` is not in it (server/transport.py serves it without ASGI)."""
+    """The HTTP app; `/ws` is not in it (server/edge/gate.py serves it without ASGI)."""
     node = Node(settings, store_url)
     stream: DemoStream | None = None
     if settings.demo and settings.demo_stream:
-        from server.demo_stream import DemoStream
+        from server.video.demo_stream import DemoStream
 
         stream = DemoStream(settings)
 
@@ -63,8 +63,8 @@ def create_app(settings: Settings, store_url: str) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await node.start()
         if settings.demo:
-            from server import demo
-            from server.demo_stream import name_in_demo_sessions
+            from server.api import demo
+            from server.video.demo_stream import name_in_demo_sessions
 
             await demo.seed(node)
             running = stream is not None and stream.start()
@@ -85,7 +85,7 @@ def create_app(settings: Settings, store_url: str) -> Starlette:
         Route("/openapi.json", _openapi, methods=["GET"]),
     ]
     if settings.demo:
-        from server.demo import demo_routes
+        from server.api.demo import demo_routes
 
         routes.extend(demo_routes())
         if stream is not None:

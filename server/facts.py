@@ -46,7 +46,7 @@ class Session:
     epoch: str
     timeline: list[dict[str, Any]]  # video sessions: [{at_ms, product, until_ms?}]
     scheduled_at: int | None = None  # epoch ms the show is announced for
-    stream_url: str | None = None  # its HLS media playlist (server/streams.py)
+    stream_url: str | None = None  # its HLS media playlist (server/video/streams.py)
     stream_clock_offset_ms: int = 0  # stream program date-time minus server clock
 
     @classmethod

@@ -17,14 +17,15 @@ from pathlib import Path
 def package_root() -> Path | None:
     """The directory holding `server/` when running from a built wheel, else None."""
     here = Path(__file__).resolve().parent
-    return here if (here / "server" / "cli.py").is_file() and here.name == "livecart" else None
+    wheel = (here / "server" / "runtime" / "cli.py").is_file() and here.name == "livecart"
+    return here if wheel else None
 
 
 def main() -> int:
     root = package_root()
     if root is not None and str(root) not in sys.path:
         sys.path.insert(0, str(root))
-    from server.cli import main as cli_main
+    from server.runtime.cli import main as cli_main
 
     return cli_main()
 

@@ -13,23 +13,24 @@ import orjson
 
 from server import validate as v
 from server.auth import Identity, verify_token
-from server.broker import Broker
 from server.cart.carts import Carts
 from server.cart.ops import CartOps
 from server.cart.orders import Orders
 from server.cart.products import Products
+from server.cart.refunds import Refunds
+from server.cart.saga import Placed, Saga, Timing
 from server.cart.waitlists import Waitlists
-from server.client import Client, Sink
-from server.codecs import JSON, Codec
-from server.collector import Collector
-from server.commands import Dispatcher, Handler
 from server.counters.ledger import Ledger
 from server.counters.reports import live_stats
 from server.counters.room_counters import RoomCounters
+from server.edge.client import Client, Sink
+from server.edge.codecs import JSON, Codec
+from server.edge.commands import Dispatcher, Handler
 from server.errors import ApiError, CloseCode, ErrorCode
-from server.hub import Hub, deliver
-from server.keys import Keys
-from server.metrics import Metrics
+from server.fanout.broker import Broker
+from server.fanout.hub import Hub, deliver
+from server.observe.gc_timing import Collector
+from server.observe.metrics import Metrics, Reading
 from server.rooms.auctions import Auctions
 from server.rooms.chat import Chat
 from server.rooms.giveaways import Giveaways
@@ -38,11 +39,11 @@ from server.rooms.promos import PromoOps
 from server.rooms.reminders import Reminders
 from server.rooms.sessions import Sessions
 from server.rooms.social import SocialProof
-from server.saga import Placed, Saga, Timing
-from server.scripts import Scripts
 from server.settings import Settings
-from server.store import Store, as_dict
-from server.store import text as as_str
+from server.valkey.keys import Keys
+from server.valkey.scripts import Scripts
+from server.valkey.store import Store, as_dict
+from server.valkey.store import text as as_str
 
 log = logging.getLogger("livecart.node")
 
@@ -88,7 +89,8 @@ class Node:
                                    settings.waitlist_hold_ms)
         self.waitlists.on_offer = self._offered
         self.waitlists.on_stock = self.social.stock_changed
-        self.ledger = Ledger(self.store, self.keys, self.saga, settings)
+        self.ledger = Ledger(self.store, self.keys, settings)
+        self.refunds = Refunds(self.saga)
         self.products.on_deal_closed = self._deal_closed_by_price
         self.saga.on_deal_closed = self._deal_closed_lazily
         self.saga.on_cart_left = self._cart_left
@@ -139,14 +141,50 @@ class Node:
         self.metrics = Metrics()
         self.dispatcher = Dispatcher(handlers, observe=self.metrics.observe_command)
         self.hub.observe_fanout = self.metrics.fanout_seconds.observe
-        self.metrics.attach(self)
+        self.metrics.attach(self._readings())
         self._ticker: asyncio.Task[None] | None = None
         self._social: asyncio.Task[None] | None = None
         self._stopping = False
-        self.collector: Collector | None = None  # `serve` sets it (server/collector.py)
+        self.collector: Collector | None = None  # `serve` sets it (server/observe/gc_timing.py)
         self._social_gate = StatsGate(self.answering)
         self._counters_gate = StatsGate(self.answering)
         self.draining = False
+
+    def _readings(self) -> list[Reading]:
+        hub = self.hub
+        return [
+            Reading("gauge", "livecart_connections", "open WebSocket connections",
+                    lambda: len(self.clients)),
+            Reading("gauge", "livecart_rooms", "sessions with viewers on this node",
+                    lambda: len(hub.rooms)),
+            Reading("gauge", "livecart_joined_viewers", "connections joined to a session",
+                    lambda: sum(room.size for room in hub.rooms.values())),
+            Reading("counter", "livecart_events_published",
+                    "room events published by this node's commands",
+                    lambda: self.sessions.published),
+            Reading("counter", "livecart_events_received", "room events received from pub/sub",
+                    lambda: hub.received),
+            Reading("counter", "livecart_events_delivered", "room events written to viewers",
+                    lambda: hub.delivered),
+            Reading("counter", "livecart_slow_consumer_evictions", "viewers closed with 4008",
+                    lambda: hub.evictions),
+            Reading("counter", "livecart_store_errors", "store calls that failed",
+                    lambda: self.store.errors),
+            Reading("counter", "livecart_store_reconnects", "pub/sub reconnections",
+                    lambda: self.broker.reconnects),
+            Reading("counter", "livecart_pubsub_probes_failed",
+                    "subscriber connections rebuilt because a probe did not come back",
+                    lambda: self.broker.probes_failed),
+            Reading("counter", "livecart_chat_messages",
+                    "chat messages published by this node's commands",
+                    lambda: self.chat.messages),
+            Reading("counter", "livecart_chat_events_received",
+                    "chat-lane events received from pub/sub", lambda: hub.chat_received),
+            Reading("counter", "livecart_live_notifications",
+                    "`live` notices sent to reminded users", lambda: self.reminders.sent),
+            Reading("counter", "livecart_sold_out_events",
+                    "sold_out room events received by this node's rooms", lambda: hub.sold_out),
+        ]
 
     async def start(self) -> None:
         await self.store.open()

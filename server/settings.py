@@ -65,7 +65,7 @@ class Settings:
     auction_extend_s: float = 10.0  # anti-sniping: a late bid moves the end this far out
     log_level: str = "info"
     log_format: str = "json"
-    workers: int = 1  # `serve --workers N`: node processes on one port (server/workers.py)
+    workers: int = 1  # `serve --workers N`: node processes on one port (server/runtime/workers.py)
     reuse_port: bool = False  # bind with SO_REUSEPORT (set for each worker)
     chat_rate_per_s: float = 1.0  # chat messages per user per second (per session, all nodes)
     chat_rate_burst: int = 3

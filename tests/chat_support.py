@@ -10,7 +10,7 @@ import httpx2 as httpx
 import pytest
 
 from server.auth import issue_token
-from server.embedded import EmbeddedValkey
+from server.valkey.embedded import EmbeddedValkey
 from tests.helpers import SECRET, ServerThread, WsClient, unique_prefix
 from tests.procs import NodeProcess
 

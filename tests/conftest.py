@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from hypothesis import settings as hypothesis_settings
 
-from server.cluster import EmbeddedCluster
-from server.embedded import EmbeddedValkey
 from server.settings import Settings
+from server.valkey.embedded import EmbeddedValkey
+from server.valkey.local_cluster import EmbeddedCluster
 from tests.helpers import SECRET, ServerThread, unique_prefix
 
 hypothesis_settings.register_profile("ci", max_examples=30, deadline=None)

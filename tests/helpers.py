@@ -17,7 +17,7 @@ import websockets
 
 from server.app import create_app
 from server.auth import issue_token
-from server.cli import uvicorn_config
+from server.runtime.cli import uvicorn_config
 from server.settings import Settings
 
 SECRET = "test-secret-0123456789abcdef-0123456789"

@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from server.client import Client
-from server.codecs import JSON
-from server.hub import Hub
+from server.edge.client import Client
+from server.edge.codecs import JSON
+from server.fanout.hub import Hub
 from tests.chat_support import TwoNodes, chats, joined, show, two_nodes
 from tests.helpers import ServerThread, WsClient
 from tests.test_units import FakeSink

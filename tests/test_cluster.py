@@ -24,8 +24,8 @@ from redis.crc import key_slot
 from websockets.exceptions import ConnectionClosed
 
 from server.auth import issue_token
-from server.cluster import SLOTS, EmbeddedCluster
-from server.keys import ORDER_BUCKETS, Keys
+from server.valkey.keys import ORDER_BUCKETS, Keys
+from server.valkey.local_cluster import SLOTS, EmbeddedCluster
 from tests.helpers import SECRET, WsClient, unique_prefix
 from tests.procs import NodeProcess
 

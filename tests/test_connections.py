@@ -16,7 +16,7 @@ from websockets.frames import Close, Frame, Opcode
 from websockets.http11 import Response
 from websockets.uri import parse_uri
 
-from server.embedded import EmbeddedValkey
+from server.valkey.embedded import EmbeddedValkey
 from tests.helpers import ServerThread, WsClient, close_code
 
 pytestmark = pytest.mark.anyio
@@ -268,7 +268,7 @@ async def test_a_slow_consumer_receives_its_4008(
         make_server: Callable[..., ServerThread], monkeypatch: pytest.MonkeyPatch) -> None:
     """The close frame must not wait behind the viewer's whole backlog: eviction drops
     what is queued for it, so a viewer that reads slowly still sees 4008 (not 1006)."""
-    import server.wire as wire
+    import server.edge.wire as wire
 
     # 4 s to deliver the close (a loaded box reads slowly), still short of the ~5 s a
     # 256 KiB backlog takes at ~50 KB/s: a close queued behind the backlog still fails
@@ -301,7 +301,7 @@ async def test_a_slow_consumer_receives_its_4008(
 
 async def test_joins_in_one_tick_share_one_read_and_one_encoding(
         server: ServerThread, valkey_url: str) -> None:
-    from server.codecs import JSON, MSGPACK
+    from server.edge.codecs import JSON, MSGPACK
     from server.node import Node
     from server.rooms.snapshots import Snapshots
 

@@ -14,8 +14,8 @@ from typing import TypeVar
 import httpx2 as httpx
 import pytest
 
-from server.embedded import EmbeddedValkey
 from server.settings import SettingsError, from_env
+from server.valkey.embedded import EmbeddedValkey
 from tests.conftest import unique_prefix
 from tests.procs import NodeProcess
 

@@ -37,7 +37,7 @@ def env(data_dir: Path | None = None, **extra: str) -> dict[str, str]:
 
 def serve_cmd(*flags: str) -> list[str]:
     # the same entry point as `.venv/bin/livecart`, run from this checkout
-    return [sys.executable, "-m", "server.cli", "serve", "--port", "0", *flags]
+    return [sys.executable, "-m", "server.runtime.cli", "serve", "--port", "0", *flags]
 
 
 class Proc:

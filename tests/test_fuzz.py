@@ -14,8 +14,8 @@ import websockets
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from server.codecs import JSON, MSGPACK, DecodeError
-from server.embedded import EmbeddedValkey
+from server.edge.codecs import JSON, MSGPACK, DecodeError
+from server.valkey.embedded import EmbeddedValkey
 from tests.helpers import ServerThread, WsClient
 
 

@@ -17,7 +17,7 @@ from server.cart.products import NewProduct
 from server.node import Node
 from server.rooms.giveaways import draw, entrant_id
 from server.rooms.sessions import NewSession
-from server.store import as_dict, text
+from server.valkey.store import as_dict, text
 from tests.conftest import make_settings
 from tests.helpers import ServerThread, WsClient
 

@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from server import hls
 from server.errors import ApiError
 from server.facts import Session
-from server.hls import DateRange, iso_ms
 from server.settings import Settings
-from server.streams import check_url, clock_ms, live_ranges
+from server.video import hls
+from server.video.hls import DateRange, iso_ms
+from server.video.streams import check_url, clock_ms, live_ranges
 from tests.helpers import ServerThread, WsClient
 
 T0 = 1_764_640_000_000  # 2025-12-02T01:46:40.000Z

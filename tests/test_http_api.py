@@ -251,7 +251,7 @@ def test_healthz_readyz(server: ServerThread) -> None:
 
 def test_readyz_is_503_when_store_is_unreachable(
         make_server: Callable[..., ServerThread], tmp_path: Any) -> None:
-    from server.embedded import EmbeddedValkey
+    from server.valkey.embedded import EmbeddedValkey
 
     own = EmbeddedValkey(None, persist=False)
     own.start()

@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from server.errors import ApiError, ErrorCode
-from server.store import Store
+from server.valkey.store import Store
 from tests.helpers import SECRET, ServerThread, WsClient, close_code
 
 pytestmark = pytest.mark.anyio

@@ -23,7 +23,7 @@ from server.errors import ApiError
 from server.facts import SessionFacts
 from server.node import Node
 from server.rooms.sessions import NewSession
-from server.store import as_dict, text
+from server.valkey.store import as_dict, text
 from tests.conftest import make_settings
 from tests.oracle import commission, effective_rate
 
@@ -62,6 +62,7 @@ class World:
         self.keys, self.store = node.keys, node.store
         self.products, self.sessions, self.orders = node.products, node.sessions, node.orders
         self.carts, self.ledger, self.counters = node.carts, node.ledger, node.counters
+        self.refunds = node.refunds
         self.vouchers, self.waitlists = node.vouchers, node.waitlists
         self.sids: list[str] = []
         self.pids = [f"p{i}" for i in range(4)]
@@ -146,7 +147,7 @@ class World:
                 order = self.placed[idx % len(self.placed)]
                 line = order["lines"][0]
                 lines = None if q is None else [{"product": line["product"], "qty": q}]
-                await self.ledger.refund(order["id"], f"r{r}", lines, line["seller"], False)
+                await self.refunds.refund(order["id"], f"r{r}", lines, line["seller"], False)
                 return
             self.placed.append(placed.order)
         except ApiError:

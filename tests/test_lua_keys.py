@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from server.store import LUA_DIR, load_source
+from server.valkey.store import LUA_DIR, load_source
 
 
 def test_every_script_declares_its_keys_and_builds_none() -> None:
@@ -22,7 +22,7 @@ def test_every_script_declares_its_keys_and_builds_none() -> None:
 
 
 def test_keys_of_one_call_share_one_hash_tag() -> None:
-    from server.keys import Keys, order_bucket
+    from server.valkey.keys import Keys, order_bucket
 
     k = Keys("lc")
 

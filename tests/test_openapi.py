@@ -18,8 +18,8 @@ from pathlib import Path
 import httpx2 as httpx
 import pytest
 
-from server.embedded import EmbeddedValkey
-from server.http_api import ROUTES
+from server.api.routes import ROUTES
+from server.valkey.embedded import EmbeddedValkey
 from tests.helpers import ServerThread
 
 

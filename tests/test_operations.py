@@ -19,9 +19,9 @@ import orjson
 import pytest
 
 from server.auth import issue_token
-from server.keys import Keys
-from server.orders_tail import tail
+from server.runtime.orders_tail import tail
 from server.settings import ENV, Settings, env_table
+from server.valkey.keys import Keys
 from tests.helpers import SECRET, ServerThread, WsClient, unique_prefix
 from tests.procs import NodeProcess
 

@@ -1,5 +1,5 @@
 """On one Valkey the one-script orders of a loop tick share one order_place.lua call
-(server/order_batches.py): each order all or nothing with its own result, the counters and
+(server/cart/order_batches.py): each order all or nothing with its own result, the counters and
 balances they move added once per field at the end — the same totals as one call each."""
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from server.embedded import EmbeddedValkey
 from server.errors import ApiError, ErrorCode
-from server.keys import Keys
-from server.scripts import Scripts
-from server.store import Store
+from server.valkey.embedded import EmbeddedValkey
+from server.valkey.keys import Keys
+from server.valkey.scripts import Scripts
+from server.valkey.store import Store
 from tests.conftest import make_settings
 from tests.helpers import ServerThread, WsClient, unique_prefix
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from server.embedded import EmbeddedValkey
+from server.valkey.embedded import EmbeddedValkey
 from tests.conftest import make_settings
 from tests.helpers import ServerThread, WsClient
 

@@ -15,7 +15,7 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from server.embedded import EmbeddedValkey
+from server.valkey.embedded import EmbeddedValkey
 from tests.conftest import make_settings
 from tests.helpers import ServerThread, WsClient
 from tests.test_order_place import _dump, _normal

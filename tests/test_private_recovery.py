@@ -19,8 +19,8 @@ import orjson
 import pytest
 import redis
 
-from server.embedded import EmbeddedValkey
-from server.keys import Keys
+from server.valkey.embedded import EmbeddedValkey
+from server.valkey.keys import Keys
 from tests.helpers import WsClient
 from tests.test_multinode import Cluster, tok
 
@@ -181,7 +181,7 @@ class SilencingProxy:
 
 
 async def test_a_silent_subscriber_connection_is_probed_and_rebuilt(tmp_path: Path) -> None:
-    from server.cluster import free_ports
+    from server.valkey.local_cluster import free_ports
     from tests.helpers import unique_prefix
     from tests.procs import NodeProcess
 

@@ -14,13 +14,13 @@ import redis.asyncio as aioredis
 
 from server.cart.lanes import Lanes
 from server.cart.peeks import Peeks
-from server.collector import CALM, Collector
-from server.embedded import EmbeddedValkey
 from server.errors import ApiError, ErrorCode
-from server.keys import Keys
 from server.node import ANSWERING, STATS_DEFER_TICKS
-from server.scripts import Scripts
-from server.store import Store
+from server.observe.gc_timing import CALM, Collector
+from server.valkey.embedded import EmbeddedValkey
+from server.valkey.keys import Keys
+from server.valkey.scripts import Scripts
+from server.valkey.store import Store
 from tests.conftest import make_settings
 from tests.helpers import ServerThread, WsClient, unique_prefix
 

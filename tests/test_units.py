@@ -26,8 +26,8 @@ from server.auth import (
     verify_token,
 )
 from server.cart.lanes import Lanes
-from server.client import Client, ErrorWindow, TokenBucket
-from server.codecs import (
+from server.edge.client import Client, ErrorWindow, TokenBucket
+from server.edge.codecs import (
     JSON,
     MSGPACK,
     OP_BINARY,
@@ -424,7 +424,7 @@ def test_missing_secret_is_an_error_outside_demo() -> None:
 
 
 def test_origin_allow_list() -> None:
-    from server.transport import origin_allowed
+    from server.edge.gate import origin_allowed
 
     assert origin_allowed("http://any", ())
     assert origin_allowed(None, ("http://ok",))  # non-browser clients

@@ -1,7 +1,7 @@
 """Vouchers: creation, the voucher card, checkout/buy_now discounts, commission on the paid
 amount, refunds on it, exact use counting under a 500-buyer race, retries, aborts, and the
 saga sweep finishing or undoing a use after a crash. The arithmetic's property test is here
-too (server/discounts.py)."""
+too (server/cart/discounts.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from server.discounts import Terms, distribute, line_discounts, order_discount
+from server.cart.discounts import Terms, distribute, line_discounts, order_discount
 from server.errors import ApiError
 from server.node import Node
 from tests.helpers import ServerThread, WsClient

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from server.store import Store, as_dict
+from server.valkey.store import Store, as_dict
 from tests.helpers import ServerThread, WsClient
 
 pytestmark = pytest.mark.anyio

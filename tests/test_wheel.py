@@ -97,7 +97,7 @@ def test_the_wheel_adds_no_generic_top_level_package(installed: Path) -> None:
     top = {p.name for p in site_packages(installed).iterdir()}
     assert "server" not in top and "loadtest" not in top and "web_demo" not in top
     app = site_packages(installed) / "livecart"
-    assert (app / "server" / "lua" / "reserve.lua").is_file()
+    assert (app / "server" / "valkey" / "lua" / "reserve.lua").is_file()
     assert (app / "web_demo" / "index.html").is_file()
     assert (app / "web_demo" / "static" / "app.css").is_file()
     # the generic names are importable only inside the livecart process

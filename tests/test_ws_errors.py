@@ -14,7 +14,7 @@ import pytest
 import websockets
 
 from server.auth import issue_token
-from server.embedded import EmbeddedValkey
+from server.valkey.embedded import EmbeddedValkey
 from tests.helpers import SECRET, ServerThread, WsClient, close_code
 
 pytestmark = pytest.mark.anyio

@@ -12,9 +12,9 @@ from typing import Any
 import orjson
 
 from server.cart.products import Products
-from server.keys import Keys
-from server.scripts import Scripts
-from server.store import Store, as_dict
+from server.valkey.keys import Keys
+from server.valkey.scripts import Scripts
+from server.valkey.store import Store, as_dict
 
 MAX_QTY = 99
 

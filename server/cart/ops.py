@@ -9,8 +9,8 @@ from server import validate as v
 from server.auth import require_user
 from server.cart.carts import MAX_QTY, Carts
 from server.cart.orders import Orders, Placed
-from server.client import Client
-from server.commands import Handler
+from server.edge.client import Client
+from server.edge.commands import Handler
 from server.errors import bad_request
 from server.facts import RoomFacts
 

@@ -20,14 +20,14 @@ import orjson
 from server import validate as v
 from server.cart.lanes import Lanes
 from server.cart.peeks import Peeks
+from server.cart.saga import Placed, Saga
 from server.cart.vouchers import Vouchers, terms_of
 from server.counters.attribution import Attribution, Touch, attribute
 from server.errors import ApiError, ErrorCode, bad_request, forbidden, not_found
 from server.facts import SessionFacts
-from server.keys import ORDER_ID_RE, Keys
-from server.saga import Placed, Saga
 from server.settings import Settings
-from server.store import Store, as_dict, text
+from server.valkey.keys import ORDER_ID_RE, Keys
+from server.valkey.store import Store, as_dict, text
 
 __all__ = ["Orders", "Placed", "check_external_lines", "fingerprint", "order_id",
            "prize_order_id"]

@@ -15,10 +15,10 @@ import asyncio
 from collections import defaultdict
 from typing import Any
 
-from server.batch_calls import settle
-from server.keys import Keys, order_bucket
-from server.scripts import Scripts
-from server.store import Store
+from server.valkey.batching import settle
+from server.valkey.keys import Keys, order_bucket
+from server.valkey.scripts import Scripts
+from server.valkey.store import Store
 
 OrderRow = tuple[Any, Any, Any]  # status, req_hash, order JSON (None when absent)
 

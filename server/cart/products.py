@@ -12,9 +12,9 @@ import orjson
 
 from server import validate as v
 from server.errors import ApiError, ErrorCode, bad_request, forbidden, not_found
-from server.keys import Keys
-from server.scripts import Patched, Scripts
-from server.store import Store, as_dict
+from server.valkey.keys import Keys
+from server.valkey.scripts import Patched, Scripts
+from server.valkey.store import Store, as_dict
 
 MAX_PRICE = 100_000_000  # minor units
 MAX_STOCK = 10_000_000

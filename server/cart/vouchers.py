@@ -1,6 +1,6 @@
 """Vouchers: a seller's discount codes. Terms are fixed at creation; uses are counted in
 the voucher's own slot `{v:<code>}` as a saga step of each order (saga.py, voucher_*.lua),
-and the arithmetic is server/discounts.py."""
+and the arithmetic is server/cart/discounts.py."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from typing import Any
 import orjson
 
 from server import validate as v
-from server.discounts import Terms
+from server.cart.discounts import Terms
 from server.errors import ApiError, ErrorCode, bad_request, not_found
-from server.keys import Keys
-from server.scripts import Scripts
-from server.store import Store, as_dict, text
+from server.valkey.keys import Keys
+from server.valkey.scripts import Scripts
+from server.valkey.store import Store, as_dict, text
 
 MAX_AMOUNT = 100_000_000  # minor units (the highest product price)
 MAX_USES = 1_000_000

@@ -26,9 +26,9 @@ import orjson
 
 from server.cart.products import Product, ProductPatch, Products
 from server.errors import ApiError, ErrorCode
-from server.keys import Keys
-from server.scripts import Patched, Scripts
-from server.store import Store, text
+from server.valkey.keys import Keys
+from server.valkey.scripts import Patched, Scripts
+from server.valkey.store import Store, text
 
 log = logging.getLogger("livecart.waitlists")
 

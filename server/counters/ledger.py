@@ -1,4 +1,4 @@
-"""Creator ledgers, refunds, live-exclusive rates and session reports (store side)."""
+"""Creator ledgers and live-exclusive rates (store side)."""
 
 from __future__ import annotations
 
@@ -8,18 +8,17 @@ from typing import Any
 
 import orjson
 
-from server.errors import ApiError, ErrorCode, bad_request, forbidden, not_found
-from server.keys import ORDER_ID_RE, Keys
-from server.saga import Saga
+from server.errors import ApiError, ErrorCode, bad_request, forbidden
 from server.settings import Settings
-from server.store import Store, text
+from server.valkey.keys import Keys
+from server.valkey.store import Store, text
 
 LEDGER_FIELDS = ("order", "product", "session", "qty", "amount", "kind", "status", "at")
 
 
 class Ledger:
-    def __init__(self, store: Store, keys: Keys, saga: Saga, settings: Settings) -> None:
-        self.store, self.keys, self.saga, self.settings = store, keys, saga, settings
+    def __init__(self, store: Store, keys: Keys, settings: Settings) -> None:
+        self.store, self.keys, self.settings = store, keys, settings
 
     async def read(self, creator: str) -> dict[str, Any]:
         entries, balance = await self.store.batch([
@@ -40,13 +39,6 @@ class Ledger:
         for e in ledger["entries"]:
             writer.writerow([*(e.get(f, "") for f in LEDGER_FIELDS), ledger["currency"]])
         return out.getvalue()
-
-    async def refund(self, oid: str, refund_id: str, lines: list[dict[str, Any]] | None,
-                     caller: str, admin: bool) -> tuple[dict[str, Any], bool]:
-        if not ORDER_ID_RE.match(oid):
-            raise not_found("order", oid)
-        return await self.saga.refund(
-            oid, refund_id, orjson.dumps(lines) if lines is not None else b"", caller, admin)
 
     async def set_rates(self, sid: str, caller: str, admin: bool, rates: dict[str, Any],
                         product_rates: dict[str, tuple[str, int]]) -> dict[str, int]:

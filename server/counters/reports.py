@@ -8,8 +8,8 @@ from typing import Any
 
 from server.counters.room_counters import live_viewers
 from server.facts import Session
-from server.keys import Keys
-from server.store import Store, as_dict
+from server.valkey.keys import Keys
+from server.valkey.store import Store, as_dict
 
 PRODUCT_FIELDS = ("impressions", "clicks", "adds", "orders", "units", "gmv", "commission",
                   "gmv_refunded", "commission_clawed_back", "voucher_discount")

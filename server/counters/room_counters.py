@@ -11,9 +11,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from server.keys import Keys
-from server.scripts import Scripts
-from server.store import Store
+from server.valkey.keys import Keys
+from server.valkey.scripts import Scripts
+from server.valkey.store import Store
 
 
 @dataclass(frozen=True, slots=True)

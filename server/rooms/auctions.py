@@ -28,14 +28,14 @@ from server import validate as v
 from server.auth import require_user
 from server.cart.orders import Orders
 from server.cart.products import Products
-from server.client import Client
-from server.commands import Handler
+from server.edge.client import Client
+from server.edge.commands import Handler
 from server.errors import ApiError, ErrorCode, bad_request, not_found
-from server.keys import Keys
 from server.rooms.closings import Closings
 from server.rooms.sessions import Sessions
-from server.scripts import Scripts
-from server.store import Store, as_dict
+from server.valkey.keys import Keys
+from server.valkey.scripts import Scripts
+from server.valkey.store import Store, as_dict
 
 log = logging.getLogger("livecart.auctions")
 

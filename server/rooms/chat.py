@@ -20,14 +20,14 @@ import orjson
 
 from server import validate as v
 from server.auth import require_user
-from server.client import Client
-from server.commands import Handler
+from server.edge.client import Client
+from server.edge.commands import Handler
 from server.errors import bad_request
-from server.keys import Keys
 from server.rooms.ops import caller_and_session
 from server.rooms.sessions import parse_chat
-from server.scripts import Scripts
-from server.store import Store, text
+from server.valkey.keys import Keys
+from server.valkey.scripts import Scripts
+from server.valkey.store import Store, text
 
 MAX_TEXT = 300
 MAX_WORDS = 200  # blocked phrases per session

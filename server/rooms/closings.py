@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from server.errors import ApiError, ErrorCode
-from server.store import Store, text
+from server.valkey.store import Store, text
 
 log = logging.getLogger("livecart.closings")
 

@@ -12,15 +12,15 @@ from typing import Any
 
 from server import validate as v
 from server.auth import require_user
-from server.broker import Broker
 from server.cart.deals import parse_deal
 from server.cart.products import Products
-from server.client import Client
-from server.commands import Handler, Then
 from server.counters.room_counters import RoomCounters
+from server.edge.client import Client
+from server.edge.commands import Handler, Then
 from server.errors import ApiError, ErrorCode, bad_request, not_found, unavailable
 from server.facts import RoomFacts, Session
-from server.hub import Hub
+from server.fanout.broker import Broker
+from server.fanout.hub import Hub
 from server.rooms.sessions import Sessions, parse_chat, parse_history
 from server.rooms.snapshots import Snapshot, Snapshots
 from server.rooms.sold_out import SoldOut

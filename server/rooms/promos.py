@@ -12,8 +12,8 @@ from server.auth import require_user
 from server.cart.products import Products
 from server.cart.vouchers import Vouchers
 from server.cart.waitlists import Waitlists
-from server.client import Client
-from server.commands import Handler
+from server.edge.client import Client
+from server.edge.commands import Handler
 from server.errors import ApiError, ErrorCode, bad_request, forbidden
 from server.rooms.sessions import Sessions
 

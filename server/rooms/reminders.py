@@ -20,14 +20,14 @@ from typing import Any
 
 from server import validate as v
 from server.auth import require_user
-from server.client import Client
-from server.codecs import JSON
-from server.commands import Handler
+from server.edge.client import Client
+from server.edge.codecs import JSON
+from server.edge.commands import Handler
 from server.errors import bad_request
 from server.facts import Session
-from server.keys import Keys
-from server.scripts import Scripts
-from server.store import Store, text
+from server.valkey.keys import Keys
+from server.valkey.scripts import Scripts
+from server.valkey.store import Store, text
 
 log = logging.getLogger("livecart.reminders")
 

@@ -21,10 +21,10 @@ from server import validate as v
 from server.cart.products import Products
 from server.errors import ApiError, ErrorCode, bad_request, forbidden, not_found
 from server.facts import Session
-from server.keys import Keys
-from server.scripts import Scripts
-from server.store import Store, as_dict, text
-from server.streams import MAX_OFFSET_MS, MAX_URL
+from server.valkey.keys import Keys
+from server.valkey.scripts import Scripts
+from server.valkey.store import Store, as_dict, text
+from server.video.streams import MAX_OFFSET_MS, MAX_URL
 
 log = logging.getLogger("livecart.sessions")
 

@@ -28,13 +28,13 @@ from typing import Any
 import orjson
 
 from server.cart.products import Products
-from server.codecs import Encoded
 from server.counters.room_counters import counters_view
+from server.edge.codecs import Encoded
 from server.errors import not_found
 from server.facts import Session
 from server.rooms.sessions import Sessions
-from server.store import as_dict
-from server.store import text as as_text
+from server.valkey.store import as_dict
+from server.valkey.store import text as as_text
 
 
 @dataclass(frozen=True, slots=True)

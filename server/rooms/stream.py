@@ -1,5 +1,5 @@
 """`GET /api/sessions/{id}/stream.m3u8`: the session's playlist with its pins as
-EXT-X-DATERANGE tags (server/hls.py), from the source server/streams.py fetches.
+EXT-X-DATERANGE tags (server/video/hls.py), from the source server/video/streams.py fetches.
 
 A live session's ranges come from its pin log on the stream clock; a video's from its
 timeline, counted from its playlist's first segment. After a live show ends its playlist
@@ -9,11 +9,11 @@ source still lists).
 
 from __future__ import annotations
 
-from server import hls
 from server.errors import ApiError, ErrorCode
 from server.facts import Session
 from server.rooms.sessions import Sessions
-from server.streams import StreamSource, clock_ms, live_ranges, upstream_failed, video_ranges
+from server.video import hls
+from server.video.streams import StreamSource, clock_ms, live_ranges, upstream_failed, video_ranges
 
 
 async def session_playlist(sessions: Sessions, source: StreamSource, session: Session) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 import httpx2 as httpx
 import pytest
 
-from server.hls import parse_date_ms
+from server.video.hls import parse_date_ms
 from tests.browser.conftest import LiveServer, Pages, wait_until
 from tests.browser.test_web_demo import go_live, pin
 

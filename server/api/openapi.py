@@ -14,16 +14,16 @@ from __future__ import annotations
 from typing import Any
 
 from server import __version__
+from server.api.routes import MAX_LINES
 from server.cart.products import MAX_PRICE, MAX_STOCK
 from server.cart.vouchers import MAX_AMOUNT, MAX_PRODUCTS, MAX_USES
 from server.errors import CloseCode, ErrorCode
-from server.http_api import MAX_LINES
-from server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from server.observe.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from server.rooms.chat import MAX_MODERATORS
 from server.rooms.sessions import KINDS, MAX_SCHEDULED_AT, MAX_SHOWCASE
 from server.rooms.timeline import MAX_ENTRIES, MAX_MS
-from server.streams import MAX_OFFSET_MS, MAX_URL
 from server.validate import ID_MAX, ID_PATTERN, MAX_INT, NOT_BLANK
+from server.video.streams import MAX_OFFSET_MS, MAX_URL
 
 JSON = "application/json"
 HLS = "application/vnd.apple.mpegurl"

@@ -27,7 +27,7 @@ from server.settings import Settings
 
 log = logging.getLogger("livecart.demo")
 
-WEB_DEMO = Path(__file__).resolve().parent.parent / "web_demo"
+WEB_DEMO = Path(__file__).resolve().parents[2] / "web_demo"
 DEMO_SELLER = "seller_demo"
 DEMO_CREATOR = "creator_demo"
 DEMO_LIVE_SESSION = "sess_demo_live"
@@ -73,7 +73,7 @@ async def seed(node: Node) -> None:
 
 
 def _missing(path: Path) -> Response:
-    from server.http_api import error_response
+    from server.api.routes import error_response
 
     return error_response(ApiError(
         ErrorCode.NOT_FOUND, f"the web demo is not installed here: {path} is missing"))

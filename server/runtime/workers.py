@@ -128,7 +128,7 @@ def supervise(settings: Settings, store_url: str, banner: str) -> int:
     reserve.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     reserve.bind((settings.host, settings.port))
     host, port = reserve.getsockname()[:2]
-    argv = [sys.executable, "-m", "server.cli", "serve", "--host", settings.host,
+    argv = [sys.executable, "-m", "server.runtime.cli", "serve", "--host", settings.host,
             "--port", str(port), "--workers", "1"]
     if settings.demo:
         argv.append("--demo")

@@ -2,7 +2,7 @@
 -- Valkey (no cluster): what the saga's steps do (saga.py: begin, reserve, commit, the
 -- effects, settle), composed from the same functions, with the units taken at once and
 -- nothing left for a sweep — each order happens entirely or not at all. One call places
--- the N orders a node's loop tick queued (server/order_batches.py), one after the other,
+-- the N orders a node's loop tick queued (server/cart/order_batches.py), one after the other,
 -- each with its own result: they share the call's setup, and the session counters and
 -- creator balances they move are added once per (key, field) at the end (lib/effects.lua
 -- `defer_bumps`). A failure of one order (a domain error, or a Lua error caught by pcall)

@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from server.runtime.workers import worker_count
 from server.settings import DEV_SECRET, Settings, SettingsError, env_table, from_env
-from server.workers import worker_count
 
 log = logging.getLogger("livecart")
 DEFAULTS = Settings()
@@ -42,7 +42,7 @@ def _version() -> str:
 def store_url(settings: Settings) -> str:
     """The store to talk to: LIVECART_REDIS_URL, else the embedded Valkey that a running
     `livecart serve` (or `livecart valkey`) holds in LIVECART_DATA_DIR."""
-    from server.embedded import running_url
+    from server.valkey.embedded import running_url
 
     if settings.redis_url:
         return settings.redis_url
@@ -57,11 +57,11 @@ def store_url(settings: Settings) -> str:
 
 def uvicorn_config(app: Any, settings: Settings, **overrides: Any) -> Any:
     """How a node runs under uvicorn: every socket starts in livecart's Front, `/ws` is
-    served by the node's Gate (server/transport.py), the drain deadline. `overrides` are
+    served by the node's Gate (server/edge/gate.py), the drain deadline. `overrides` are
     uvicorn.Config arguments (tests: port 0)."""
     import uvicorn
 
-    from server.transport import Gate
+    from server.edge.gate import Gate
 
     gate = app.state.gate = Gate(app.state.node)
     options: dict[str, Any] = {
@@ -78,10 +78,10 @@ def serve(settings: Settings) -> int:
     import uvicorn
 
     from server.app import create_app
-    from server.collector import Collector
-    from server.collector import install as install_collector
-    from server.embedded import EmbeddedError, EmbeddedValkey
-    from server.workers import reuse_port_socket
+    from server.observe.gc_timing import Collector
+    from server.observe.gc_timing import install as install_collector
+    from server.runtime.workers import reuse_port_socket
+    from server.valkey.embedded import EmbeddedError, EmbeddedValkey
 
     try:
         settings.signing_secret  # noqa: B018 - fail fast without a secret
@@ -89,7 +89,7 @@ def serve(settings: Settings) -> int:
         print(f"livecart: {exc}", file=sys.stderr)
         return 2
     _raise_fd_limit()
-    from server.logs import announce, configure
+    from server.observe.logs import announce, configure
 
     configure(settings.node_id, settings.log_level, settings.log_format)
     if settings.demo and not settings.secret:
@@ -131,7 +131,7 @@ def serve(settings: Settings) -> int:
 
     try:
         if settings.workers > 1:
-            from server.workers import supervise
+            from server.runtime.workers import supervise
 
             return supervise(settings, url, "livecart ready on http://{host}:{port} node="
                              + settings.node_id + (" (demo: open / in a browser)"
@@ -152,8 +152,8 @@ def serve(settings: Settings) -> int:
 
 def valkey_cluster(data_dir: Path, masters: int, port: int) -> int:
     """`livecart valkey --cluster N`: N masters on loopback ports port..port+N-1."""
-    from server.cluster import EmbeddedCluster
-    from server.embedded import EmbeddedError
+    from server.valkey.embedded import EmbeddedError
+    from server.valkey.local_cluster import EmbeddedCluster
 
     cluster = EmbeddedCluster(masters, data_dir=data_dir, base_port=port)
     try:
@@ -186,7 +186,7 @@ def _wait_for_signal(alive: Any, stop_server: Any) -> int:
 
 
 def valkey(data_dir: Path, port: int, host: str) -> int:
-    from server.embedded import EmbeddedError, EmbeddedValkey
+    from server.valkey.embedded import EmbeddedError, EmbeddedValkey
 
     server = EmbeddedValkey(data_dir, tcp_port=port, tcp_host=host)
     try:
@@ -217,8 +217,8 @@ def token(settings: Settings, sub: str, role: str, name: str | None, ttl: int,
 
 
 def demo_reset(settings: Settings, force: bool) -> int:
-    from server.demo import reset
-    from server.embedded import EmbeddedError, EmbeddedValkey, running_url
+    from server.api.demo import reset
+    from server.valkey.embedded import EmbeddedError, EmbeddedValkey, running_url
 
     if not settings.redis_url and running_url(settings.data_dir):
         print(f"livecart: a livecart server is running on {settings.data_dir.resolve()}; "
@@ -250,8 +250,8 @@ def demo_reset(settings: Settings, force: bool) -> int:
 
 def orders_tail(settings: Settings, group: str, consumer: str, from_start: bool,
                 limit: int) -> int:
-    from server.keys import Keys
-    from server.orders_tail import tail
+    from server.runtime.orders_tail import tail
+    from server.valkey.keys import Keys
 
     try:
         url = store_url(settings)
@@ -384,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
                                            ephemeral=args.ephemeral or None,
                                            workers=args.workers)
         if settings.demo and settings.demo_stream is None:
-            settings = settings.with_overrides(demo_stream=True)  # server/demo_stream.py
+            settings = settings.with_overrides(demo_stream=True)  # server/video/demo_stream.py
         if not os.environ.get("LIVECART_NODE_ID") and settings.port:
             # stable across restarts: a restarted node replaces its own presence report
             settings = settings.with_overrides(node_id=f"{socket.gethostname()}:{settings.port}")

@@ -26,8 +26,8 @@ from urllib.parse import urlsplit
 
 from server.errors import ApiError, ErrorCode
 from server.facts import Session
-from server.hls import DateRange
 from server.settings import Settings
+from server.video.hls import DateRange
 
 DEMO_PREFIX = "/demo-stream/"
 MAX_URL = 2048

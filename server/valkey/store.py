@@ -3,7 +3,7 @@
 On a cluster (`LIVECART_REDIS_CLUSTER=1`, or detected from `INFO cluster`) the client is
 redis-py's `RedisCluster`: each command and each script call goes to the shard owning its
 keys' slot, which is why every script call passes keys of one hash tag only (keys.py).
-Scripts live in `server/lua/*.lua`, each with a `-- KEYS[n]` / `-- ARGV[n]` header. A
+Scripts live in `server/valkey/lua/*.lua`, each with a `-- KEYS[n]` / `-- ARGV[n]` header. A
 line `--!include lib/name.lua` pastes a shared library file in place (at load time, so
 each script is still one atomic EVALSHA). Scripts are loaded once and run by SHA; a
 `NOSCRIPT` reply (the server restarted) reloads and retries once.

@@ -103,10 +103,11 @@ class EmbeddedValkey:
         )
         if not linux:
             self.watchdog = subprocess.Popen(
-                [sys.executable, "-m", "server.watchdog", str(os.getpid()), str(self.process.pid)],
+                [sys.executable, "-m", "server.valkey.watchdog", str(os.getpid()),
+                 str(self.process.pid)],
                 stdin=subprocess.DEVNULL,
                 # an installed wheel keeps `server` under site-packages/livecart/
-                env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+                env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
             )
         self._wait_ready(timeout_s)
         (self.data_dir / URL_FILE).write_text(self.url + "\n")

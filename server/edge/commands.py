@@ -23,8 +23,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from server.client import Client
-from server.codecs import DecodeError
+from server.edge.client import Client
+from server.edge.codecs import DecodeError
 from server.errors import (
     SERVER_FAULTS,
     ApiError,
@@ -65,7 +65,7 @@ class Dispatcher:
                  observe: Callable[[str, float, str | None], None] | None = None) -> None:
         self.handlers = handlers
         self.observe = observe or (lambda op, seconds, error: None)
-        self.received = 0  # commands so far (server/collector.py asks how busy we are)
+        self.received = 0  # commands so far (server/observe/gc_timing.py asks how busy we are)
         self.in_flight = 0  # commands not answered yet (a storm: thousands)
 
     async def handle(self, client: Client, data: str | bytes) -> None:

@@ -17,13 +17,9 @@ from __future__ import annotations
 
 import asyncio
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, Protocol, cast
 
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
-
-if TYPE_CHECKING:
-    from server.transport import Gate
-
 
 # uvicorn's default HTTP protocol (httptools when installed, else h11), created the way
 # uvicorn creates every `http=` protocol class.
@@ -36,6 +32,28 @@ def plain_response(status: int, text: str) -> bytes:
     phrase = HTTPStatus(status).phrase
     return (f"HTTP/1.1 {status} {phrase}\r\nContent-Type: text/plain; charset=utf-8\r\n"
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
+
+
+class HeadLimits(Protocol):
+    @property
+    def request_line(self) -> int: ...
+    @property
+    def head(self) -> int: ...
+
+
+class Gate(Protocol):
+    """What a Front asks of the /ws endpoint (server/edge/gate.py implements it)."""
+
+    @property
+    def limits(self) -> HeadLimits: ...
+
+    def front_opened(self, front: Front) -> bool: ...
+
+    def front_closed(self, front: Front) -> None: ...
+
+    def is_upgrade(self, head: bytes, line_end: int, end: int) -> bool: ...
+
+    def wire(self, server_state: Any) -> asyncio.Protocol: ...
 
 
 class Front(asyncio.Protocol):

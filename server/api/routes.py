@@ -34,7 +34,7 @@ from server.errors import (
 from server.node import Node
 from server.rooms.sessions import parse_new as parse_new_session
 from server.rooms.sessions import parse_stream_patch
-from server.streams import check_url as check_stream_url
+from server.video.streams import check_url as check_stream_url
 
 log = logging.getLogger("livecart.http")
 
@@ -395,7 +395,7 @@ async def refund_order(request: Request) -> Response:
             product = v.req_ident(line, "product")
             units[product] = units.get(product, 0) + v.req_int(line, "qty", lo=1, hi=MAX_LINE_QTY)
         lines = [{"product": p, "qty": q} for p, q in units.items()]
-    result, new = await node.ledger.refund(oid, refund_id, lines, caller,
+    result, new = await node.refunds.refund(oid, refund_id, lines, caller,
                                            identity.role == "admin")
     if new:
         for line in result["lines"]:
@@ -430,7 +430,7 @@ async def readyz(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    from server.metrics import CONTENT_TYPE
+    from server.observe.metrics import CONTENT_TYPE
 
     return Response(node_of(request).metrics.render(), media_type=CONTENT_TYPE)
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from server.batch_calls import settle
 from server.errors import ApiError
-from server.scripts import Scripts
+from server.valkey.batching import settle
+from server.valkey.scripts import Scripts
 
 # orders per call: bounds how long one call holds Valkey (~0.1-0.2 ms of Valkey per order
 # on the machines of docs/benchmarks.md)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from server.auth import ANONYMOUS, Identity
-from server.codecs import Codec, frame
+from server.edge.codecs import Codec, frame
 
 _ids = itertools.count(1)
 

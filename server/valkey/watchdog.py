@@ -1,4 +1,4 @@
-"""`python -m server.watchdog PARENT CHILD`: SIGTERM the child when the parent is gone.
+"""`python -m server.valkey.watchdog PARENT CHILD`: SIGTERM the child when the parent is gone.
 
 Only used where the kernel cannot do it for us (no PR_SET_PDEATHSIG outside Linux).
 """

@@ -34,7 +34,7 @@ from redis.asyncio.client import PubSub
 from redis.crc import key_slot
 from redis.exceptions import ResponseError
 
-from server.store import Store, StoreDown, text
+from server.valkey.store import Store, StoreDown, text
 
 log = logging.getLogger("livecart.broker")
 

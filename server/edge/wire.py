@@ -4,7 +4,7 @@ under an asyncio protocol of our own, with a direct, bounded write path.
 The handshake, reads, pings and the closing handshake go through `ServerProtocol`
 (`receive_data`, `events_received`, `data_to_send`, `accept`, `send_response`,
 `send_close`). Whatever policy decides (origin, path, token, what a message means) is the
-`Endpoint`'s (server/transport.py); this module only moves bytes.
+`Endpoint`'s (server/edge/gate.py); this module only moves bytes.
 
 Writes. Server frames are unmasked, so the hub builds each frame once and writes those
 bytes straight to the asyncio transport (`fast_path()`: the transport's own `write`, a C
@@ -56,7 +56,7 @@ FastPath = tuple[Callable[[bytes], object], Callable[[], int]]
 
 
 class Endpoint(Protocol):
-    """What a Wire asks of the server (server/transport.py implements it)."""
+    """What a Wire asks of the server (server/edge/gate.py implements it)."""
 
     def handshake(self, wire: Wire, request: Request) -> Response:
         """A 101 response (`wire.conn.accept(request)`, maybe with headers) or a rejection."""

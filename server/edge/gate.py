@@ -1,9 +1,9 @@
 """`/ws` for one node: the handshake policy, connection limits and timeouts, and the read
 side of every connection. The only module that decides who may open a WebSocket.
 
-A connection's life: uvicorn accepts the socket and creates a `Front` (server/front.py),
+A connection's life: uvicorn accepts the socket and creates a `Front` (server/edge/front.py),
 which reads the request head (size limits, handshake timeout, per-IP cap) and hands a
-WebSocket upgrade of `/ws` to a `Wire` (server/wire.py). The Wire's handshake asks
+WebSocket upgrade of `/ws` to a `Wire` (server/edge/wire.py). The Wire's handshake asks
 `Gate.handshake`: wrong path → 404, draining → 503, Origin outside the allow-list → 403,
 too many connections from the address → 429; otherwise 101 with the chosen codec's
 subprotocol. Once open, a token (`?token=` or `Authorization: Bearer`) is verified — a bad
@@ -25,20 +25,18 @@ import functools
 import logging
 from collections import Counter
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
 from websockets.http11 import Request, Response
 
 from server.auth import ANONYMOUS, Identity, verify_token
-from server.codecs import CODECS, JSON, choose
+from server.edge.client import Client
+from server.edge.codecs import CODECS, JSON, Codec, choose
+from server.edge.front import Front
+from server.edge.wire import Wire
 from server.errors import ApiError, CloseCode
-from server.front import Front
-from server.wire import Wire
-
-if TYPE_CHECKING:
-    from server.node import Node
-    from server.settings import Settings
+from server.settings import Settings
 
 log = logging.getLogger("livecart.transport")
 
@@ -71,6 +69,20 @@ def request_token(request: Request) -> tuple[str | None, str | None]:
     return value, None
 
 
+class Connections(Protocol):
+    """What the Gate hands connections to (the node)."""
+
+    settings: Settings
+    secret: str
+    draining: bool
+
+    def connect(self, sink: Wire, codec: Codec, identity: Identity) -> Client: ...
+
+    async def handle(self, client: Client, data: str | bytes) -> None: ...
+
+    def disconnect(self, client: Client) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class HeadLimits:
     request_line: int
@@ -80,7 +92,7 @@ class HeadLimits:
 class Gate:
     """The /ws endpoint of one node (implements `wire.Endpoint`)."""
 
-    def __init__(self, node: Node, path: str = "/ws") -> None:
+    def __init__(self, node: Connections, path: str = "/ws") -> None:
         self.node = node
         s: Settings = node.settings
         self.settings = s

@@ -16,8 +16,8 @@ import orjson
 from redis.exceptions import ResponseError
 
 from server.errors import ApiError
-from server.keys import Keys, order_bucket
-from server.store import Store, text, translate
+from server.valkey.keys import Keys, order_bucket
+from server.valkey.store import Store, text, translate
 
 
 def _json(value: Any) -> bytes:

@@ -19,8 +19,8 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from server.keys import Keys
-from server.store import Store
+from server.valkey.keys import Keys
+from server.valkey.store import Store
 
 BATCH = 100
 BLOCK_MS = 1000

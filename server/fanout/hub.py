@@ -38,8 +38,8 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from server.client import Client, HeldEvent
-from server.codecs import JSON, MSGPACK, OP_BINARY, OP_TEXT, batch, frame
+from server.edge.client import Client, HeldEvent
+from server.edge.codecs import JSON, MSGPACK, OP_BINARY, OP_TEXT, batch, frame
 from server.errors import CloseCode
 
 log = logging.getLogger("livecart.hub")

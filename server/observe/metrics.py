@@ -8,8 +8,9 @@ minor units, by currency) count the new orders this node placed (`buy_now`, `che
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from prometheus_client import (
     CollectorRegistry,
@@ -21,52 +22,27 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-if TYPE_CHECKING:
-    from server.node import Node
-
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-class NodeCollector(Collector):
-    def __init__(self, node: Node) -> None:
-        self.node = node
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One value read at scrape time: a plain integer kept by the hub, store or a service."""
+
+    kind: Literal["gauge", "counter"]
+    name: str
+    help: str
+    read: Callable[[], int]
+
+
+class Readings(Collector):
+    def __init__(self, readings: Iterable[Reading]) -> None:
+        self.readings = list(readings)
 
     def collect(self) -> Iterator[Metric]:
-        node, hub = self.node, self.node.hub
-        yield GaugeMetricFamily("livecart_connections", "open WebSocket connections",
-                                value=len(node.clients))
-        yield GaugeMetricFamily("livecart_rooms", "sessions with viewers on this node",
-                                value=len(hub.rooms))
-        yield GaugeMetricFamily("livecart_joined_viewers", "connections joined to a session",
-                                value=sum(room.size for room in hub.rooms.values()))
-        yield CounterMetricFamily("livecart_events_published",
-                                  "room events published by this node's commands",
-                                  value=node.sessions.published)
-        yield CounterMetricFamily("livecart_events_received", "room events received from pub/sub",
-                                  value=hub.received)
-        yield CounterMetricFamily("livecart_events_delivered", "room events written to viewers",
-                                  value=hub.delivered)
-        yield CounterMetricFamily("livecart_slow_consumer_evictions",
-                                  "viewers closed with 4008", value=hub.evictions)
-        yield CounterMetricFamily("livecart_store_errors", "store calls that failed",
-                                  value=node.store.errors)
-        yield CounterMetricFamily("livecart_store_reconnects", "pub/sub reconnections",
-                                  value=node.broker.reconnects)
-        yield CounterMetricFamily("livecart_pubsub_probes_failed",
-                                  "subscriber connections rebuilt because a probe did not "
-                                  "come back", value=node.broker.probes_failed)
-        yield CounterMetricFamily("livecart_chat_messages",
-                                  "chat messages published by this node's commands",
-                                  value=node.chat.messages)
-        yield CounterMetricFamily("livecart_chat_events_received",
-                                  "chat-lane events received from pub/sub",
-                                  value=hub.chat_received)
-        yield CounterMetricFamily("livecart_live_notifications",
-                                  "`live` notices sent to reminded users",
-                                  value=node.reminders.sent)
-        yield CounterMetricFamily("livecart_sold_out_events",
-                                  "sold_out room events received by this node's rooms",
-                                  value=hub.sold_out)
+        for r in self.readings:
+            family = GaugeMetricFamily if r.kind == "gauge" else CounterMetricFamily
+            yield family(r.name, r.help, value=r.read())
 
 
 class Metrics:
@@ -95,8 +71,8 @@ class Metrics:
                            registry=self.registry)
         ProcessCollector(registry=self.registry)
 
-    def attach(self, node: Node) -> None:
-        self.registry.register(NodeCollector(node))
+    def attach(self, readings: Iterable[Reading]) -> None:
+        self.registry.register(Readings(readings))
 
     def order_placed(self, order: Mapping[str, Any]) -> None:
         """A new order (not an idempotent retry) this node placed."""

@@ -36,12 +36,12 @@ from typing import Any
 
 import orjson
 
-from server.discounts import Terms, line_discounts, paid_commission
+from server.cart.discounts import Terms, line_discounts, paid_commission
+from server.cart.order_batches import OrderBatches
 from server.errors import ApiError, ErrorCode
-from server.keys import ORDER_BUCKETS, Keys, order_bucket
-from server.order_batches import OrderBatches
-from server.scripts import Scripts
-from server.store import Store, as_dict, text
+from server.valkey.keys import ORDER_BUCKETS, Keys, order_bucket
+from server.valkey.scripts import Scripts
+from server.valkey.store import Store, as_dict, text
 
 log = logging.getLogger("livecart.saga")
 
@@ -85,7 +85,7 @@ class Saga:
     async def place(self, oid: str, fingerprint: str, plan: dict[str, Any]) -> Placed:
         """Run steps 0-4 for one request (or join a concurrent duplicate of it). On one
         Valkey a one-line order is all of them in one script (`one_script`), shared with
-        the other such orders of the loop tick (server/order_batches.py)."""
+        the other such orders of the loop tick (server/cart/order_batches.py)."""
         if self.one_script(plan):
             status, order, closed = await self.placing.place(
                 oid, fingerprint, plan, reserve_mode(plan["op"]))
@@ -173,7 +173,7 @@ class Saga:
 
     async def _use_voucher(self, oid: str, attempt: int, plan: dict[str, Any],
                            lines: list[dict[str, Any]], rates: list[int]) -> None:
-        """Step 1b: the voucher's discount over the reserved lines (server/discounts.py),
+        """Step 1b: the voucher's discount over the reserved lines (server/cart/discounts.py),
         one use held in the voucher's slot, and each discounted line's commission on what
         is paid. Any failure aborts the attempt (its reservations and use are released)."""
         terms = Terms.from_plan(plan["voucher"])

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from server.embedded import EmbeddedError, _detach_and_die_with_parent, valkey_binary
+from server.valkey.embedded import EmbeddedError, _detach_and_die_with_parent, valkey_binary
 
 SLOTS = 16384
 
