@@ -399,7 +399,7 @@ async def refund_order(request: Request) -> Response:
                                            identity.role == "admin")
     if new:
         for line in result["lines"]:
-            node.social.stock_changed(str(line["product"]))
+            node.stock.changed(str(line["product"]))
     return JSON(result)
 
 

@@ -31,8 +31,8 @@ from server.cart.products import Products
 from server.edge.client import Client
 from server.edge.commands import Handler
 from server.errors import ApiError, ErrorCode, bad_request, not_found
-from server.rooms.closings import Closings
 from server.rooms.sessions import Sessions
+from server.valkey.due import DueIndex
 from server.valkey.keys import Keys
 from server.valkey.scripts import Scripts
 from server.valkey.store import Store, as_dict
@@ -87,14 +87,14 @@ def public(a: dict[str, Any]) -> dict[str, Any]:
 class Auctions:
     def __init__(self, store: Store, keys: Keys, scripts: Scripts, sessions: Sessions,
                  products: Products, orders: Orders, publish_private: PublishPrivate,
-                 extend_s: float) -> None:
+                 extend_s: float, on_order: Callable[[dict[str, Any]], None]) -> None:
         self.store, self.keys, self.scripts = store, keys, scripts
         self.sessions, self.products, self.orders = sessions, products, orders
         self.publish_private = publish_private
         self.extend_ms = int(extend_s * 1000)
-        # told each new prize order (metrics, stock notices)
-        self.on_order: Callable[[dict[str, Any]], None] = lambda order: None
-        self.closings = Closings(store, keys.open_auctions(), "auction", self.close_due)
+        self.on_order = on_order  # told each new prize order (metrics, stock notices)
+        self.closings = DueIndex(store, [keys.open_auctions()], "closing auction",
+                                 self.close_due)
 
     def handlers(self) -> dict[str, Handler]:
         return {"auction": self.open, "bid": self.bid}

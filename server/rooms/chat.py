@@ -23,6 +23,7 @@ from server.auth import require_user
 from server.edge.client import Client
 from server.edge.commands import Handler
 from server.errors import bad_request
+from server.observe.metrics import Reading
 from server.rooms.ops import caller_and_session
 from server.rooms.sessions import parse_chat
 from server.valkey.keys import Keys
@@ -114,12 +115,19 @@ class Chat:
     """The chat ops of the WebSocket protocol, and the HTTP side (moderators, audit)."""
 
     def __init__(self, store: Store, keys: Keys, scripts: Scripts, *, rate_per_s: float,
-                 burst: int, audit_max: int) -> None:
+                 burst: int, audit_max: int,
+                 on_message: Callable[[Client, str, str], None]) -> None:
         self.store, self.keys, self.scripts = store, keys, scripts
         self.rate_per_s, self.burst, self.audit_max = rate_per_s, burst, audit_max
         self.messages = 0  # chat messages this node's commands published (for /metrics)
         # told (client, session, text) of each message this node accepted (giveaway keywords)
-        self.on_message: Callable[[Client, str, str], None] = lambda client, sid, text: None
+        self.on_message = on_message
+
+
+    def readings(self) -> list[Reading]:
+        return [Reading("counter", "livecart_chat_messages",
+                        "chat messages published by this node's commands",
+                        lambda: self.messages)]
 
     def handlers(self) -> dict[str, Handler]:
         return {

@@ -50,8 +50,9 @@ from server.edge.commands import Handler
 from server.errors import ApiError, ErrorCode, not_found
 from server.fanout.hub import Hub
 from server.rooms.auctions import PublishPrivate, creator_session, joined_session, member
-from server.rooms.closings import Closings
 from server.rooms.sessions import Sessions
+from server.signals import Signal
+from server.valkey.due import DueIndex
 from server.valkey.keys import Keys
 from server.valkey.scripts import Scripts
 from server.valkey.store import Store, as_dict, text
@@ -96,20 +97,25 @@ def draw(seed: str, entrants: Iterable[str], k: int) -> list[str]:
 class Giveaways:
     def __init__(self, store: Store, keys: Keys, scripts: Scripts, sessions: Sessions,
                  products: Products, orders: Orders, hub: Hub,
-                 publish_private: PublishPrivate, presence_ttl_s: float) -> None:
+                 publish_private: PublishPrivate, presence_ttl_s: float,
+                 on_order: Callable[[dict[str, Any]], None], room_dropped: Signal[str]) -> None:
         self.store, self.keys, self.scripts = store, keys, scripts
         self.sessions, self.products, self.orders, self.hub = sessions, products, orders, hub
         self.publish_private = publish_private
         self.ttl_ms = int(presence_ttl_s * 1000)
-        # told each new prize order (metrics, stock notices)
-        self.on_order: Callable[[dict[str, Any]], None] = lambda order: None
+        self.on_order = on_order  # told each new prize order (metrics, stock notices)
         self.open_in: set[str] = set()  # sessions with an open giveaway (last sweep)
         self.keywords: dict[str, tuple[str, str]] = {}  # sid -> (giveaway, folded keyword)
         self._timers: set[asyncio.Task[None]] = set()
-        self.closings = Closings(store, keys.open_giveaways(), "giveaway", self.close_due)
+        self.closings = DueIndex(store, [keys.open_giveaways()], "closing giveaway",
+                                 self.close_due)
+        room_dropped.connect(self._room_dropped)
 
     def handlers(self) -> dict[str, Handler]:
         return {"giveaway": self.open, "enter": self.enter}
+
+    def _room_dropped(self, sid: str) -> None:
+        self.keywords.pop(sid, None)
 
     # commands ---------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from server.edge.codecs import JSON
 from server.edge.commands import Handler
 from server.errors import bad_request
 from server.facts import Session
+from server.observe.metrics import Reading
 from server.valkey.keys import Keys
 from server.valkey.scripts import Scripts
 from server.valkey.store import Store, text
@@ -39,6 +40,11 @@ class Reminders:
     def __init__(self, store: Store, keys: Keys, scripts: Scripts) -> None:
         self.store, self.keys, self.scripts = store, keys, scripts
         self.sent = 0  # `live` notifications this node sent (for /metrics and tests)
+
+
+    def readings(self) -> list[Reading]:
+        return [Reading("counter", "livecart_live_notifications",
+                        "`live` notices sent to reminded users", lambda: self.sent)]
 
     def handlers(self) -> dict[str, Handler]:
         return {"remind": self.remind}

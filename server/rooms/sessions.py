@@ -20,7 +20,10 @@ import orjson
 from server import validate as v
 from server.cart.products import Products
 from server.errors import ApiError, ErrorCode, bad_request, forbidden, not_found
-from server.facts import Session
+from server.facts import ClosedDeal, Session
+from server.observe.metrics import Reading
+from server.signals import Signal
+from server.valkey.due import DueIndex
 from server.valkey.keys import Keys
 from server.valkey.scripts import Scripts
 from server.valkey.store import Store, as_dict, text
@@ -89,10 +92,6 @@ def parse_new(body: Any) -> NewSession:
                       stream_clock_offset_ms=_offset(args, 0) or 0)
 
 
-async def _nothing(session: Session) -> None:
-    return None
-
-
 def deal_member(sid: str, pid: str, deal_id: str) -> str:
     """A deal's entry in the open-deals index (keys.open_deals)."""
     return f"{sid}/{pid}/{deal_id}"  # "/" is in no id (validate.ID_RE)
@@ -105,14 +104,30 @@ class Sessions:
     announces it; a refused pin closes the deal again, and a crash in between leaves an
     index entry that any node's sweep closes at `ends_at` (docs/architecture.md)."""
 
-    def __init__(self, store: Store, keys: Keys, scripts: Scripts,
-                 products: Products) -> None:
+    def __init__(self, store: Store, keys: Keys, scripts: Scripts, products: Products, *,
+                 deal_closed: Signal[ClosedDeal], on_stock_moved: Callable[[str], None],
+                 on_live: Callable[[Session], Awaitable[None]]) -> None:
         self.store, self.keys, self.scripts, self.products = store, keys, scripts, products
         self.published = 0  # room events this node's commands published (for /metrics)
         # told the product whose available stock a deal moved (opened or closed)
-        self.on_stock_moved: Callable[[str], None] = lambda product: None
+        self.on_stock_moved = on_stock_moved
         # awaited with a session that just went live (reminders: server/rooms/reminders.py)
-        self.on_live: Callable[[Session], Awaitable[None]] = _nothing
+        self.on_live = on_live
+        # deals past their ends_at, closed by any node (the index: keys.open_deals)
+        self.due_deals = DueIndex(store, [keys.open_deals()], "closing deal", self.close_due)
+        deal_closed.connect(self._deal_closed)
+
+
+    def readings(self) -> list[Reading]:
+        return [Reading("counter", "livecart_events_published",
+                        "room events published by this node's commands",
+                        lambda: self.published)]
+
+    async def _deal_closed(self, closed: ClosedDeal) -> None:
+        """A deal closed in its product's slot (a price cut, a purchase at its ends_at):
+        announce it in its room."""
+        self.closed_deal_log(closed.session, closed.deal, closed.why)
+        await self.announce_closed(closed.session, closed.deal)
 
     async def create(self, creator: str, new: NewSession,
                      sid: str | None = None) -> tuple[Session, bool]:

@@ -78,8 +78,7 @@ def serve(settings: Settings) -> int:
     import uvicorn
 
     from server.app import create_app
-    from server.observe.gc_timing import Collector
-    from server.observe.gc_timing import install as install_collector
+    from server.observe.gc_timing import install as install_gc_scheduling
     from server.runtime.workers import reuse_port_socket
     from server.valkey.embedded import EmbeddedError, EmbeddedValkey
 
@@ -136,11 +135,8 @@ def serve(settings: Settings) -> int:
             return supervise(settings, url, "livecart ready on http://{host}:{port} node="
                              + settings.node_id + (" (demo: open / in a browser)"
                                                    if settings.demo else ""))
-        app = create_app(settings, url)
-        node = app.state.node
-        node.collector = Collector(settings.gc_full_every_s, settings.gc_full_max_s,
-                                   lambda: node.dispatcher.received)
-        install_collector()
+        app = create_app(settings.with_overrides(manage_gc=True), url)
+        install_gc_scheduling()
         server = Server(uvicorn_config(app, settings))
         server.run(sockets=[reuse_port_socket(settings.host, settings.port, 4096)]
                    if settings.reuse_port else None)
