@@ -30,20 +30,18 @@ class TickReport:
                 "units": self.units}
 
 
-def live_viewers(presence: dict[str, str], now_ms: int) -> int:
-    total = 0
-    for value in presence.values():
-        count, _, expires = value.partition(":")
-        if expires.isdigit() and int(expires) > now_ms and count.isdigit():
-            total += int(count)
-    return total
+def live_viewers(counters: dict[str, str], now_ms: int) -> int:
+    """The audience summed by the last counters tick (room_tick.lua, the one reader of
+    the presence reports), or 0 once the first report it summed has expired with no
+    tick since (every node serving the room is gone)."""
+    fresh = int(counters.get("viewers_until", 0)) > now_ms
+    return int(counters.get("viewers", 0)) if fresh else 0
 
 
-def counters_view(counters: dict[str, str], presence: dict[str, str],
-                  now_ms: int) -> dict[str, int]:
-    """The `counters` shape from a session's counters hash and its presence reports."""
+def counters_view(counters: dict[str, str], now_ms: int) -> dict[str, int]:
+    """The `counters` shape from a session's counters hash."""
     return {
-        "viewers": live_viewers(presence, now_ms), "likes": int(counters.get("likes", 0)),
+        "viewers": live_viewers(counters, now_ms), "likes": int(counters.get("likes", 0)),
         "orders": int(counters.get("orders", 0)), "units": int(counters.get("units", 0)),
     }
 

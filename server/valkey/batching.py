@@ -28,3 +28,33 @@ def settle(done: asyncio.Future[Any], futures: Sequence[asyncio.Future[Any]],
                 fut.set_exception(value)
             else:
                 fut.set_result(value)
+
+
+class Reads:
+    """Plain commands sent as one batch, their replies read back by name rather than by
+    position: `add("session", cmd)` then `one("session")`; `add("histories", *cmds)` then
+    `many("histories")` (the replies of those commands, in order)."""
+
+    def __init__(self) -> None:
+        self.commands: list[Sequence[Any]] = []
+        self._spans: dict[str, tuple[int, int]] = {}
+        self._replies: list[Any] = []
+
+    def add(self, name: str, *commands: Sequence[Any]) -> None:
+        start = len(self.commands)
+        self.commands.extend(commands)
+        self._spans[name] = (start, len(self.commands))
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._spans
+
+    def answered(self, replies: Sequence[Any]) -> None:
+        self._replies = list(replies)
+
+    def many(self, name: str) -> list[Any]:
+        start, end = self._spans[name]
+        return self._replies[start:end]
+
+    def one(self, name: str) -> Any:
+        (reply,) = self.many(name)
+        return reply

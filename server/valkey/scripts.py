@@ -99,8 +99,7 @@ class Scripts:
                   product: str, opened_deal: bytes, closed_deal: bytes) -> tuple[Any, int]:
         k = self.keys
         pin, seq = await self.store.run_pipelined(
-            "pin.lua", [*k.room(sid), k.pin_log(sid), k.counters(sid), k.presence(sid),
-                        k.moderators(sid)],
+            "pin.lua", [*k.room(sid), k.pin_log(sid), k.counters(sid), k.moderators(sid)],
             [*self._context(), "pin", caller, _opt(stream_ts_ms), product_json, product,
              opened_deal, closed_deal])
         return orjson.loads(pin), int(seq)
@@ -112,8 +111,8 @@ class Scripts:
         session: nothing was written; close it and pin with `pin`."""
         k = self.keys
         pin, seq = await self.store.run_pipelined(
-            "pin.lua", [*k.room(sid), k.pin_log(sid), k.counters(sid), k.presence(sid),
-                        k.moderators(sid), k.product(product)],
+            "pin.lua", [*k.room(sid), k.pin_log(sid), k.counters(sid), k.moderators(sid),
+                        k.product(product)],
             [*self._context(), "pin", caller, _opt(stream_ts_ms), "", product, "", ""])
         if int(seq) < 0:
             return None
@@ -123,8 +122,7 @@ class Scripts:
                     closed_deal: bytes) -> int:
         k = self.keys
         _, seq = await self.store.run_pipelined(
-            "pin.lua", [*k.room(sid), k.pin_log(sid), k.counters(sid), k.presence(sid),
-                        k.moderators(sid)],
+            "pin.lua", [*k.room(sid), k.pin_log(sid), k.counters(sid), k.moderators(sid)],
             [*self._context(), "unpin", caller, _opt(stream_ts_ms), "", "", "", closed_deal])
         return int(seq)
 
