@@ -21,6 +21,7 @@ from server import validate as v
 from server.auth import ROLES, Identity, issue_token, require_role, require_user, verify_token
 from server.cart.products import parse_new as parse_new_product
 from server.cart.products import parse_patch
+from server.clock import now_ms
 from server.errors import (
     ApiError,
     ErrorCode,
@@ -156,14 +157,13 @@ async def patch_product(request: Request) -> Response:
 # vouchers -------------------------------------------------------------------
 
 async def create_voucher(request: Request) -> Response:
-    import time
 
     from server.cart.vouchers import parse_new as parse_new_voucher
 
     node = node_of(request)
     identity = identity_of(request)
     seller = require_role(identity, "seller")
-    new = parse_new_voucher(await body_of(request), int(time.time() * 1000))
+    new = parse_new_voucher(await body_of(request), now_ms())
     if new.session:
         await node.sessions.get(new.session)  # 404 when there is none
     found = await node.products.get_many(list(new.products))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import orjson
 
 from server import validate as v
+from server.clock import now_ms
 from server.errors import ApiError, ErrorCode, bad_request, forbidden, not_found
 from server.facts import ClosedDeal
 from server.signals import Signal
@@ -102,7 +102,7 @@ class Products:
     async def _create(self, seller: str, new: NewProduct) -> bool:
         return await self.scripts.create_product(
             [new.id, seller, new.title, new.price, self.currency, new.stock,
-             new.commission_bps, new.image_url, int(time.time() * 1000)], new.id)
+             new.commission_bps, new.image_url, now_ms()], new.id)
 
     async def create(self, seller: str, new: NewProduct) -> Product:
         if not await self._create(seller, new):

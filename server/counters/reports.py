@@ -3,9 +3,9 @@ voucher uses and the discount they gave (attributed orders), and waitlist conver
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
+from server.clock import now_ms
 from server.counters.room_counters import live_viewers
 from server.facts import Session
 from server.valkey.keys import Keys
@@ -67,7 +67,7 @@ async def session_report(store: Store, keys: Keys, session: Session) -> dict[str
     waitlists = {pid: (int(row[0] or 0), int(row[1] or 0))
                  for pid, row in zip(session.showcase, waits, strict=True)}
     return build_report(session, as_dict(counters), int(uniques),
-                        int(time.time() * 1000), waitlists)
+                        now_ms(), waitlists)
 
 
 def live_stats(counters: dict[str, str], viewers: int) -> dict[str, int]:

@@ -8,9 +8,9 @@ tick. Rooms receive `counters` at most once per tick, and only when a number cha
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
+from server.clock import now_ms
 from server.valkey.keys import Keys
 from server.valkey.scripts import Scripts
 from server.valkey.store import Store
@@ -62,7 +62,7 @@ class RoomCounters:
     async def click(self, sid: str, product: str, buyer: str) -> None:
         """A click is a touch: it can win the attribution of a later purchase. The touch
         (buyer's slot) and the counts (session's slot) need not change together."""
-        now = int(time.time() * 1000)
+        now = now_ms()
         await self.store.batch([
             ("HSET", self.keys.touches(buyer), product, f"{sid}|{now}"),
             ("HINCRBY", self.keys.counters(sid), "clicks", 1),

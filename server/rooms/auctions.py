@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -28,6 +27,7 @@ from server import validate as v
 from server.auth import require_user
 from server.cart.orders import Orders
 from server.cart.products import Products
+from server.clock import now_ms
 from server.edge.client import Client
 from server.edge.commands import Handler
 from server.errors import ApiError, ErrorCode, bad_request, not_found
@@ -44,9 +44,6 @@ MAX_DURATION_S = 24 * 3600
 
 PublishPrivate = Callable[[str, Any, str], Awaitable[None]]
 
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def member(sid: str, aid: str) -> str:

@@ -35,7 +35,6 @@ import contextlib
 import hashlib
 import logging
 import secrets
-import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -45,6 +44,7 @@ from server import validate as v
 from server.auth import require_user
 from server.cart.orders import Orders
 from server.cart.products import Products
+from server.clock import now_ms
 from server.edge.client import Client
 from server.edge.commands import Handler
 from server.errors import ApiError, ErrorCode, not_found
@@ -71,9 +71,6 @@ ALGORITHM = (
 def fold(text: str) -> str:
     return text.strip().casefold()
 
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def entrant_id(gid: str, uid: str) -> str:

@@ -14,12 +14,12 @@ once; docs/protocol.md).
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping
 from typing import Any
 
 from server import validate as v
 from server.auth import require_user
+from server.clock import now_ms
 from server.edge.client import Client
 from server.edge.codecs import JSON
 from server.edge.commands import Handler
@@ -66,7 +66,7 @@ class Reminders:
         """Tell every reminded user (private `live` event + a notifications entry)."""
         users = sorted(text(u) for u in
                        await self.store.call("SMEMBERS", self.keys.reminders(session.id)))
-        now = int(time.time() * 1000)
+        now = now_ms()
         data = {"session": session.id, "title": session.title}
         event = JSON.encode({"t": "live", "ts": now, "d": data})
         for start in range(0, len(users), CHUNK):

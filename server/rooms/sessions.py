@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +18,7 @@ import orjson
 
 from server import validate as v
 from server.cart.products import Products
+from server.clock import now_ms
 from server.errors import ApiError, ErrorCode, bad_request, forbidden, not_found
 from server.facts import ClosedDeal, Session
 from server.observe.metrics import Reading
@@ -133,7 +133,7 @@ class Sessions:
                      sid: str | None = None) -> tuple[Session, bool]:
         """Create a session (or find the one with this fixed id); True when it was created."""
         sid = sid or f"sess_{secrets.token_hex(6)}"
-        now = int(time.time() * 1000)
+        now = now_ms()
         created = await self.scripts.create_session(
             sid, creator, new.kind, new.title, new.showcase, now, new.scheduled_at,
             new.stream_url, new.stream_clock_offset_ms)

@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
+from server.clock import now_ms
 from server.errors import ApiError, ErrorCode
 from server.valkey.store import Store, text
 
@@ -49,7 +50,7 @@ class DueIndex:
         """Handle every member that is due (one round trip to read them). Returns how
         many were due. The store being unreachable ends the sweep; any other failure of
         one member is logged and the member stays due."""
-        now = int(time.time() * 1000)
+        now = now_ms()
         rows = await self.store.batch([
             ("ZRANGEBYSCORE", index, "-inf", now, "LIMIT", 0, SWEEP_BATCH)
             for index in self.indexes])
