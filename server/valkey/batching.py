@@ -70,7 +70,8 @@ class TickBatch(Generic[Item, Result]):
 
     def _send(self, group: Hashable, asks: list[tuple[Item, asyncio.Future[Result]]]) -> None:
         futures = [fut for _, fut in asks]
-        task = asyncio.ensure_future(self._call(group, [item for item, _ in asks]))
+        call = self._call(group, [item for item, _ in asks])
+        task = asyncio.ensure_future(call)
         self._tasks.add(task)
 
         def answer(done: asyncio.Future[Any]) -> None:
