@@ -24,6 +24,7 @@ from server.errors import ApiError, ErrorCode
 from server.node import Node
 from server.rooms.sessions import NewSession
 from server.settings import Settings
+from server.valkey.ops import SessionAction
 
 log = logging.getLogger("livecart.demo")
 
@@ -69,7 +70,7 @@ async def seed(node: Node) -> None:
     if created:
         await node.sessions.set_timeline(video.id, DEMO_TIMELINE)
         with contextlib.suppress(ApiError):  # another node started it first
-            await node.sessions.set_status(video.id, DEMO_CREATOR, "start")
+            await node.sessions.set_status(video.id, DEMO_CREATOR, SessionAction.START)
 
 
 def _missing(path: Path) -> Response:

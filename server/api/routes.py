@@ -35,6 +35,7 @@ from server.errors import (
 from server.node import Node
 from server.rooms.sessions import parse_new as parse_new_session
 from server.rooms.sessions import parse_stream_patch
+from server.valkey.ops import SessionAction
 from server.video.streams import check_url as check_stream_url
 
 log = logging.getLogger("livecart.http")
@@ -290,14 +291,14 @@ async def put_timeline(request: Request) -> Response:
 
 
 async def start_session(request: Request) -> Response:
-    return await _set_status(request, "start")
+    return await _set_status(request, SessionAction.START)
 
 
 async def end_session(request: Request) -> Response:
-    return await _set_status(request, "end")
+    return await _set_status(request, SessionAction.END)
 
 
-async def _set_status(request: Request, action: str) -> Response:
+async def _set_status(request: Request, action: SessionAction) -> Response:
     node = node_of(request)
     caller = require_user(identity_of(request))
     # session_status.lua answers not_found / forbidden / conflict / not_live itself

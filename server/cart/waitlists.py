@@ -28,6 +28,7 @@ from server.clock import now_ms
 from server.errors import ApiError, ErrorCode
 from server.valkey.due import DueIndex
 from server.valkey.keys import Keys
+from server.valkey.ops import WaitlistOp
 from server.valkey.scripts import Patched, Scripts
 from server.valkey.store import Store, text
 
@@ -52,7 +53,8 @@ class Waitlists:
     async def join(self, user: str, pid: str) -> dict[str, Any]:
         """Wait for a restock of a product at zero stock (idempotent: a user waiting or
         holding gets their place or hold back)."""
-        reply = await self.scripts.waitlist(pid, "join", user, "", self.hold_ms, MAX_WAITING)
+        reply = await self.scripts.waitlist(pid, WaitlistOp.JOIN, user, "", self.hold_ms,
+                                           MAX_WAITING)
         if text(reply[0]) == "holding":
             return {"product": pid, "holding": True, "hold_until": int(reply[1])}
         return {"product": pid, "holding": False, "place": int(reply[1]),
@@ -61,7 +63,7 @@ class Waitlists:
     async def leave(self, user: str, pid: str) -> dict[str, Any]:
         """Leave the waitlist; a hold given up passes to the next user at once."""
         batch = await self._intent(pid)
-        reply = await self._run(pid, batch, "leave", user)
+        reply = await self._run(pid, batch, WaitlistOp.LEAVE, user)
         _, offered, until, returned = reply
         await self._settle(pid, batch, orjson.loads(offered), int(until))
         if int(returned):
@@ -96,7 +98,7 @@ class Waitlists:
         pid, due_batch = member.split("/", 1)  # "/" is in no id
         batch = await self._intent(pid)
         try:
-            reply = await self._run(pid, batch, "expire", "", due_batch)
+            reply = await self._run(pid, batch, WaitlistOp.EXPIRE, "", due_batch)
         except ApiError as exc:
             if exc.code is not ErrorCode.NOT_FOUND:
                 raise
@@ -126,7 +128,7 @@ class Waitlists:
     async def _forget(self, pid: str, batch: str) -> None:
         await self.store.call("ZREM", self.keys.hold_index(), f"{pid}/{batch}")
 
-    async def _run(self, pid: str, batch: str, op: str, user: str,
+    async def _run(self, pid: str, batch: str, op: WaitlistOp, user: str,
                    due_batch: str = "") -> list[Any]:
         try:
             return await self.scripts.waitlist(pid, op, user, batch, self.hold_ms,

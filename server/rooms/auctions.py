@@ -34,6 +34,7 @@ from server.errors import ApiError, ErrorCode, bad_request, not_found
 from server.rooms.sessions import Sessions
 from server.valkey.due import DueIndex
 from server.valkey.keys import Keys
+from server.valkey.ops import AuctionOutcome, AuctionPhase
 from server.valkey.scripts import Scripts
 from server.valkey.store import Store, as_dict
 
@@ -176,7 +177,7 @@ class Auctions:
         """Drive one open-auctions entry: close it if due (idempotent). Its state after."""
         sid, aid = entry.split("/", 1)
         index = self.keys.open_auctions()
-        state, a = await self.scripts.close_auction(sid, aid, "due")
+        state, a = await self.scripts.close_auction(sid, aid, AuctionPhase.DUE)
         if state == "absent":  # its opener failed before the auction existed
             await self.store.call("ZREM", index, entry)
             return state
@@ -207,5 +208,7 @@ class Auctions:
         if placed is not None and placed.new:
             self.on_order(placed.order)
         if placed is None:
-            return await self.scripts.close_auction(sid, aid, "settle", "unsold", "")
-        return await self.scripts.close_auction(sid, aid, "settle", "sold", placed.order["id"])
+            return await self.scripts.close_auction(sid, aid, AuctionPhase.SETTLE,
+                                                    AuctionOutcome.UNSOLD)
+        return await self.scripts.close_auction(sid, aid, AuctionPhase.SETTLE,
+                                                AuctionOutcome.SOLD, placed.order["id"])

@@ -54,6 +54,7 @@ from server.rooms.sessions import Sessions
 from server.signals import Signal
 from server.valkey.due import DueIndex
 from server.valkey.keys import Keys
+from server.valkey.ops import GiveawayPhase
 from server.valkey.scripts import Scripts
 from server.valkey.store import Store, as_dict, text
 
@@ -258,7 +259,7 @@ class Giveaways:
         sid, gid = entry.split("/", 1)
         index = self.keys.open_giveaways()
         state, g = await self.scripts.close_giveaway(
-            sid, gid, "freeze", secrets.token_hex(16), "")
+            sid, gid, GiveawayPhase.FREEZE, secrets.token_hex(16), "")
         if state == "absent":
             await self.store.call("ZREM", index, entry)
             return state
@@ -296,4 +297,4 @@ class Giveaways:
             winners.append({"entrant": entrant_id(gid, uid), "user": uid, "name": name,
                             "order": p.order["id"] if p is not None else None})
         return await self.scripts.close_giveaway(
-            sid, gid, "settle", orjson.dumps(winners), orjson.dumps(names))
+            sid, gid, GiveawayPhase.SETTLE, orjson.dumps(winners), orjson.dumps(names))

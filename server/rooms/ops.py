@@ -26,6 +26,7 @@ from server.rooms.snapshots import Snapshot, Snapshots
 from server.rooms.sold_out import SoldOut
 from server.rooms.timeline import Entry, active_at, replay_timeline
 from server.signals import Signal
+from server.valkey.ops import SessionAction
 
 log = logging.getLogger("livecart.rooms")
 
@@ -277,8 +278,8 @@ class RoomOps:
 
     async def start(self, client: Client, args: Mapping[str, Any]) -> Any:
         caller, sid = await self._own_session(client, args)
-        return (await self.sessions.set_status(sid, caller, "start")).to_wire()
+        return (await self.sessions.set_status(sid, caller, SessionAction.START)).to_wire()
 
     async def end(self, client: Client, args: Mapping[str, Any]) -> Any:
         caller, sid = await self._own_session(client, args)
-        return (await self.sessions.set_status(sid, caller, "end")).to_wire()
+        return (await self.sessions.set_status(sid, caller, SessionAction.END)).to_wire()

@@ -25,6 +25,7 @@ from server.observe.metrics import Reading
 from server.signals import Signal
 from server.valkey.due import DueIndex
 from server.valkey.keys import Keys
+from server.valkey.ops import SessionAction
 from server.valkey.scripts import Scripts
 from server.valkey.store import Store, as_dict, text
 from server.video.streams import MAX_OFFSET_MS, MAX_URL
@@ -201,9 +202,9 @@ class Sessions:
             await self.store.call("ZREM", self.keys.open_deals(),
                                   deal_member(d["session"], d["product"], d["id"]))
 
-    async def set_status(self, sid: str, caller: str, action: str) -> Session:
+    async def set_status(self, sid: str, caller: str, action: SessionAction) -> Session:
         closed = b""
-        if action == "end":
+        if action is SessionAction.END:
             closed = await self._close_current(await self._own(sid, caller), "the show ended")
         status, _ = await self.scripts.set_status(sid, action, caller, closed)
         await self._forget(closed)

@@ -17,6 +17,15 @@ from redis.exceptions import ResponseError
 
 from server.errors import ApiError
 from server.valkey.keys import Keys, order_bucket
+from server.valkey.ops import (
+    AuctionOutcome,
+    AuctionPhase,
+    GiveawayPhase,
+    Moderation,
+    SessionAction,
+    VoidOp,
+    WaitlistOp,
+)
 from server.valkey.store import Store, text, translate
 
 
@@ -88,7 +97,7 @@ class Scripts:
                              [caller, url, "-" if stream_clock_offset_ms is None
                               else stream_clock_offset_ms])
 
-    async def set_status(self, sid: str, action: str, caller: str,
+    async def set_status(self, sid: str, action: SessionAction, caller: str,
                          closed_deal: bytes) -> tuple[str, int]:
         status, seq = await self.store.run(
             "session_status.lua", [*self.keys.room(sid), self.keys.pin_log(sid)],
@@ -162,7 +171,7 @@ class Scripts:
              burst])
         return int(cseq), bytes(event)
 
-    async def moderate(self, sid: str, caller: str, action: str, target: str, value: str,
+    async def moderate(self, sid: str, caller: str, action: Moderation, target: str, value: str,
                        audit_max: int) -> int:
         """One moderation action (moderate.lua); the cseq of the event it published or 0."""
         k = self.keys
@@ -199,7 +208,7 @@ class Scripts:
                        [orjson.dumps(d) for d in orjson.loads(closed)],
                        [str(u) for u in orjson.loads(offered)], int(hold_until))
 
-    async def waitlist(self, pid: str, op: str, user: str, batch: str, hold_ms: int,
+    async def waitlist(self, pid: str, op: WaitlistOp, user: str, batch: str, hold_ms: int,
                        max_waiting: int, due_batch: str = "") -> list[Any]:
         """waitlist.lua's reply as it is (its header documents each op's shape)."""
         k = self.keys
@@ -386,15 +395,16 @@ class Scripts:
             [*self._context(), bidder, name, amount, key])
         return orjson.loads(answer), text(previous), bool(new)
 
-    async def close_auction(self, sid: str, aid: str, phase: str, outcome: str = "",
+    async def close_auction(self, sid: str, aid: str, phase: AuctionPhase,
+                            outcome: AuctionOutcome | None = None,
                             order: str = "") -> tuple[str, dict[str, Any]]:
         k = self.keys
         state, auction = await self.store.run(
             "auction_close.lua", [*k.room(sid), k.auction(sid, aid), k.counters(sid)],
-            [*self._context(), phase, outcome, order])
+            [*self._context(), phase, outcome or "", order])
         return text(state), dict(orjson.loads(auction))
 
-    async def void_order(self, oid: str, op: str = "void") -> str:
+    async def void_order(self, oid: str, op: VoidOp = VoidOp.VOID) -> str:
         return text(await self.store.run("order_void.lua", [self.keys.order(oid)], [op]))
 
     async def open_giveaway(self, sid: str, gid: str, caller: str, product: str,
@@ -414,7 +424,7 @@ class Scripts:
             [user, name, joined_until])
         return bool(new), int(entries)
 
-    async def close_giveaway(self, sid: str, gid: str, phase: str, arg: bytes | str,
+    async def close_giveaway(self, sid: str, gid: str, phase: GiveawayPhase, arg: bytes | str,
                              names: bytes | str) -> tuple[str, dict[str, Any]]:
         k = self.keys
         state, giveaway = await self.store.run(
