@@ -257,11 +257,11 @@ async def patch_session(request: Request) -> Response:
     node = node_of(request)
     caller = require_user(identity_of(request))
     sid = path_id(request)
-    url, offset = parse_stream_patch(await body_of(request))
-    if isinstance(url, str):
-        check_stream_url(url, node.settings)
+    patch = parse_stream_patch(await body_of(request))
+    if patch.url is not None:
+        check_stream_url(patch.url, node.settings)
     # session_stream.lua answers not_found / forbidden itself
-    return JSON((await node.sessions.set_stream(sid, caller, url, offset)).to_wire())
+    return JSON((await node.sessions.set_stream(sid, caller, patch)).to_wire())
 
 
 async def stream_playlist(request: Request) -> Response:

@@ -26,7 +26,7 @@ from server.signals import Signal
 from server.valkey.due import DueIndex
 from server.valkey.keys import Keys
 from server.valkey.ops import SessionAction
-from server.valkey.scripts import Scripts
+from server.valkey.scripts import Scripts, StreamPatch
 from server.valkey.store import Store, as_dict, text
 from server.video.streams import MAX_OFFSET_MS, MAX_URL
 
@@ -56,17 +56,16 @@ def _offset(args: Mapping[str, Any], default: int | None) -> int | None:
                      default=default, required=False)
 
 
-def parse_stream_patch(body: Any) -> tuple[str | bool | None, int | None]:
-    """`PATCH /api/sessions/{id}`: (stream_url: a URL, None to remove, False absent;
-    offset or None)."""
+def parse_stream_patch(body: Any) -> StreamPatch:
+    """`PATCH /api/sessions/{id}`: `stream_url` (null removes it) and/or the offset."""
     args = v.obj(body)
     v.only(args, {"stream_url", "stream_clock_offset_ms"})
-    url: str | bool | None = _stream_url(args) if "stream_url" in args else False
-    offset = _offset(args, None)  # null: absent
-    if url is False and offset is None:
+    patch = StreamPatch("stream_url" in args, _stream_url(args) if "stream_url" in args
+                        else None, _offset(args, None))  # offset null: absent
+    if not patch.changes_url and patch.offset_ms is None:
         raise bad_request("nothing to change: send `stream_url` and/or "
                           "`stream_clock_offset_ms`")
-    return url, offset
+    return patch
 
 
 def parse_new(body: Any) -> NewSession:
@@ -318,10 +317,9 @@ class Sessions:
         if row and row[0] and row[1]:
             await self.close_due(deal_member(sid, text(row[1]), text(row[0])))
 
-    async def set_stream(self, sid: str, caller: str, stream_url: str | bool | None,
-                         offset_ms: int | None) -> Session:
+    async def set_stream(self, sid: str, caller: str, patch: StreamPatch) -> Session:
         """Set or remove the session's stream (its creator only; the URL already checked)."""
-        await self.scripts.set_stream(sid, caller, stream_url, offset_ms)
+        await self.scripts.set_stream(sid, caller, patch)
         return await self.get(sid)
 
     async def set_timeline(self, sid: str, entries: list[Any]) -> None:

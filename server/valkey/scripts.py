@@ -42,6 +42,16 @@ def new_epoch() -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class StreamPatch:
+    """A change of a session's stream: its URL when `changes_url` (None removes it), its
+    clock offset unless `offset_ms` is None."""
+
+    changes_url: bool
+    url: str | None
+    offset_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class Begun:
     """What order_begin.lua found: 'new' | 'pending' | 'failed' | 'committed'."""
 
@@ -89,13 +99,11 @@ class Scripts:
             [sid, creator, kind, title, _json(showcase), created_at, new_epoch(),
              _opt(scheduled_at), stream_url or "", stream_clock_offset_ms]))
 
-    async def set_stream(self, sid: str, caller: str, stream_url: str | bool | None,
-                         stream_clock_offset_ms: int | None) -> None:
-        """`stream_url`: a URL, None to remove it, False to keep it; offset None keeps it."""
-        url = "-" if stream_url is False else (stream_url or "")
-        await self.store.run("session_stream.lua", [self.keys.session(sid)],
-                             [caller, url, "-" if stream_clock_offset_ms is None
-                              else stream_clock_offset_ms])
+    async def set_stream(self, sid: str, caller: str, patch: StreamPatch) -> None:
+        keep = "-"  # session_stream.lua: leave this field as it is
+        await self.store.run("session_stream.lua", [self.keys.session(sid)], [
+            caller, (patch.url or "") if patch.changes_url else keep,
+            keep if patch.offset_ms is None else patch.offset_ms])
 
     async def set_status(self, sid: str, action: SessionAction, caller: str,
                          closed_deal: bytes) -> tuple[str, int]:
