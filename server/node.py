@@ -99,8 +99,13 @@ class Node:
         self._attached_at: dict[str, int] = {}  # user -> when this node subscribed for them
         self._orders_seen: dict[str, set[str]] = {}  # user -> orders delivered here
         self.last_stats: dict[str, dict[str, int]] = {}
-        self.hub = Hub(self._fetch_history)
-        self.hub.coalesce_s = settings.coalesce_ms / 1000
+        self.chat = Chat(self.store, self.keys, self.scripts, rate_per_s=settings.chat_rate_per_s,
+                         burst=settings.chat_rate_burst, audit_max=settings.audit_max)
+        self.metrics = Metrics()
+        self.hub = Hub(fetch_history=self._fetch_history, fetch_chat=self.chat.chat_since,
+                       on_fact=self._on_fact,  # keeps the node's room facts
+                       coalesce_s=settings.coalesce_ms / 1000,
+                       observe_fanout=self.metrics.fanout_seconds.observe)
         self.broker = Broker(
             self.store, self._on_message, self._on_resubscribed,
             probe_channel=lambda k: self.keys.probe_channel(settings.node_id, k),
@@ -109,13 +114,9 @@ class Node:
         self.rooms = RoomOps(self.sessions, self.products, self.counters, self.hub, self.broker,
                              subscribe_timeout_s=settings.store_timeout_s,
                              chat_messages=settings.chat_snapshot_messages)
-        self.chat = Chat(self.store, self.keys, self.scripts, rate_per_s=settings.chat_rate_per_s,
-                         burst=settings.chat_rate_burst, audit_max=settings.audit_max)
-        self.hub.fetch_chat = self.chat.chat_since
         self.reminders = Reminders(self.store, self.keys, self.scripts)
         self.sessions.on_live = self.reminders.went_live
         self.sessions.on_stock_moved = self.social.stock_changed
-        self.hub.on_fact = self._on_fact  # keeps the node's room facts
         self.cart_ops = CartOps(self.carts, self.orders, self.rooms.room_facts,
                                 self.rooms.known_sold_out, self.rooms.deal_units,
                                 self.publish_private, self._placed)
@@ -138,9 +139,7 @@ class Node:
         handlers.update(self.reminders.handlers())
         handlers.update(PromoOps(self.sessions, self.products, self.vouchers,
                                  self.waitlists).handlers())
-        self.metrics = Metrics()
         self.dispatcher = Dispatcher(handlers, observe=self.metrics.observe_command)
-        self.hub.observe_fanout = self.metrics.fanout_seconds.observe
         self.metrics.attach(self._readings())
         self._ticker: asyncio.Task[None] | None = None
         self._social: asyncio.Task[None] | None = None
