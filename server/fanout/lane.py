@@ -112,8 +112,8 @@ class Lane:
     schedules a flush and takes it with `take()`); `flush()` makes the owner send what is
     pending now (before viewers are told of a loss, so the order holds)."""
 
-    __slots__ = ("_task", "backlog", "epoch", "flush", "joining", "kind", "last", "members",
-                 "pending", "ready", "repairing", "sid", "since", "top_ts")
+    __slots__ = ("_task", "backlog", "epoch", "flush", "joining", "kind", "last", "lost",
+                 "members", "pending", "ready", "repairing", "sid", "since", "top_ts")
 
     def __init__(self, kind: LaneKind, sid: str, ready: Callable[[], None],
                  flush: Callable[[], None]) -> None:
@@ -125,6 +125,7 @@ class Lane:
         self.pending: list[HeldEvent] = []
         self.repairing = False
         self.backlog: list[HeldEvent] = []
+        self.lost = False  # events after `last` are gone; the next event shows where it goes on
         self.joining: dict[int, _Joiner] = {}
         # live viewers: client id -> (client, the number it has everything up to by itself)
         self.members: dict[int, tuple[Client, int]] = {}
@@ -172,8 +173,8 @@ class Lane:
         return out
 
     def reached(self, number: int) -> bool:
-        """Has the lane passed on everything up to `number` (as far as it knows)?"""
-        return self.last is None or self.last >= number
+        """Has the lane passed on everything up to `number` (or lost what it lacks)?"""
+        return self.last is None or self.last >= number or self.lost
 
     # inbound -----------------------------------------------------------------------
 
@@ -206,13 +207,16 @@ class Lane:
                     return  # a repeat (an overlap after a resubscribe)
                 self._restart(n - 1, everyone=True)  # numbered again: the store went back
             elif n > last + 1:
-                self.backlog.append(entry)
-                self._repair()
-                return
+                if not self.lost:
+                    self.backlog.append(entry)
+                    self._repair()
+                    return
+                self._restart(n - 1, everyone=False)
         self._enqueue(entry)
 
     def _enqueue(self, entry: HeldEvent) -> None:
         self.last = entry[0]
+        self.lost = False
         ts = entry[2].get("ts", 0)
         if ts > self.top_ts:
             self.top_ts = ts
@@ -229,19 +233,16 @@ class Lane:
         since, epoch = self.last, self.epoch
         assert since is not None
         missed = await self._fetch(since)
-        if epoch != self.epoch:
-            pass  # the lane started again meanwhile: what was read is of the lost run
-        elif missed is not None:
-            for n, data in missed:
-                if self.last is None or n > self.last:
+        if epoch == self.epoch:  # else the lane started again meanwhile: this is of the lost run
+            for n, data in missed or ():
+                if n > since:
                     self._enqueue((n, data, orjson.loads(data)))
-        else:
+                    since = n
             later = [entry[0] for entry in self.backlog if entry[0] > since]
-            if later:  # the lane goes on right before the first event it has
-                self._restart(later[0] - 1, everyone=False)
-            else:  # the next event shows where it goes on: its gap repairs (or fails) again
-                log.warning("room %s: %s lane lost events after %d", self.sid,
-                            self.kind.field, since)
+            if later and later[0] > since + 1:  # what lies between is gone: the lane goes
+                self._restart(later[0] - 1, everyone=False)  # on before the first it has
+            elif missed is None and not later:
+                self._lose(since)
         backlog, self.backlog = self.backlog, []
         self.repairing = False
         self._task = None
@@ -264,6 +265,16 @@ class Lane:
 
     # a new epoch -----------------------------------------------------------------------
 
+    def _lose(self, since: int) -> None:
+        """Events after `since` are gone and none has come yet: the next one shows where the
+        lane goes on (`_take`). Viewers that have nothing after `since` certainly lack some:
+        when the policy closes them, it closes them now rather than at the next event."""
+        self.lost = True
+        log.warning("room %s: the %s lane lost events after %d", self.sid, self.kind.field,
+                    since)
+        if self.kind.policy.notice is None:
+            self._tell([c for c, base in self.members.values() if base <= since], since, since)
+
     def _restart(self, resume: int, *, everyone: bool) -> None:
         """Start a new epoch that goes on after `resume`. `everyone`: the store went back
         and every viewer saw events that no longer exist; otherwise the events between the
@@ -273,6 +284,7 @@ class Lane:
         after = self.last if self.last is not None else resume
         self.epoch += 1
         self.since = self.last = resume
+        self.lost = False
         if everyone:
             self.top_ts = 0
         for joiner in self.joining.values():
@@ -281,6 +293,11 @@ class Lane:
         log.warning("room %s: the %s lane goes on after %d (had %d): %s; %d viewers behind",
                     self.sid, self.kind.field, resume, after,
                     "the store went back" if everyone else "events are gone", len(stale))
+        self._tell(stale, after, resume)
+
+    def _tell(self, stale: list[Client], after: int, resume: int) -> None:
+        """The lane's policy, once, for viewers that lack events after `after`: closed
+        (they leave the lane), or told that it goes on after `resume` (they stay)."""
         if not stale:
             return
         policy = self.kind.policy
