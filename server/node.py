@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -49,8 +48,6 @@ from server.valkey.keys import Keys
 from server.valkey.scripts import Scripts
 from server.valkey.store import Store
 
-log = logging.getLogger("livecart.node")
-
 
 class Node:
     def __init__(self, settings: Settings, store_url: str) -> None:
@@ -82,8 +79,10 @@ class Node:
         self.ledger = Ledger(store, keys, s)
         self.refunds = Refunds(saga)
         self.social = social = SocialProof(sessions, products, stock)
-        self.hub = hub = Hub(sessions.history_since)
-        hub.coalesce_s = s.coalesce_ms / 1000
+        self.hub = hub = Hub(fetch_history=sessions.history_since,
+                             fetch_chat=sessions.chat_since, on_fact=self._on_fact,
+                             coalesce_s=s.coalesce_ms / 1000,
+                             observe_fanout=self.metrics.fanout_seconds.observe)
         self.broker = broker = Broker(
             store, self._on_message, self._on_resubscribed,
             probe_channel=lambda k: keys.probe_channel(s.node_id, k),
@@ -103,9 +102,6 @@ class Node:
         self.chat = Chat(store, keys, scripts, rate_per_s=s.chat_rate_per_s,
                          burst=s.chat_rate_burst, audit_max=s.audit_max,
                          on_message=giveaways.said)
-        hub.fetch_chat = self.chat.chat_since
-        hub.on_fact = self._on_fact
-        hub.observe_fanout = self.metrics.fanout_seconds.observe
         self.cart_ops = CartOps(carts, orders, rooms.room_facts, rooms.known_sold_out,
                                 rooms.deal_units, users.publish, notices.placed)
         handlers: dict[str, Handler] = {"ping": self.ping, "auth": self.auth}
@@ -155,7 +151,7 @@ class Node:
         s = self.settings
         client = Client(sink, codec, identity, rate=s.rate_per_s, burst=s.rate_burst,
                         abuse_errors=s.abuse_errors, abuse_window_s=s.abuse_window_s,
-                        max_buffer=s.send_buffer_bytes, on_evict=self._evicted)
+                        max_buffer=s.send_buffer_bytes, on_evict=self.hub.evicted)
         self.clients[client.id] = client
         self.users.attach(client)
         return client
@@ -165,12 +161,6 @@ class Node:
         self.hub.remove(client)
         self.clients.pop(client.id, None)
         self.users.detach(client)
-
-    def _evicted(self, client: Client, code: int) -> None:
-        if code == CloseCode.SLOW_CONSUMER:
-            self.hub.evictions += 1
-            log.info("slow consumer closed with 4008", extra={"session": client.session})
-        self.hub.remove(client)
 
     async def handle(self, client: Client, data: str | bytes) -> None:
         await self.dispatcher.handle(client, data)
@@ -217,27 +207,8 @@ class Node:
         else:
             self.users.resync_soon(parsed[1])
 
-    def _hub_readings(self) -> list[Reading]:
-        hub = self.hub
-        return [
-            Reading("gauge", "livecart_rooms", "sessions with viewers on this node",
-                    lambda: len(hub.rooms)),
-            Reading("gauge", "livecart_joined_viewers", "connections joined to a session",
-                    lambda: sum(room.size for room in hub.rooms.values())),
-            Reading("counter", "livecart_events_received", "room events received from pub/sub",
-                    lambda: hub.received),
-            Reading("counter", "livecart_events_delivered", "room events written to viewers",
-                    lambda: hub.delivered),
-            Reading("counter", "livecart_slow_consumer_evictions", "viewers closed with 4008",
-                    lambda: hub.evictions),
-            Reading("counter", "livecart_chat_events_received",
-                    "chat-lane events received from pub/sub", lambda: hub.chat_received),
-            Reading("counter", "livecart_sold_out_events",
-                    "sold_out room events received by this node's rooms", lambda: hub.sold_out),
-        ]
-
     def _readings(self) -> list[Reading]:
         return [Reading("gauge", "livecart_connections", "open WebSocket connections",
                         lambda: len(self.clients)),
-                *self._hub_readings(), *self.store.readings(), *self.broker.readings(),
+                *self.hub.readings(), *self.store.readings(), *self.broker.readings(),
                 *self.sessions.readings(), *self.chat.readings(), *self.reminders.readings()]

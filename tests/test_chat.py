@@ -278,8 +278,7 @@ async def test_the_hub_repairs_a_chat_gap_and_keeps_the_audiences_apart() -> Non
     async def no_history(sid: str, since: int) -> list[tuple[int, bytes]] | None:
         return []
 
-    hub = Hub(no_history)
-    hub.fetch_chat = chat_history
+    hub = Hub(fetch_history=no_history, fetch_chat=chat_history)
     loud, quiet = Client(FakeSink(), JSON), Client(FakeSink(), JSON)
     for client, chat in ((loud, True), (quiet, False)):
         hub.add_joining(client, "s1", chat=chat)

@@ -1,7 +1,7 @@
 """Per-connection protocol state: identity, codec, joined session, rate and abuse limits.
 
 No I/O happens here except through `sink` (the socket's direct write path), so the
-rules (token bucket, error window, join hold-back) are testable without a server.
+rules (token bucket, error window) are testable without a server.
 """
 
 from __future__ import annotations
@@ -69,14 +69,11 @@ class ErrorWindow:
         return len(self.stamps) >= self.limit
 
 
-HeldEvent = tuple[int, bytes, Any]  # (seq, JSON bytes, decoded object)
-
-
 class Client:
     """One WebSocket connection as the node sees it."""
 
     __slots__ = (
-        "codec", "errors", "evicted", "hold", "id", "identity", "joining",
+        "codec", "errors", "evicted", "id", "identity", "joining",
         "limiter", "max_buffer", "on_evict", "session", "sink", "viewer_key",
     )
 
@@ -89,8 +86,7 @@ class Client:
         self.codec = codec
         self.identity = identity
         self.session: str | None = None
-        self.joining = False
-        self.hold: list[HeldEvent] = []
+        self.joining = False  # joined, not live yet (the hub holds its events back)
         self.limiter = TokenBucket(rate, burst)
         self.errors = ErrorWindow(abuse_errors, abuse_window_s)
         self.max_buffer = max_buffer

@@ -1,8 +1,8 @@
 """Local rooms: which connections on this node watch which session, and the fan-out.
 
 An event arrives once (from the broker, in `seq` order). The hub decodes it once, and at
-the end of the loop tick (or, when the room fanned out less than `Hub.coalesce_s` ago, at
-the end of that window) builds one frame per codec for everything that arrived meanwhile
+the end of the loop tick (or, when the room fanned out less than `coalesce_s` ago, at the
+end of that window) builds one frame per codec for everything that arrived meanwhile
 (one event, or an array of events) and hands the same bytes to every viewer's socket.
 Nothing here awaits a viewer: writes are synchronous and bounded; a viewer whose socket
 buffer passes the limit is closed with 4008 and recovers with `since`.
@@ -15,17 +15,20 @@ while the socket must not be written directly (its transport buffer is full and 
 queue in the Wire, bounded by `limit`; or it is gone). Sinks that are not a `Wire`
 (tests, other transports) go through `Client.send_frame`.
 
-A joining viewer is held back: live events are kept in its `hold` list until its join
-reply and its missed history are written, then the ones newer than its snapshot follow.
+**Two lanes.** A room has two sequenced lanes of the same class (server/fanout/lane.py):
+the room lane (`seq`: pins, deals, sold-outs, …; a viewer it lost events for is closed
+with 4008 and rejoins) and the chat lane (`cseq`: `chat`, `chat_deleted`, `banned`; a
+viewer it lost events for gets `chat_gap` and stays). Both arrive on the room's channel;
+each orders, repairs and holds back its own events, and starts a new epoch when some are
+gone for good (the store lost them). A joining viewer is held back in each lane: live
+events wait until its join reply and its missed history are written, then the ones newer
+than its snapshot follow.
 
-**The chat lane.** Chat-lane events (`chat`, `chat_deleted`, `banned`) arrive on the same
-channel but carry `cseq` (their own gap-free sequence) instead of `seq`; the room keeps a
-second lane for them (last cseq, pending events, gap repair from the chat stream, a hold
-list per joining chat viewer). A room has two audiences: chat viewers get room and chat
-events, pins-only viewers (`join {chat: false}`) room events only. Each flush encodes the
-room events once per codec and, when chat arrived, room + chat events once more per codec
-for the chat audience: never per viewer. A `banned` event closes the banned user's
-connections to the room here (4003) as it arrives.
+A room has two audiences: chat viewers get room and chat events, pins-only viewers
+(`join {chat: false}`) room events only. Each flush encodes the room events once per codec
+and, when chat arrived, room + chat events once more per codec for the chat audience:
+never per viewer. A `banned` event closes the banned user's connections to the room here
+(4003) as it arrives.
 """
 
 from __future__ import annotations
@@ -33,25 +36,33 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable
+from functools import partial
 from typing import Any, NamedTuple
 
 import orjson
 
-from server.edge.client import Client, HeldEvent
+from server.edge.client import Client
 from server.edge.codecs import JSON, MSGPACK, OP_BINARY, OP_TEXT, batch, frame
 from server.errors import CloseCode
+from server.events import EventType
+from server.fanout.lane import REJOIN, SKIP, HeldEvent, HistoryFetch, Lane, LaneKind
+from server.fanout.lane import deliver as deliver
+from server.observe.metrics import Reading
 
 log = logging.getLogger("livecart.hub")
 
-HistoryFetch = Callable[[str, int], Awaitable[list[tuple[int, bytes]] | None]]
-SLOW_CONSUMER = 4008
-FACT_EVENTS = frozenset({"session", "sold_out", "deal", "pinned", "product", "giveaway"})
+# the room events the node keeps facts from (session status, sold-out products, …)
+FACT_EVENTS = frozenset({EventType.SESSION, EventType.SOLD_OUT, EventType.DEAL,
+                         EventType.PINNED, EventType.PRODUCT, EventType.GIVEAWAY})
 
 
-async def _no_chat_history(sid: str, since: int) -> list[tuple[int, bytes]] | None:
-    """The chat history of a hub nobody wired (tests): none, so a gap evicts."""
-    return None
+def _no_fact(sid: str, event: Any) -> None:
+    """The `on_fact` of a hub nobody asked for facts (tests)."""
+
+
+def _no_observation(seconds: float) -> None:
+    """The `observe_fanout` of a hub without metrics (tests)."""
 
 
 class _Generic:
@@ -91,24 +102,10 @@ def fan_out(entries: list[Entry], data: bytes) -> int:
                 continue
             sink.write(data)
             if sink.buffered() > limit:
-                client.evict(SLOW_CONSUMER, "slow consumer: reconnect with since")
+                client.evict(CloseCode.SLOW_CONSUMER, "slow consumer: reconnect with since")
             continue
         write(data)
     return len(entries) - skipped
-
-
-def deliver(clients: Iterable[Client], doc: bytes) -> None:
-    """One JSON event to a few clients (a user's connections, a creator), each in its
-    codec, encoded at most once per codec."""
-    json_frame = frame(OP_TEXT, doc)
-    msgpack_frame = b""
-    for client in clients:
-        if client.codec is MSGPACK:
-            if not msgpack_frame:
-                msgpack_frame = frame(OP_BINARY, MSGPACK.encode(orjson.loads(doc)))
-            client.send_frame(msgpack_frame)
-        else:
-            client.send_frame(json_frame)
 
 
 Lists = tuple[list[Entry], list[Entry], list[Entry], list[Entry]]
@@ -116,25 +113,22 @@ Lists = tuple[list[Entry], list[Entry], list[Entry], list[Entry]]
 
 class Room:
     __slots__ = (
-        "_entries", "backlog", "catch_up", "chat_backlog", "chat_hold", "chat_last",
-        "chat_pending",
-        "chat_repairing", "clients", "flush_handle", "flush_scheduled", "joining",
-        "last_counters", "last_flush", "last_seq", "likes", "pending", "quiet", "received_at",
-        "repairing", "sid", "waiters",
+        "_entries", "catch_up", "chat", "clients", "flush_handle", "flush_scheduled",
+        "joining", "lane", "last_counters", "last_flush", "likes", "quiet", "received_at",
+        "sid", "waiters",
     )
 
-    def __init__(self, sid: str) -> None:
+    def __init__(self, sid: str, hub: Hub) -> None:
         self.sid = sid
         self.clients: dict[int, Client] = {}
         self.joining: dict[int, Client] = {}
-        self.last_seq: int | None = None
-        self.pending: list[HeldEvent] = []
+        ready, flush = partial(hub.ready, self), partial(hub.flush, self)
+        self.lane = Lane(hub.room_lane, sid, ready, flush)  # `seq`
+        self.chat = Lane(hub.chat_lane, sid, ready, flush)  # `cseq`: chat viewers only
         self.flush_scheduled = False
         self.flush_handle: asyncio.Handle | None = None
         self.last_flush = float("-inf")  # loop time the last fan-out ended
         self.received_at = 0.0
-        self.repairing = False
-        self.backlog: list[HeldEvent] = []
         self.likes = 0
         self.last_counters: tuple[int, ...] | None = None
         # joiners whose snapshot counters differ from the last push: the next counters tick
@@ -142,12 +136,6 @@ class Room:
         self.catch_up: list[tuple[Client, tuple[int, ...]]] = []
         self.waiters: list[tuple[int, int, asyncio.Future[None]]] = []  # see Hub.caught_up
         self._entries: Lists | None = None
-        # the chat lane (cseq): see the module docstring
-        self.chat_last: int | None = None
-        self.chat_pending: list[HeldEvent] = []
-        self.chat_repairing = False
-        self.chat_backlog: list[HeldEvent] = []
-        self.chat_hold: dict[int, list[HeldEvent]] = {}  # joining chat viewers' held chat
         self.quiet: set[int] = set()  # clients (here) that joined with `chat: false`
 
     @property
@@ -183,40 +171,71 @@ class Room:
 
 
 class Hub:
-    # A room flushes at once when it has been quiet; events that arrive within
-    # `coalesce_s` of its previous fan-out wait for the rest of that window and go out
-    # together as one array frame. One send() per viewer costs ~8 µs of kernel time here
-    # (python -m loadtest.sendfloor), so under bursts this divides the per-event cost;
-    # an isolated event (a pin) is never delayed.
-    coalesce_s = 0.010
+    """The node's local rooms. `fetch_history` / `fetch_chat` read a room's stored room
+    events / chat-lane events after a number (for repairs); `on_fact(session, event)` is
+    told every event of a room served here whose type is in FACT_EVENTS (the node's copy
+    of session status and sold-out products); `observe_fanout(seconds)` gets each
+    fan-out's time from the first event's arrival.
 
-    def __init__(self, fetch_history: HistoryFetch) -> None:
+    A room flushes at once when it has been quiet; events that arrive within `coalesce_s`
+    of its previous fan-out wait for the rest of that window and go out together as one
+    array frame. One send() per viewer costs ~8 µs of kernel time here (python -m
+    loadtest.sendfloor), so under bursts this divides the per-event cost; an isolated
+    event (a pin) is never delayed."""
+
+    def __init__(self, *, fetch_history: HistoryFetch, fetch_chat: HistoryFetch,
+                 on_fact: Callable[[str, Any], None] = _no_fact, coalesce_s: float = 0.010,
+                 observe_fanout: Callable[[float], None] = _no_observation) -> None:
         self.rooms: dict[str, Room] = {}
-        self.fetch_history = fetch_history
+        self.room_lane = LaneKind("seq", fetch_history, REJOIN)
+        self.chat_lane = LaneKind("cseq", fetch_chat, SKIP)
+        self.on_fact = on_fact
+        self.coalesce_s = coalesce_s
+        self.observe_fanout = observe_fanout
         self.received = 0
         self.delivered = 0
-        self.observe_fanout: Callable[[float], None] = lambda seconds: None
         self.evictions = 0
         self.sold_out = 0  # `sold_out` events received (for /metrics)
-        # told (session, event) for every event of a room served here whose type is in
-        # FACT_EVENTS (the node's copy of session status and sold-out products)
-        self.on_fact: Callable[[str, Any], None] = lambda sid, event: None
-        self.fetch_chat: HistoryFetch = _no_chat_history  # the chat lane's history
         self.chat_received = 0
-        self._tasks: set[asyncio.Task[None]] = set()
+
+    def readings(self) -> list[Reading]:
+        return [
+            Reading("gauge", "livecart_rooms", "sessions with viewers on this node",
+                    lambda: len(self.rooms)),
+            Reading("gauge", "livecart_joined_viewers", "connections joined to a session",
+                    lambda: sum(room.size for room in self.rooms.values())),
+            Reading("counter", "livecart_events_received", "room events received from pub/sub",
+                    lambda: self.received),
+            Reading("counter", "livecart_events_delivered", "room events written to viewers",
+                    lambda: self.delivered),
+            Reading("counter", "livecart_slow_consumer_evictions", "viewers closed with 4008",
+                    lambda: self.evictions),
+            Reading("counter", "livecart_chat_events_received",
+                    "chat-lane events received from pub/sub", lambda: self.chat_received),
+            Reading("counter", "livecart_sold_out_events",
+                    "sold_out room events received by this node's rooms",
+                    lambda: self.sold_out),
+        ]
+
+    def evicted(self, client: Client, code: int) -> None:
+        """A connection closed by its own send buffer or by a drain: out of its room."""
+        if code == CloseCode.SLOW_CONSUMER:
+            self.evictions += 1
+            log.info("slow consumer closed with 4008", extra={"session": client.session})
+        self.remove(client)
 
     # membership -------------------------------------------------------------
 
     def add_joining(self, client: Client, sid: str, chat: bool = True) -> Room:
         room = self.rooms.get(sid)
         if room is None:
-            room = self.rooms[sid] = Room(sid)
+            room = self.rooms[sid] = Room(sid, self)
         client.session = sid
         client.joining = True
-        client.hold = []
         room.joining[client.id] = client
+        room.lane.add(client)
         if chat:
-            room.chat_hold[client.id] = []
+            room.chat.add(client)
         else:
             room.quiet.add(client.id)
         return room
@@ -229,35 +248,21 @@ class Hub:
         room = self.rooms.get(client.session or "")
         if room is None or client.id not in room.joining:
             return
-        if room.pending or room.chat_pending:
+        if room.lane.pending or room.chat.pending:
             # Events waiting for the next fan-out may be older than this snapshot: send
-            # them now, while this client is still joining (they go to its hold list and
-            # are filtered by seq below), so it never gets one twice.
-            self._flush(room)
+            # them now, while this client is still joining (they are held for it and
+            # filtered by number below), so it never gets one twice.
+            self.flush(room)
         room.joining.pop(client.id, None)
-        if room.last_seq is None:
-            room.last_seq = snapshot_seq
-        frames: list[bytes] = []
-        for _seq, data in replay:  # since < seq <= snapshot_seq, in order
-            frames.append(self._single(client, data, None))
-        last = snapshot_seq
-        for seq, data, obj in client.hold:
-            if seq > last:
-                frames.append(self._single(client, data, obj))
-                last = seq
-        client.hold = []
-        if room.chat_last is None:
-            room.chat_last = snapshot_cseq
-        held_chat = room.chat_hold.pop(client.id, None)
-        if held_chat is not None:
-            for _cseq, data in chat_replay or ():
-                frames.append(self._single(client, data, None))
-            last = snapshot_cseq
-            for cseq, data, obj in held_chat:
-                if cseq > last:
-                    frames.append(self._single(client, data, obj))
-                    last = cseq
         client.joining = False
+        events = room.lane.activate(client, snapshot_seq, replay)
+        if events is None:  # left behind by a lost run of the room lane: closed
+            room.chat.remove(client.id)
+            return
+        chat = room.chat.activate(client, snapshot_cseq, chat_replay or ())
+        frames = [self._single(client, data, obj) for _n, data, obj in events]
+        if chat:
+            frames.extend(self._single(client, data, obj) for _n, data, obj in chat)
         if frames:
             client.send_frame(b"".join(frames))
         if client.evicted:
@@ -269,20 +274,19 @@ class Hub:
         sid = client.session
         client.session = None
         client.joining = False
-        client.hold = []
         room = self.rooms.get(sid) if sid else None
         if room is None:
             return
         room.joining.pop(client.id, None)
-        room.chat_hold.pop(client.id, None)
+        room.lane.remove(client.id)
+        room.chat.remove(client.id)
         if room.clients.pop(client.id, None) is not None:
             room.changed()
         room.quiet.discard(client.id)
 
     @staticmethod
     def _caught(room: Room, seq: int, cseq: int) -> bool:
-        return ((room.last_seq is None or room.last_seq >= seq)
-                and (room.chat_last is None or room.chat_last >= cseq))
+        return room.lane.reached(seq) and room.chat.reached(cseq)
 
     def _wake(self, room: Room) -> None:
         for seq, cseq, waiter in room.waiters:
@@ -301,7 +305,7 @@ class Hub:
         try:
             await asyncio.wait_for(waiter[2], timeout_s)
         except TimeoutError:
-            pass  # events lost beyond repair: the room's gap handling takes over
+            pass  # events lost beyond repair: the lanes' gap handling takes over
         finally:
             if waiter in room.waiters:
                 room.waiters.remove(waiter)
@@ -314,162 +318,60 @@ class Hub:
     # inbound events -----------------------------------------------------------
 
     def on_event(self, sid: str, data: bytes) -> None:
-        """One published room event (JSON text with `seq`), in channel order."""
+        """One published event of a room (JSON text with `seq`, or `cseq` for the chat
+        lane), in channel order."""
         room = self.rooms.get(sid)
         if room is None:
             return
         self.received += 1
         obj = orjson.loads(data)
+        kind = obj["t"]
         if "cseq" in obj:
-            self._on_chat(room, obj, bytes(data))
+            self.chat_received += 1
+            if kind == EventType.BANNED:
+                user = obj["d"]["user"]
+                for client in [*room.clients.values(), *room.joining.values()]:
+                    if client.user == user:
+                        client.evict(CloseCode.BANNED, "banned from this session")
+            room.chat.receive(bytes(data), obj)
             return
-        if obj["t"] in FACT_EVENTS:
+        if kind in FACT_EVENTS:
             self.on_fact(sid, obj)
-        if obj["t"] == "sold_out":
+        if kind == EventType.SOLD_OUT:
             self.sold_out += 1
-        seq = int(obj["seq"])
-        entry: HeldEvent = (seq, bytes(data), obj)
-        if room.repairing:
-            room.backlog.append(entry)
-            return
-        if room.last_seq is not None and seq <= room.last_seq:
-            return  # already delivered (overlap after a resubscribe)
-        if room.last_seq is not None and seq > room.last_seq + 1:
-            room.repairing = True
-            room.backlog.append(entry)
-            self._spawn_repair(room)
-            return
-        self._enqueue(room, entry)
+        room.lane.receive(bytes(data), obj)
 
     def resync(self, sid: str) -> None:
         """The channel was resubscribed after a lost connection: fetch what we missed."""
         room = self.rooms.get(sid)
-        if room is not None and not room.repairing and room.last_seq is not None:
-            room.repairing = True
-            self._spawn_repair(room)
-        if room is not None and not room.chat_repairing and room.chat_last is not None:
-            room.chat_repairing = True
-            self._spawn(self._repair_chat(room))
+        if room is not None:
+            room.lane.resync()
+            room.chat.resync()
 
-    # the chat lane ------------------------------------------------------------------
-
-    def _on_chat(self, room: Room, obj: Any, data: bytes) -> None:
-        self.chat_received += 1
-        if obj["t"] == "banned":
-            user = obj["d"]["user"]
-            for client in [*room.clients.values(), *room.joining.values()]:
-                if client.user == user:
-                    client.evict(CloseCode.BANNED, "banned from this session")
-        entry: HeldEvent = (int(obj["cseq"]), data, obj)
-        if room.chat_repairing:
-            room.chat_backlog.append(entry)
-            return
-        last = room.chat_last
-        if last is not None and entry[0] <= last:
-            return
-        if last is not None and entry[0] > last + 1:
-            room.chat_repairing = True
-            room.chat_backlog.append(entry)
-            self._spawn(self._repair_chat(room))
-            return
-        self._enqueue_chat(room, entry)
-
-    async def _repair_chat(self, room: Room) -> None:
-        assert room.chat_last is not None
-        try:
-            missed = await self.fetch_chat(room.sid, room.chat_last)
-        except Exception:
-            missed = None
-        if missed is None:
-            log.warning("room %s lost chat beyond its history; evicting its chat viewers",
-                        room.sid)
-            for client in [*room.clients.values(), *room.joining.values()]:
-                if client.id not in room.quiet:
-                    client.evict(4008, "missed chat: rejoin")
-            room.chat_last = None
-        else:
-            for cseq, data in missed:
-                self._enqueue_chat(room, (cseq, data, orjson.loads(data)))
-        backlog, room.chat_backlog = room.chat_backlog, []
-        room.chat_repairing = False
-        for entry in backlog:
-            self._enqueue_chat(room, entry)
-
-    def _enqueue_chat(self, room: Room, entry: HeldEvent) -> None:
-        if room.chat_last is not None and entry[0] <= room.chat_last:
-            return
-        room.chat_last = entry[0]
+    def ready(self, room: Room) -> None:
+        """A lane of `room` has an event pending: wake its joiners waiting for it and
+        schedule the room's fan-out."""
         if room.waiters:
             self._wake(room)
-        if not room.pending and not room.chat_pending:
-            room.received_at = time.perf_counter()
-        room.chat_pending.append(entry)
-        self._schedule(room)
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def _spawn_repair(self, room: Room) -> None:
-        self._spawn(self._repair(room))
-
-    async def _repair(self, room: Room) -> None:
-        assert room.last_seq is not None
-        try:
-            missed = await self.fetch_history(room.sid, room.last_seq)
-        except Exception:
-            missed = None
-        if missed is None:
-            log.warning("room %s lost events beyond history; evicting its viewers", room.sid)
-            for client in [*room.clients.values(), *room.joining.values()]:
-                client.evict(4008, "missed events: rejoin")
-            room.last_seq = None
-        else:
-            for seq, data in missed:
-                self._enqueue(room, (seq, data, orjson.loads(data)))
-        backlog, room.backlog = room.backlog, []
-        room.repairing = False
-        for entry in backlog:
-            if room.last_seq is None or entry[0] > room.last_seq:
-                self._enqueue(room, entry)
-
-    def _enqueue(self, room: Room, entry: HeldEvent) -> None:
-        if room.last_seq is not None and entry[0] <= room.last_seq:
-            return
-        room.last_seq = entry[0]
-        if room.waiters:
-            self._wake(room)
-        if not room.pending and not room.chat_pending:
-            room.received_at = time.perf_counter()
-        room.pending.append(entry)
-        self._schedule(room)
-
-    def _schedule(self, room: Room) -> None:
         if not room.flush_scheduled:
+            room.received_at = time.perf_counter()
             room.flush_scheduled = True
             loop = asyncio.get_running_loop()
             wait = room.last_flush + self.coalesce_s - loop.time()
-            room.flush_handle = (loop.call_later(wait, self._flush, room) if wait > 0
-                                 else loop.call_soon(self._flush, room))
+            room.flush_handle = (loop.call_later(wait, self.flush, room) if wait > 0
+                                 else loop.call_soon(self.flush, room))
 
     # fan-out ------------------------------------------------------------------
 
-    def _flush(self, room: Room) -> None:
+    def flush(self, room: Room) -> None:
         room.flush_scheduled = False
         if room.flush_handle is not None:
             room.flush_handle.cancel()
             room.flush_handle = None
-        entries, room.pending = room.pending, []
-        chats, room.chat_pending = room.chat_pending, []
+        entries = room.lane.take()
+        chats = room.chat.take()
         if not entries and not chats:
             return
-        if entries:
-            for client in room.joining.values():
-                client.hold.extend(entries)
-        if chats:
-            for held in room.chat_hold.values():
-                held.extend(chats)
         if not room.clients:
             return
         json_chat, msgpack_chat, json_quiet, msgpack_quiet = room.entries()

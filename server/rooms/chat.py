@@ -25,7 +25,6 @@ from server.edge.commands import Handler
 from server.errors import bad_request
 from server.observe.metrics import Reading
 from server.rooms.ops import caller_and_session
-from server.rooms.sessions import parse_chat
 from server.valkey.keys import Keys
 from server.valkey.ops import Moderation
 from server.valkey.scripts import Scripts
@@ -219,12 +218,3 @@ class Chat:
     async def audit(self, sid: str) -> list[Any]:
         return [orjson.loads(x) for x in
                 await self.store.call("LRANGE", self.keys.audit(sid), 0, -1)]
-
-    async def chat_since(self, sid: str, since: int) -> list[tuple[int, bytes]] | None:
-        """The chat lane's events after `since` (oldest first), or None when the stream no
-        longer reaches back (trimmed past it). Holes left by deleted messages are fine:
-        their `chat_deleted` event is in the stream."""
-        floor, rows = await self.store.batch([
-            ("HGET", self.keys.session(sid), "chat_floor"),
-            ("XRANGE", self.keys.chat(sid), f"{since + 1}-0", "+")])
-        return parse_chat(rows, since, int(floor or 0))

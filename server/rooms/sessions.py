@@ -347,6 +347,15 @@ class Sessions:
     def history_command(self, sid: str, since: int) -> tuple[str, ...]:
         return ("XRANGE", self.keys.history(sid), f"{since + 1}-0", "+")
 
+    async def chat_since(self, sid: str, since: int) -> list[tuple[int, bytes]] | None:
+        """The chat lane's events after `since` (oldest first), or None when the stream no
+        longer reaches back (trimmed past it). Holes left by deleted messages are fine:
+        their `chat_deleted` event is in the stream."""
+        floor, rows = await self.store.batch([
+            ("HGET", self.keys.session(sid), "chat_floor"),
+            ("XRANGE", self.keys.chat(sid), f"{since + 1}-0", "+")])
+        return parse_chat(rows, since, int(floor or 0))
+
     async def history_since(self, sid: str, since: int) -> list[tuple[int, bytes]] | None:
         """(seq, event) with seq > since, oldest first; None when history has a hole there."""
         return parse_history(await self.store.call(*self.history_command(sid, since)), since)
