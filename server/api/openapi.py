@@ -435,7 +435,8 @@ def _websocket() -> dict[str, Any]:
             "join": "{session, since?, epoch?, chat?, chat_since?}",
         },
         "events": {"chat": "{id, user, name, text} with cseq", "chat_deleted": "{id} with cseq",
-                   "banned": "{user} with cseq", "live": "{session, title} (private)"},
+                   "banned": "{user} with cseq", "live": "{session, title} (private)",
+                   "chat_gap": "{after} with cseq: chat events were lost; continue from cseq"},
         "errors": {c.value: c.http_status for c in ErrorCode},
         "close_codes": {c.name.lower(): int(c) for c in CloseCode},
     }
