@@ -26,6 +26,7 @@ from server.edge.client import Client, Sink
 from server.edge.codecs import Codec
 from server.edge.commands import Dispatcher, Handler
 from server.errors import ApiError, CloseCode, ErrorCode
+from server.events import EventType
 from server.facts import ClosedDeal
 from server.fanout.broker import Broker
 from server.fanout.hub import Hub
@@ -189,7 +190,7 @@ class Node:
     def _on_fact(self, sid: str, event: Any) -> None:
         self.rooms.on_room_event(sid, event)
         self.giveaways.on_room_event(sid, event)
-        if event["t"] == "sold_out":  # the storm's queue need not wait for a place
+        if event["t"] == EventType.SOLD_OUT:  # the storm's queue need not wait for a place
             self.orders.sold_out_heard(sid, str(event["d"]["product"]))
 
     def _on_message(self, channel: str, data: bytes) -> None:

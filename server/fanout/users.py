@@ -20,6 +20,7 @@ from server.clock import now_ms
 from server.edge.client import Client
 from server.edge.codecs import JSON
 from server.errors import ApiError
+from server.events import EventType
 from server.fanout.broker import Broker
 from server.fanout.hub import deliver
 from server.valkey.keys import Keys
@@ -28,6 +29,8 @@ from server.valkey.store import Store, text
 RECENT_ORDERS = 10  # orders looked at by a resync
 
 FetchCart = Callable[[str], Awaitable[dict[str, Any]]]
+# `UserChannels.publish`: a private event (user, data, type) to every device of the user
+PublishPrivate = Callable[[str, Any, EventType], Awaitable[None]]
 FindOrder = Callable[[str], Awaitable[tuple[dict[str, Any], list[str]] | None]]
 
 
@@ -67,14 +70,16 @@ class UserChannels:
             self._orders_seen.pop(uid, None)
             self.broker.unsubscribe(self.keys.user_channel(uid))
 
-    async def publish(self, uid: str, data: Any, event: str = "cart") -> None:
+    async def publish(self, uid: str, data: Any,
+                      event: EventType = EventType.CART) -> None:
         """A private event to every device of `uid`, on any node."""
         doc = {"t": event, "ts": now_ms(), "d": data}
         await self.store.call("SPUBLISH", self.keys.user_channel(uid), JSON.encode(doc))
 
     async def offered(self, user: str, product: str, hold_until: int) -> None:
         """A restock (or a passed-on hold) holds a unit for this waiting user."""
-        await self.publish(user, {"product": product, "hold_until": hold_until}, "restocked")
+        await self.publish(user, {"product": product, "hold_until": hold_until},
+                           EventType.RESTOCKED)
 
     async def cart_left(self, buyer: str) -> None:
         """A checkout left lines in the buyer's cart: every device gets that cart."""
@@ -109,8 +114,8 @@ class UserChannels:
             return  # still unreachable: the next resubscribe tries again
         mine = self.of(uid)
         now = now_ms()
-        deliver(mine, JSON.encode({"t": "cart", "ts": now, "d": cart}))
+        deliver(mine, JSON.encode({"t": EventType.CART, "ts": now, "d": cart}))
         for oid, row in zip(missed, found, strict=True):
             if row is not None and row[0]["created_at"] >= self._attached_at.get(uid, now):
                 seen.add(oid)
-                deliver(mine, JSON.encode({"t": "order", "ts": now, "d": row[0]}))
+                deliver(mine, JSON.encode({"t": EventType.ORDER, "ts": now, "d": row[0]}))

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -31,6 +31,8 @@ from server.clock import now_ms
 from server.edge.client import Client
 from server.edge.commands import Handler
 from server.errors import ApiError, ErrorCode, bad_request, not_found
+from server.events import EventType
+from server.fanout.users import PublishPrivate
 from server.rooms.sessions import Sessions
 from server.valkey.due import DueIndex
 from server.valkey.keys import Keys
@@ -43,7 +45,6 @@ log = logging.getLogger("livecart.auctions")
 MAX_PRICE = 100_000_000  # minor units, as a product's price
 MAX_DURATION_S = 24 * 3600
 
-PublishPrivate = Callable[[str, Any, str], Awaitable[None]]
 
 
 
@@ -154,7 +155,8 @@ class Auctions:
                 with contextlib.suppress(ApiError):  # a notice; the room event has it all
                     await self.publish_private(previous, {
                         "auction": aid, "product": answer["product"],
-                        "top_bid": answer["top_bid"], "ends_at": answer["ends_at"]}, "outbid")
+                        "top_bid": answer["top_bid"], "ends_at": answer["ends_at"]},
+                        EventType.OUTBID)
             if answer["extended"]:
                 self.closings.arm(member(sid, aid), answer["ends_at"])
         return answer
@@ -194,7 +196,7 @@ class Auctions:
                 with contextlib.suppress(ApiError):
                     await self.publish_private(a["bidder"], {
                         "auction": aid, "product": a["product"], "price": int(a["top_bid"]),
-                        "order": a["order"]}, "won")
+                        "order": a["order"]}, EventType.WON)
         if state in ("closed", "closed_now"):
             await self.store.call("ZREM", index, entry)
         return state

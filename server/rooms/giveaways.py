@@ -48,8 +48,10 @@ from server.clock import now_ms
 from server.edge.client import Client
 from server.edge.commands import Handler
 from server.errors import ApiError, ErrorCode, not_found
+from server.events import EventType
 from server.fanout.hub import Hub
-from server.rooms.auctions import PublishPrivate, creator_session, joined_session, member
+from server.fanout.users import PublishPrivate
+from server.rooms.auctions import creator_session, joined_session, member
 from server.rooms.sessions import Sessions
 from server.signals import Signal
 from server.valkey.due import DueIndex
@@ -274,7 +276,7 @@ class Giveaways:
                 with contextlib.suppress(ApiError):
                     await self.publish_private(w["user"], {
                         "giveaway": gid, "product": g["product"], "price": 0,
-                        "order": w["order"]}, "won")
+                        "order": w["order"]}, EventType.WON)
         if state in ("closed", "closed_now"):
             await self.store.call("ZREM", index, entry)
         return state

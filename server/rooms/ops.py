@@ -18,6 +18,7 @@ from server.counters.room_counters import RoomCounters
 from server.edge.client import Client
 from server.edge.commands import Handler, Then
 from server.errors import ApiError, ErrorCode, bad_request, not_found, unavailable
+from server.events import EventType
 from server.facts import RoomFacts, Session
 from server.fanout.broker import Broker
 from server.fanout.hub import Hub
@@ -229,7 +230,7 @@ class RoomOps:
         """Keep this node's facts of a room it serves: the session's status, and which
         products are sold out in it (server/rooms/sold_out.py has the rules)."""
         kind, data = event["t"], event["d"]
-        if kind == "session":
+        if kind == EventType.SESSION:
             known = self.facts.get(sid)
             if known is not None:
                 self.facts[sid] = replace(known, session=replace(known.session,

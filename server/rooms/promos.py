@@ -15,6 +15,7 @@ from server.clock import now_ms
 from server.edge.client import Client
 from server.edge.commands import Handler
 from server.errors import ApiError, ErrorCode, bad_request, forbidden
+from server.events import EventType
 from server.rooms.sessions import Sessions
 
 CARD_FIELDS = ("code", "seller", "percent_off", "amount_off", "min_spend", "per_buyer",
@@ -58,7 +59,7 @@ class PromoOps:
             raise ApiError(ErrorCode.CONFLICT, "the voucher covers no product of this show",
                            voucher=code)
         shown = {k: card[k] for k in CARD_FIELDS}
-        seq = await self.sessions.emit(sid, "voucher", shown)
+        seq = await self.sessions.emit(sid, EventType.VOUCHER, shown)
         return {"voucher": shown, "seq": seq}
 
     async def waitlist(self, client: Client, args: Mapping[str, Any]) -> Any:

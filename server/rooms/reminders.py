@@ -24,6 +24,7 @@ from server.edge.client import Client
 from server.edge.codecs import JSON
 from server.edge.commands import Handler
 from server.errors import bad_request
+from server.events import EventType
 from server.facts import Session
 from server.observe.metrics import Reading
 from server.valkey.keys import Keys
@@ -68,14 +69,14 @@ class Reminders:
                        await self.store.call("SMEMBERS", self.keys.reminders(session.id)))
         now = now_ms()
         data = {"session": session.id, "title": session.title}
-        event = JSON.encode({"t": "live", "ts": now, "d": data})
+        event = JSON.encode({"t": EventType.LIVE, "ts": now, "d": data})
         for start in range(0, len(users), CHUNK):
             chunk = users[start:start + CHUNK]
             commands: list[tuple[Any, ...]] = []
             for uid in chunk:
                 commands.append(("SPUBLISH", self.keys.user_channel(uid), event))
                 commands.append(("XADD", self.keys.notifications(), "MAXLEN", "~",
-                                 NOTIFICATIONS_MAXLEN, "*", "type", "live", "user", uid,
+                                 NOTIFICATIONS_MAXLEN, "*", "type", EventType.LIVE, "user", uid,
                                  "session", session.id, "title", session.title, "at", now))
             await self.store.batch(commands)
             self.sent += len(chunk)

@@ -13,6 +13,7 @@ from server.counters.room_counters import RoomCounters, TickReport
 from server.edge.client import Client
 from server.edge.codecs import JSON
 from server.errors import ApiError
+from server.events import EventType
 from server.facts import RoomFacts
 from server.fanout.hub import Hub, deliver
 from server.fanout.users import UserChannels
@@ -85,7 +86,7 @@ class RoomTick:
             joiners, room.catch_up = room.catch_up, []
             if not pushed and not joiners:
                 continue
-            event = {"t": "counters", "ts": now, "d": report.counters()}
+            event = {"t": EventType.COUNTERS, "ts": now, "d": report.counters()}
             if pushed:
                 room.last_counters = values
                 self.hub.push(room, event)
@@ -111,4 +112,4 @@ class RoomTick:
             if stats == self.last_stats.get(report.sid):
                 continue
             self.last_stats[report.sid] = stats
-            deliver(mine, JSON.encode({"t": "stats", "ts": now, "d": stats}))
+            deliver(mine, JSON.encode({"t": EventType.STATS, "ts": now, "d": stats}))

@@ -20,6 +20,7 @@ from server import validate as v
 from server.cart.products import Products
 from server.clock import now_ms
 from server.errors import ApiError, ErrorCode, bad_request, forbidden, not_found
+from server.events import EventType
 from server.facts import ClosedDeal, Session
 from server.observe.metrics import Reading
 from server.signals import Signal
@@ -340,9 +341,9 @@ class Sessions:
         """`product {id, price, stock}` (and `sold_out` when asked) to every session
         showing the product."""
         for sid in await self.sessions_showing(pid):
-            await self.emit(sid, "product", {"id": pid, "price": price, "stock": stock})
+            await self.emit(sid, EventType.PRODUCT, {"id": pid, "price": price, "stock": stock})
             if sold_out:
-                await self.emit(sid, "sold_out", {"product": pid})
+                await self.emit(sid, EventType.SOLD_OUT, {"product": pid})
 
     def history_command(self, sid: str, since: int) -> tuple[str, ...]:
         return ("XRANGE", self.keys.history(sid), f"{since + 1}-0", "+")

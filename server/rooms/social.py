@@ -17,6 +17,7 @@ from typing import Any
 
 from server.cart.products import Products
 from server.cart.stock_watch import StockWatch
+from server.events import EventType
 from server.rooms.sessions import Sessions
 
 MAX_NAMES = 3
@@ -49,7 +50,7 @@ class SocialProof:
         for room, bursts in pending.items():
             deal = await self.sessions.deal(room)
             for pid, burst in bursts.items():
-                await self.sessions.emit(room, "purchase", {
+                await self.sessions.emit(room, EventType.PURCHASE, {
                     "product": pid, "qty": burst.qty, "count": burst.count, "names": burst.names})
                 await self._deal_progress(room, pid, deal)
         for pid in sorted(returned):
@@ -63,6 +64,6 @@ class SocialProof:
 
     async def _deal_progress(self, room: str, pid: str, deal: dict[str, Any]) -> None:
         if deal.get("product") == pid and deal.get("status") == "open":
-            await self.sessions.emit(room, "deal", {
+            await self.sessions.emit(room, EventType.DEAL, {
                 "product": pid, "status": "open", "stock_left": int(deal["stock_left"]),
                 "ends_at": int(deal["ends_at"]), "price": int(deal["price"])})

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from server.events import EventType
+
 
 class SoldOut:
     def __init__(self) -> None:
@@ -24,15 +26,15 @@ class SoldOut:
         self._left: dict[str, int] = {}  # room -> its open deal's stock_left, last heard
 
     def on_event(self, sid: str, kind: str, data: Any) -> None:
-        if kind == "sold_out":
+        if kind == EventType.SOLD_OUT:
             self._sold.setdefault(sid, set()).add(str(data["product"]))
-        elif kind == "pinned":
+        elif kind == EventType.PINNED:
             deal = data.get("deal")
             self._deal_is(sid, str(data["product"]["id"]) if deal else None)
             if deal:
                 self._left[sid] = int(deal.get("stock_left") or 0)
             self._clear(sid, str(data["product"]["id"]))
-        elif kind == "deal":
+        elif kind == EventType.DEAL:
             product = str(data["product"])
             if data.get("status") == "open":
                 self._deal_is(sid, product)
@@ -43,7 +45,7 @@ class SoldOut:
                 if self._deals.get(sid) == product:
                     self._deal_is(sid, None)
                 self._clear(sid, product)
-        elif kind == "product":
+        elif kind == EventType.PRODUCT:
             product = str(data["id"])
             if int(data.get("stock") or 0) > 0 and self._deals.get(sid) != product:
                 self._clear(sid, product)
