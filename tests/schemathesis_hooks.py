@@ -4,9 +4,10 @@ The OpenAPI document states each rule JSON Schema can: these hooks apply, to gen
 *valid* requests only, the rules that it cannot (each is in the operation's description
 or docs/protocol.md): an integer is sent as an integer — JSON Schema counts `5.0` as the
 integer 5, livecart refuses it (issue 26: money is never a float), so a valid request's
-integral floats are sent as integers; a product at most once per external order; timeline entries strictly
-sorted by `at_ms`, with `until_ms` after `at_ms` and not past the next entry; a new
-voucher's window ending in the future and `per_buyer` within `total_uses`. Invalid
+integral floats are sent as integers; a product at most once per external order;
+timeline entries strictly sorted by `at_ms`, with `until_ms` after `at_ms` and not past
+the next entry; a new voucher's window ending in the future and `per_buyer` within
+`total_uses`. Invalid
 (negative) requests are left as generated. Valid reads of an auction or a giveaway name
 the ones tests/test_openapi.py created (LC_ST_* in the environment).
 """

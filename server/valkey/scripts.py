@@ -62,6 +62,15 @@ class Begun:
 
 
 @dataclass(frozen=True, slots=True)
+class Peeked:
+    """The idempotency rule's answer to a request for an order (order_peek.lua)."""
+
+    answer: str  # 'new' | 'join' | 'release' | 'replay' | 'conflict' (lib/idempotency.lua)
+    order: bytes  # the order JSON for 'replay', else b""
+    error: ApiError | None  # the rule's error for 'conflict'
+
+
+@dataclass(frozen=True, slots=True)
 class Reserved:
     line: dict[str, Any]  # {product, qty, unit_price, amount, commission, seller, deal, sold_out}
     closed_deal: bytes  # a deal reserve.lua closed at its ends_at (JSON), or b""
@@ -374,10 +383,14 @@ class Scripts:
                 out.append((status, bytes(reply[i + 1]), bytes(reply[i + 2])))
         return out
 
-    async def peek_orders(self, oids: list[str]) -> list[Any]:
-        """Each order's (status, req_hash, json), in one call (on a cluster: one bucket)."""
-        return list(await self.store.run_pipelined(
-            "order_peek.lua", [self.keys.order(oid) for oid in oids], []))
+    async def peek_orders(self, oids: list[str], fingerprints: list[str]) -> list[Peeked]:
+        """What the idempotency rule answers each (order id, request fingerprint), in one
+        call (on a cluster: one bucket)."""
+        reply = await self.store.run_pipelined(
+            "order_peek.lua", [self.keys.order(oid) for oid in oids], fingerprints)
+        return [Peeked(text(answer), bytes(body) if text(answer) == "replay" else b"",
+                       translate(ResponseError(text(body))) if text(answer) == "conflict"
+                       else None) for answer, body in reply]
 
     async def order_step(self, oid: str, op: str, attempt: int) -> str:
         return text(await self.store.run_pipelined(
