@@ -219,8 +219,10 @@ class Orders:
 
     async def checkout(self, buyer: str, room: str | None, key: str, total: int | None,
                        voucher: str | None = None) -> Placed:
-        cart_row, touches_row = await self.store.batch([
-            ("HGETALL", self.keys.cart(buyer)), ("HGETALL", self.keys.touches(buyer))])
+        """The cart as it is now, its lines and version read at one instant: the order
+        consumes that version (cart_claim.lua, the saga's step 0b), so two checkouts of one
+        cart make one order, whatever their keys — the other answers `conflict`."""
+        cart_row, version, touches_row = await self.saga.scripts.read_cart(buyer, touches=True)
         cart = as_dict(cart_row)
         fp = fingerprint({"op": "checkout", "total": total,
                           **({"voucher": voucher} if voucher else {})})
@@ -247,7 +249,7 @@ class Orders:
         except _Replayed as replayed:
             return replayed.placed
         return await self.saga.place(oid, fp, self._plan(
-            "checkout", buyer, lines, room="", total=total, cart=cart,
+            "checkout", buyer, lines, room="", total=total, cart=cart, cart_v=version,
             sold_out_rooms=rooms, **part))
 
     async def external(self, seller: str, external_id: str, buyer: str,

@@ -312,17 +312,43 @@ class Scripts:
             [op, product, qty, session, max_qty, _opt(stock)])
         return flat, bool(grew), int(version)
 
+    async def read_cart(self, buyer: str, *, touches: bool = False) -> tuple[Any, int, Any]:
+        """(the cart as a flat list, its version, the touches as a flat list — empty unless
+        asked for), read at one instant."""
+        k = self.keys
+        flat, version, touched = await self.store.run_pipelined(
+            "cart_read.lua",
+            [k.cart(buyer), k.cart_version(buyer), *([k.touches(buyer)] if touches else [])],
+            [])
+        return flat, int(version), touched
+
+    async def claim_cart(self, buyer: str, claim: str, version: int) -> str:
+        """A checkout attempt's claim on the cart at the version it read: 'held' (or
+        'taken' for a duplicate of an attempt whose order committed); `conflict` when the
+        cart changed since or another checkout holds it."""
+        k = self.keys
+        return text(await self.store.run_pipelined(
+            "cart_claim.lua", [k.cart_version(buyer), k.cart_claims(buyer)],
+            ["claim", claim, version]))
+
+    async def release_cart(self, buyer: str, claim: str) -> str:
+        k = self.keys
+        return text(await self.store.run_pipelined(
+            "cart_claim.lua", [k.cart_version(buyer), k.cart_claims(buyer)],
+            ["release", claim, ""]))
+
     async def buyer_effects(self, buyer: str, oid: str, order_json: bytes,
                             cart_lines: dict[str, str] | None,
-                            touch: tuple[str, str] | None) -> int:
-        """The cart's version when this left a changed, non-empty cart (else 0)."""
+                            touch: tuple[str, str] | None, claim: str = "") -> int:
+        """The cart's version when this left a changed, non-empty cart (else 0). `claim`:
+        the checkout's claim on the cart (cart_claim.lua), taken here; '' for none."""
         k = self.keys
         _, version = await self.store.run_pipelined(
             "buyer_effects.lua",
             [k.user_applied(buyer), k.user_orders(buyer), k.cart(buyer), k.touches(buyer),
-             k.user_channel(buyer), k.cart_version(buyer)],
+             k.user_channel(buyer), k.cart_version(buyer), k.cart_claims(buyer)],
             [f"o:{oid}", oid, order_json, "" if cart_lines is None else _json(cart_lines),
-             touch[0] if touch else "", touch[1] if touch else ""])
+             touch[0] if touch else "", touch[1] if touch else "", claim])
         return int(version)
 
     async def ledger_apply(self, creator: str, effect: str,
