@@ -328,14 +328,12 @@ class Scripts:
         cart changed since or another checkout holds it."""
         k = self.keys
         return text(await self.store.run_pipelined(
-            "cart_claim.lua", [k.cart_version(buyer), k.cart_claims(buyer)],
-            ["claim", claim, version]))
+            "cart_claim.lua", [k.cart_version(buyer), k.cart_claims(buyer)], [claim, version]))
 
     async def release_cart(self, buyer: str, claim: str) -> str:
-        k = self.keys
+        """A failed attempt's claim given back: 'released' ('taken' if its order committed)."""
         return text(await self.store.run_pipelined(
-            "cart_claim.lua", [k.cart_version(buyer), k.cart_claims(buyer)],
-            ["release", claim, ""]))
+            "cart_release.lua", [self.keys.cart_claims(buyer)], [claim]))
 
     async def buyer_effects(self, buyer: str, oid: str, order_json: bytes,
                             cart_lines: dict[str, str] | None,
