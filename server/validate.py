@@ -7,9 +7,14 @@ them:
   idempotency key...) is 1-64 characters of `A-Z a-z 0-9 _ - . : @ + |`, so an e-mail
   address such as `ana@example.com` or a provider id such as `auth0|5f1c` is an id, and
   every id can stand in a URL path (percent-encoded or not) and in a Valkey key;
-- an **integer** argument is a number with no fractional part (`5` or `5.0`, as JSON
-  Schema counts integers; never a boolean, `5.5` or a string) within ±(2^53 - 1): exact
-  in JSON, JavaScript and Lua (whose numbers are doubles); it is passed on as an int;
+- an **integer** argument (every amount of money, quantity, count, rate, duration and
+  timestamp) is an integer as the client's document spells it — a JSON number written
+  without a fraction or exponent (`5`), a msgpack int — within ±(2^53 - 1): exact in
+  JSON, JavaScript and Lua (whose numbers are doubles). Anything else is `bad_request`
+  naming the field: a boolean, a string, and every float, integral or not (`5.0`, `1e3`,
+  a msgpack float32/float64): a client that sends money as a float has already lost
+  exactness, so it is told, never rounded. `integer` is the only check; no other module
+  reads a number from input by itself;
 - a **text** argument is a string with at least one character other than ASCII
   whitespace.
 """
@@ -35,6 +40,11 @@ def is_id(value: object) -> bool:
     return isinstance(value, str) and ID_RE.match(value) is not None
 
 
+def is_integer(value: object) -> bool:
+    """Is `value` an integer argument (see the module's docstring), in ±(2^53 - 1)?"""
+    return type(value) is int and -MAX_INT <= value <= MAX_INT
+
+
 def obj(value: Any, what: str = "body") -> Mapping[str, Any]:
     if not isinstance(value, dict):
         raise bad_request(f"{what} must be an object")
@@ -48,10 +58,9 @@ def integer(args: Mapping[str, Any], name: str, *, lo: int | None = None, hi: in
         if required and default is None:
             raise bad_request(f"`{name}` is required", field=name)
         return default
-    if isinstance(value, float) and value.is_integer() and abs(value) <= MAX_INT:
-        value = int(value)  # 5.0 is the integer 5 (as in JSON Schema); exact below 2^53
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise bad_request(f"`{name}` must be an integer", field=name)
+    if type(value) is not int:  # not bool (an int subclass), not float: not 5.0 either
+        raise bad_request(f"`{name}` must be an integer (no fraction, not a float or a "
+                          "boolean)", field=name)
     lo = -MAX_INT if lo is None else max(lo, -MAX_INT)
     hi = MAX_INT if hi is None else min(hi, MAX_INT)
     if value < lo:

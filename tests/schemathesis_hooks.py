@@ -1,10 +1,13 @@
 """schemathesis hooks (SCHEMATHESIS_HOOKS) for tests/test_openapi.py.
 
 The OpenAPI document states each rule JSON Schema can: these hooks apply, to generated
-*valid* requests only, the rules between items that it cannot (each is in the operation's
-description): a product at most once per external order; timeline entries strictly
-sorted by `at_ms`, with `until_ms` after `at_ms` and not past the next entry; a new
-voucher's window ending in the future and `per_buyer` within `total_uses`. Invalid
+*valid* requests only, the rules that it cannot (each is in the operation's description
+or docs/protocol.md): an integer is sent as an integer — JSON Schema counts `5.0` as the
+integer 5, livecart refuses it (issue 26: money is never a float), so a valid request's
+integral floats are sent as integers; a product at most once per external order;
+timeline entries strictly sorted by `at_ms`, with `until_ms` after `at_ms` and not past
+the next entry; a new voucher's window ending in the future and `per_buyer` within
+`total_uses`. Invalid
 (negative) requests are left as generated. Valid reads of an auction or a giveaway name
 the ones tests/test_openapi.py created (LC_ST_* in the environment).
 """
@@ -47,11 +50,24 @@ _SEEDED = {"/api/sessions/{id}/auctions/{aid}": ("aid", "LC_ST_AUCTION"),
            "/api/sessions/{id}/giveaways/{gid}": ("gid", "LC_ST_GIVEAWAY")}
 
 
+def _integers(value: Any) -> Any:
+    """`value` with every float that JSON Schema counts as an integer sent as one."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [_integers(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _integers(item) for key, item in value.items()}
+    return value
+
+
 @schemathesis.hook
 def map_case(context: Any, case: Any) -> Any:
     meta = case.meta
     if meta is None or not meta.generation.mode.is_positive:
         return case
+    if isinstance(case.body, dict | list):
+        case.body = _integers(case.body)
     path, method, body = case.operation.path, case.method.upper(), case.body
     if (method, path) == ("POST", "/api/orders") and isinstance(body, dict) \
             and isinstance(body.get("lines"), list):

@@ -19,7 +19,7 @@ from server.observe.gc_timing import CALM, GcScheduler
 from server.rooms.room_tick import ANSWERING, STATS_DEFER_TICKS
 from server.valkey.embedded import EmbeddedValkey
 from server.valkey.keys import Keys
-from server.valkey.scripts import Scripts
+from server.valkey.scripts import Peeked, Scripts
 from server.valkey.store import Store
 from tests.conftest import make_settings
 from tests.helpers import ServerThread, WsClient, unique_prefix
@@ -71,11 +71,12 @@ async def test_late_buyers_get_their_holds_and_orders_right(valkey_url: str) -> 
                          "req_hash", "h3", "json", '{"id":"x"}')
         await store.call("HSET", keys.holds("p1"), "b7", '{"res":""}')
         held = [peeks.holding("p1", f"b{i}") for i in range(10)]
-        rows = [peeks.order(oid) for oid in oids]
+        rows = [peeks.order(oid, "h3") for oid in oids]
         assert await asyncio.gather(*held) == [i == 7 for i in range(10)]
         got = await asyncio.gather(*rows)
-        assert got[3] == (b"committed", b"h3", b'{"id":"x"}')
-        assert all(row == (None, None, None) for i, row in enumerate(got) if i != 3)
+        # the idempotency rule's answers (lib/idempotency.lua), not the raw records
+        assert got[3] == Peeked("replay", b'{"id":"x"}', None)
+        assert all(row == Peeked("new", b"", None) for i, row in enumerate(got) if i != 3)
     finally:
         await store.close()
 
@@ -93,10 +94,12 @@ async def test_a_ticks_late_buyers_cost_two_store_calls(valkey: EmbeddedValkey) 
 
         before = await calls()
         answers = await asyncio.gather(*(
-            asyncio.gather(peeks.holding("p1", f"b{i}"), peeks.order(f"ord_{i % 16:x}{i:019d}"))
+            asyncio.gather(peeks.holding("p1", f"b{i}"),
+                           peeks.order(f"ord_{i % 16:x}{i:019d}", "fp"))
             for i in range(500)))
         after = await calls()
-        assert len(answers) == 500 and all(a == [False, (None, None, None)] for a in answers)
+        assert len(answers) == 500 and all(a == [False, Peeked("new", b"", None)]
+                                           for a in answers)
         # one HMGET of the holds for all 500 and one order_peek.lua (whose 500 HMGETs count
         # as commands too), no command per buyer
         assert after["evalsha"] - before["evalsha"] == 1
@@ -111,7 +114,7 @@ async def test_peeks_share_a_store_failure() -> None:
     store = Store("redis://127.0.0.1:1", timeout_s=0.2)
     keys = Keys("lc")
     peeks = Peeks(store, keys, Scripts(store, keys, 1000, 600_000))
-    asks: list[Any] = [peeks.holding("p1", "b1"), peeks.order("ord_0" + "0" * 19)]
+    asks: list[Any] = [peeks.holding("p1", "b1"), peeks.order("ord_0" + "0" * 19, "fp")]
     for ask in asks:
         with pytest.raises(ApiError) as caught:
             await ask

@@ -45,9 +45,8 @@ class Carts:
         return {"lines": lines, "total": total, "v": version}
 
     async def get(self, buyer: str) -> dict[str, Any]:
-        flat, version = await self.store.batch([
-            ("HGETALL", self.keys.cart(buyer)), ("GET", self.keys.cart_version(buyer))])
-        return await self.view(flat, int(version or 0))
+        flat, version, _ = await self.scripts.read_cart(buyer)  # lines and `v` of one instant
+        return await self.view(flat, version)
 
     async def update(self, buyer: str, op: str, product: str, qty: int,
                      session: str | None) -> dict[str, Any]:

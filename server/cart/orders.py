@@ -28,6 +28,7 @@ from server.facts import SessionFacts
 from server.settings import Settings
 from server.valkey.keys import ORDER_ID_RE, Keys
 from server.valkey.ops import VoidOp
+from server.valkey.scripts import Peeked
 from server.valkey.store import Store, as_dict, text
 
 __all__ = ["Orders", "Placed", "check_external_lines", "fingerprint", "order_id",
@@ -104,16 +105,16 @@ class Orders:
 
     # placing orders ---------------------------------------------------------------
 
-    async def _committed(self, oid: str, fp: str, row: Any = None) -> Placed | None:
-        """The committed order of this key (one read, no script; `row`: that read, done
-        already), None when there is none; `conflict` when the key was used for another
-        request (order_begin.lua's rule)."""
-        status, req_hash, order = row or await self.peeks.order(oid)
-        if status is None or text(status) != "committed":
-            return None
-        if text(req_hash) != fp:
-            raise ApiError(ErrorCode.CONFLICT, "idempotency key reused with a different request")
-        return Placed(orjson.loads(order), False)
+    @staticmethod
+    def _replayed(peeked: Peeked) -> Placed | None:
+        """The idempotency rule's answer (order_peek.lua) as this request's outcome when it
+        is final: `replay` -> the committed order; `conflict` -> its error. None for the
+        answers that place (or join) an attempt: `new`, `release`, `join`."""
+        if peeked.error is not None:
+            raise peeked.error
+        if peeked.answer == "replay":
+            return Placed(orjson.loads(peeked.order), False)
+        return None
 
     def _plan(self, op: str, buyer: str, lines: list[dict[str, Any]],
               **extra: Any) -> dict[str, Any]:
@@ -134,11 +135,11 @@ class Orders:
             raise ApiError(ErrorCode.NOT_FOUND, f"voucher {code!r} does not exist",
                            voucher=code, field="voucher")
         if int(found["used"]) + int(found["held"]) >= int(found["total_uses"]):
-            row = await self.peeks.order(oid)
-            replayed = await self._committed(oid, fp, row)
+            peeked = await self.peeks.order(oid, fp)
+            replayed = self._replayed(peeked)
             if replayed is not None:
                 raise _Replayed(replayed)
-            if row[0] is None or text(row[0]) != "pending":  # not a duplicate in flight
+            if peeked.answer != "join":  # not a duplicate in flight
                 raise ApiError(ErrorCode.VOUCHER_USED_UP, "the voucher has no uses left",
                                voucher=code)
         return {"voucher": terms_of(found).to_plan(), "voucher_room": room or ""}
@@ -164,7 +165,7 @@ class Orders:
         lane = _lane(room.id, product)
         # a caller that will queue asks its two questions now: when the product sells out
         # the whole queue is answered at once, without a round trip then
-        asked = (self.peeks.holding(product, buyer), self.peeks.order(oid)) \
+        asked = (self.peeks.holding(product, buyer), self.peeks.order(oid, fp)) \
             if known_sold_out() or self.lanes.full(lane, lane_width) else None
         if await self.lanes.enter(lane, known_sold_out, lane_width):
             for question in asked or ():
@@ -174,17 +175,20 @@ class Orders:
                                                  oid, fp)
             finally:
                 self.lanes.leave(lane, known_sold_out)
-        held, committed = asked or (self.peeks.holding(product, buyer), self.peeks.order(oid))
-        holding, row = await held, await committed
+        held, asked_order = asked or (self.peeks.holding(product, buyer),
+                                      self.peeks.order(oid, fp))
+        holding, peeked = await held, await asked_order
         placing = self._placing.get(oid)
         if placing is not None:  # the same key is being bought here: its outcome decides
             await placing.wait()
-            row = await self.peeks.order(oid)
-        if holding:  # a restock kept a unit for this buyer: the scripts decide
+            peeked = await self.peeks.order(oid, fp)
+        # a restock kept a unit for this buyer, or this request's attempt is in flight
+        # (the rule's `join`, e.g. from another node): the scripts decide
+        if holding or peeked.answer == "join":
             return await self._place_buy_now(buyer, room, product, qty, price, voucher, oid, fp)
         self.sold_out_answers += 1
-        replayed = await self._committed(oid, fp, row)
-        if replayed is None:
+        replayed = self._replayed(peeked)
+        if replayed is None:  # `new` or `release`: an attempt now would find it sold out
             raise ApiError(ErrorCode.SOLD_OUT, "sold out", product=product)
         return replayed
 
@@ -215,17 +219,23 @@ class Orders:
 
     async def checkout(self, buyer: str, room: str | None, key: str, total: int | None,
                        voucher: str | None = None) -> Placed:
-        cart_row, touches_row = await self.store.batch([
-            ("HGETALL", self.keys.cart(buyer)), ("HGETALL", self.keys.touches(buyer))])
+        """The cart as it is now, its lines and version read at one instant: the order
+        consumes that version (cart_claim.lua, the saga's step 0b), so two checkouts of one
+        cart make one order, whatever their keys — the other answers `conflict`."""
+        cart_row, version, touches_row = await self.saga.scripts.read_cart(buyer, touches=True)
         cart = as_dict(cart_row)
         fp = fingerprint({"op": "checkout", "total": total,
                           **({"voucher": voucher} if voucher else {})})
         oid = order_id(buyer, key)
         if not cart:  # a retry after the order emptied the cart finds the order
-            replayed = await self._committed(oid, fp)
-            if replayed is None:
-                raise bad_request("the cart is empty")
-            return replayed
+            peeked = await self.peeks.order(oid, fp)
+            replayed = self._replayed(peeked)
+            if replayed is not None:
+                return replayed
+            if peeked.answer == "join":  # its attempt is in flight: no request to drive it
+                raise ApiError(ErrorCode.CONFLICT,
+                               "this key's checkout is in flight; retry with the same key")
+            raise bad_request("the cart is empty")
         touches = as_dict(touches_row)
         attribution = await self._attribute(
             buyer, {pid: touches.get(pid) for pid in sorted(cart)}, joined=room)
@@ -239,8 +249,8 @@ class Orders:
         except _Replayed as replayed:
             return replayed.placed
         return await self.saga.place(oid, fp, self._plan(
-            "checkout", buyer, lines, room="", total=total, cart=cart, sold_out_rooms=rooms,
-            **part))
+            "checkout", buyer, lines, room="", total=total, cart=cart, cart_v=version,
+            sold_out_rooms=rooms, **part))
 
     async def external(self, seller: str, external_id: str, buyer: str,
                        lines: list[dict[str, int | str]]) -> Placed:

@@ -7,14 +7,19 @@ before the first step (docs/architecture.md has the whole design and its failure
 
   0. begin     (order bucket)  the order record, `pending` attempt n, with its plan;
                                the saga index gets the order, due at the takeover time
+                               (what a key may do with its record: lib/idempotency.lua)
+  0b claim     (the buyer)     a checkout only: the cart at the version it read, held
+                               by `<oid>#<n>` — refused (`conflict`) when the cart
+                               changed since or another checkout holds it
   1. reserve   (each product)  price/deal/stock checks, units held by `<oid>#<n>`;
                                then, with a voucher, one use held by `<oid>#<n>` in
                                the voucher's slot (its discount spread over the lines)
   2. commit    (order bucket)  all lines reserved: `committed`, the order JSON, the
                                bucket's orders stream entry — or `abort` -> `failed`
-  3. effects   (everywhere)    reservations taken, buyer (orders list, cart, private
-                               events), session counters and sold_out, creator ledger —
-                               or, for a failed attempt, reservations released
+  3. effects   (everywhere)    reservations taken, buyer (orders list, cart lines and
+                               its claim, private events), session counters and
+                               sold_out, creator ledger — or, for a failed attempt,
+                               reservations (and the cart's claim) released
   4. settle    (order bucket)  the saga index forgets the order
 
 Commit and abort are both transitions of the one order record, so exactly one of them
@@ -127,6 +132,14 @@ class Saga:
     async def _attempt(self, oid: str, attempt: int, plan: dict[str, Any]) -> Placed:
         rid = f"{oid}#{attempt}"
         mode = reserve_mode(plan["op"])
+        if plan.get("cart_v") is not None:  # a checkout consumes the cart version it read
+            try:
+                await self.scripts.claim_cart(plan["buyer"], rid, int(plan["cart_v"]))
+            except ApiError as exc:
+                await self._abort(oid, attempt, plan)
+                if exc.details.get("aborted"):
+                    raise _Abandoned() from exc
+                raise
         results = await asyncio.gather(*(
             self.scripts.reserve(
                 line["product"], rid, plan["buyer"], line["qty"], line.get("seen"), mode,
@@ -206,6 +219,8 @@ class Saga:
                     for line in plan["lines"]]
         if plan.get("voucher"):  # the use (or a tombstone) goes with the units
             releases.append(self.scripts.settle_voucher(plan["voucher"]["code"], rid, "release"))
+        if plan.get("cart_v") is not None:  # the cart is free again (or a tombstone)
+            releases.append(self.scripts.release_cart(plan["buyer"], rid))
         states = await asyncio.gather(*releases)
         await self.scripts.order_step(oid, "released", attempt)
         for line, state in zip(plan["lines"], states[:len(plan["lines"])], strict=True):
@@ -226,7 +241,8 @@ class Saga:
         touch = plan.get("touch")
         buyer_step = self.scripts.buyer_effects(
             plan["buyer"], oid, order_json, plan.get("cart"),
-            (touch[0], touch[1]) if touch else None)
+            (touch[0], touch[1]) if touch else None,
+            rid if plan.get("cart_v") is not None else "")
         by_session: dict[str, list[dict[str, Any]]] = defaultdict(list)
         by_creator: dict[str, list[dict[str, Any]]] = defaultdict(list)
         creators = [line.get("creator") or "" for line in plan["lines"]]

@@ -8,7 +8,8 @@ from typing import Any
 
 import orjson
 
-from server.errors import ApiError, ErrorCode, bad_request, forbidden
+from server import validate as v
+from server.errors import ApiError, ErrorCode, forbidden
 from server.settings import Settings
 from server.valkey.keys import Keys
 from server.valkey.store import Store, text
@@ -43,10 +44,10 @@ class Ledger:
     async def set_rates(self, sid: str, caller: str, admin: bool, rates: dict[str, Any],
                         product_rates: dict[str, tuple[str, int]]) -> dict[str, int]:
         """Live-exclusive rates: only the product's seller (or an admin), only above its rate."""
+        # every rate's shape first (basis points; `field`: its product), then the rules
+        asked = {pid: v.req_int(rates, pid, lo=1, hi=10_000) for pid in rates}
         clean: dict[str, int] = {}
-        for pid, bps in rates.items():
-            if isinstance(bps, bool) or not isinstance(bps, int) or not 0 < bps <= 10_000:
-                raise bad_request(f"rate for {pid!r} must be an integer in basis points (1-10000)")
+        for pid, bps in asked.items():
             if pid not in product_rates:  # conflicts with the session's showcase
                 raise ApiError(ErrorCode.CONFLICT, f"product {pid!r} is not in this session",
                                product=pid)

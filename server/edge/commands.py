@@ -34,7 +34,7 @@ from server.errors import (
     internal,
     new_request_id,
 )
-from server.validate import MAX_INT
+from server.validate import is_integer
 
 log = logging.getLogger("livecart.commands")
 
@@ -54,10 +54,7 @@ MERGED_OPS = frozenset({"like"})  # merged at any rate: outside the rate limit a
 def command_id(doc: Any) -> int | None:
     """The command's `id` when the document is an object with an integer id in range."""
     raw_id = doc.get("id") if isinstance(doc, dict) else None
-    if isinstance(raw_id, bool) or not isinstance(raw_id, int) or not (
-            -MAX_INT <= raw_id <= MAX_INT):
-        return None
-    return raw_id
+    return raw_id if is_integer(raw_id) else None
 
 
 class Dispatcher:

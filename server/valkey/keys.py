@@ -177,6 +177,11 @@ class Keys:
         """Counter: the cart's version, raised by every change (`v` in `cart` events)."""
         return f"{self.prefix}:{{u:{uid}}}:cart_v"
 
+    def cart_claims(self, uid: str) -> str:
+        """Hash: `live` -> the checkout attempt (`<order id>#<n>`) holding the cart, if any;
+        `<order id>#<n>` -> that attempt's claim: held | taken | released (cart_claim.lua)."""
+        return f"{self.prefix}:{{u:{uid}}}:cart_claims"
+
     def touches(self, uid: str) -> str:
         return f"{self.prefix}:{{u:{uid}}}:touches"
 

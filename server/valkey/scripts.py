@@ -62,6 +62,15 @@ class Begun:
 
 
 @dataclass(frozen=True, slots=True)
+class Peeked:
+    """The idempotency rule's answer to a request for an order (order_peek.lua)."""
+
+    answer: str  # 'new' | 'join' | 'release' | 'replay' | 'conflict' (lib/idempotency.lua)
+    order: bytes  # the order JSON for 'replay', else b""
+    error: ApiError | None  # the rule's error for 'conflict'
+
+
+@dataclass(frozen=True, slots=True)
 class Reserved:
     line: dict[str, Any]  # {product, qty, unit_price, amount, commission, seller, deal, sold_out}
     closed_deal: bytes  # a deal reserve.lua closed at its ends_at (JSON), or b""
@@ -303,17 +312,41 @@ class Scripts:
             [op, product, qty, session, max_qty, _opt(stock)])
         return flat, bool(grew), int(version)
 
+    async def read_cart(self, buyer: str, *, touches: bool = False) -> tuple[Any, int, Any]:
+        """(the cart as a flat list, its version, the touches as a flat list — empty unless
+        asked for), read at one instant."""
+        k = self.keys
+        flat, version, touched = await self.store.run_pipelined(
+            "cart_read.lua",
+            [k.cart(buyer), k.cart_version(buyer), *([k.touches(buyer)] if touches else [])],
+            [])
+        return flat, int(version), touched
+
+    async def claim_cart(self, buyer: str, claim: str, version: int) -> str:
+        """A checkout attempt's claim on the cart at the version it read: 'held' (or
+        'taken' for a duplicate of an attempt whose order committed); `conflict` when the
+        cart changed since or another checkout holds it."""
+        k = self.keys
+        return text(await self.store.run_pipelined(
+            "cart_claim.lua", [k.cart_version(buyer), k.cart_claims(buyer)], [claim, version]))
+
+    async def release_cart(self, buyer: str, claim: str) -> str:
+        """A failed attempt's claim given back: 'released' ('taken' if its order committed)."""
+        return text(await self.store.run_pipelined(
+            "cart_release.lua", [self.keys.cart_claims(buyer)], [claim]))
+
     async def buyer_effects(self, buyer: str, oid: str, order_json: bytes,
                             cart_lines: dict[str, str] | None,
-                            touch: tuple[str, str] | None) -> int:
-        """The cart's version when this left a changed, non-empty cart (else 0)."""
+                            touch: tuple[str, str] | None, claim: str = "") -> int:
+        """The cart's version when this left a changed, non-empty cart (else 0). `claim`:
+        the checkout's claim on the cart (cart_claim.lua), taken here; '' for none."""
         k = self.keys
         _, version = await self.store.run_pipelined(
             "buyer_effects.lua",
             [k.user_applied(buyer), k.user_orders(buyer), k.cart(buyer), k.touches(buyer),
-             k.user_channel(buyer), k.cart_version(buyer)],
+             k.user_channel(buyer), k.cart_version(buyer), k.cart_claims(buyer)],
             [f"o:{oid}", oid, order_json, "" if cart_lines is None else _json(cart_lines),
-             touch[0] if touch else "", touch[1] if touch else ""])
+             touch[0] if touch else "", touch[1] if touch else "", claim])
         return int(version)
 
     async def ledger_apply(self, creator: str, effect: str,
@@ -374,10 +407,14 @@ class Scripts:
                 out.append((status, bytes(reply[i + 1]), bytes(reply[i + 2])))
         return out
 
-    async def peek_orders(self, oids: list[str]) -> list[Any]:
-        """Each order's (status, req_hash, json), in one call (on a cluster: one bucket)."""
-        return list(await self.store.run_pipelined(
-            "order_peek.lua", [self.keys.order(oid) for oid in oids], []))
+    async def peek_orders(self, oids: list[str], fingerprints: list[str]) -> list[Peeked]:
+        """What the idempotency rule answers each (order id, request fingerprint), in one
+        call (on a cluster: one bucket)."""
+        reply = await self.store.run_pipelined(
+            "order_peek.lua", [self.keys.order(oid) for oid in oids], fingerprints)
+        return [Peeked(text(answer), bytes(body) if text(answer) == "replay" else b"",
+                       translate(ResponseError(text(body))) if text(answer) == "conflict"
+                       else None) for answer, body in reply]
 
     async def order_step(self, oid: str, op: str, attempt: int) -> str:
         return text(await self.store.run_pipelined(

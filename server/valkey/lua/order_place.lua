@@ -8,8 +8,10 @@
 -- `defer_bumps`). A failure of one order (a domain error, or a Lua error caught by pcall)
 -- is that order's result; its counters are not added. A call of one order moves its
 -- counters at once.
--- Runs an order only where the saga has nothing in flight for it: a pending or failed
--- attempt answers 'saga' and the caller drives it through the steps.
+-- The key's order record decides first, by the idempotency rule (lib/idempotency.lua, the
+-- one implementation; the same answers as order_begin.lua): 'new' places the order here;
+-- 'join' (a pending attempt of the same request) and 'release' (a failed attempt, any
+-- request) answer 'saga' and the caller drives them through the saga's steps.
 -- KEYS[1..18] the first order's keys; order i's are KEYS[18 * (i - 1) + n], n as here:
 -- KEYS[1..3] the room (lib/context.lua: the order's session)   KEYS[4] its counters
 -- KEYS[5] order hash   KEYS[6] the bucket's orders stream
@@ -23,12 +25,13 @@
 -- n=4 reserve mode ('deal' | 'list' | 'external' | 'fixed', see lib/reserve.lua)
 -- Returns: 3 entries per order: 'new' | 'committed', order JSON, JSON of a deal the
 --          reserve closed at its ends_at or '' | 'saga', '', '' | 'error', the error
---          text ("LC conflict …" when the key was used for a different request, or what
+--          text ("LC conflict …" when the idempotency rule answers conflict, or what
 --          reserve.lua fails), ''
 --!include lib/context.lua
 --!include lib/room.lua
 --!include lib/order.lua
 --!include lib/effects.lua
+--!include lib/idempotency.lua
 local K_PRODUCT, K_DEALS, K_RATES, K_RES, K_HOLDS
 --!include lib/reserve.lua
 local function opt(v) if v == nil or v == cjson.null then return nil end return v end
@@ -41,15 +44,11 @@ local function place(i)
   local oid, fp = ARGV[a + 1], ARGV[a + 2]
 
   local st = redis.call('HMGET', KEYS[b + 5], 'status', 'req_hash', 'attempt', 'json')
-  local attempt = 1
-  if st[1] then
-    if st[1] ~= 'released' and st[2] ~= fp then
-      return fail('conflict', {message = 'idempotency key reused with a different request'})
-    end
-    if st[1] == 'committed' then return {'committed', st[4], ''} end
-    if st[1] ~= 'released' then return {'saga', '', ''} end
-    attempt = tonumber(st[3]) + 1
-  end
+  local answer = idempotency(st[1], st[2], fp)
+  if answer == 'conflict' then return idempotency_conflict() end
+  if answer == 'replay' then return {'committed', st[4], ''} end
+  if answer ~= 'new' then return {'saga', '', ''} end  -- join or release: the saga's steps
+  local attempt = st[1] and tonumber(st[3]) + 1 or 1
 
   local plan = cjson.decode(ARGV[a + 3])
   local want = plan.lines[1]
