@@ -23,6 +23,7 @@ from server.errors import ApiError
 from server.facts import SessionFacts
 from server.node import Node
 from server.rooms.sessions import NewSession
+from server.valkey.ops import CartOp
 from server.valkey.store import as_dict, text
 from tests.conftest import make_settings
 from tests.oracle import commission, effective_rate
@@ -128,7 +129,7 @@ class World:
                 return
             elif kind == "cart":
                 _, b, s, p, q = o
-                await self.carts.update(BUYERS[b], "set", f"p{p}", q, self.sids[s])
+                await self.carts.update(BUYERS[b], CartOp.SET, f"p{p}", q, self.sids[s])
                 return
             elif kind == "checkout":
                 _, b, s, k = o

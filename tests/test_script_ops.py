@@ -10,6 +10,7 @@ from enum import StrEnum
 import pytest
 
 from server.valkey import ops
+from server.valkey.scripts import ORDER_PLACE_ARGS, ORDER_PLACE_KEYS
 from server.valkey.store import LUA_DIR
 
 SCRIPTS: dict[type[StrEnum], list[str]] = {
@@ -57,3 +58,15 @@ def test_each_script_compares_only_to_known_names(script: str) -> None:
     body = (LUA_DIR / script).read_text()
     compared = set(re.findall(r"ARGV\[\d+\]\s*[=~]=\s*'(\w+)'", body))
     assert compared <= known, f"{script} compares with {sorted(compared - known)}"
+
+
+def test_order_place_strides_are_the_pythons() -> None:
+    """order_place.lua's strides (keys and arguments per order) are the ones
+    Scripts.place_orders sends, and its header says the same."""
+    body = (LUA_DIR / "order_place.lua").read_text()
+    found = re.search(r"local KEYS_PER_ORDER, ARGS_PER_ORDER = (\d+), (\d+)", body)
+    assert found is not None
+    assert (int(found[1]), int(found[2])) == (ORDER_PLACE_KEYS, ORDER_PLACE_ARGS)
+    assert f"KEYS[1..{ORDER_PLACE_KEYS}] the first order's keys" in body
+    assert f"then {ORDER_PLACE_ARGS} per order" in body
+    assert not re.search(r"\b(18|4) \* \(i - 1\)", body.split("-- Returns")[1])

@@ -13,6 +13,7 @@ import orjson
 
 from server.cart.products import Products
 from server.valkey.keys import Keys
+from server.valkey.ops import CartOp
 from server.valkey.scripts import Scripts
 from server.valkey.store import Store, as_dict
 
@@ -48,10 +49,10 @@ class Carts:
         flat, version, _ = await self.scripts.read_cart(buyer)  # lines and `v` of one instant
         return await self.view(flat, version)
 
-    async def update(self, buyer: str, op: str, product: str, qty: int,
+    async def update(self, buyer: str, op: CartOp, product: str, qty: int,
                      session: str | None) -> dict[str, Any]:
         stock = None
-        if op != "remove":  # a unit a restock holds for this buyer is theirs to add
+        if op is not CartOp.REMOVE:  # a unit a restock holds for this buyer is theirs to add
             raw, holding = await self.store.batch([
                 ("HGET", self.keys.product(product), "stock"),
                 ("HEXISTS", self.keys.holds(product), buyer)])

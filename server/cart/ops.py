@@ -13,6 +13,7 @@ from server.edge.client import Client
 from server.edge.commands import Handler
 from server.errors import bad_request
 from server.facts import RoomFacts
+from server.valkey.ops import CartOp
 
 IDEM_KEY = v.ID_RE
 
@@ -47,23 +48,23 @@ class CartOps:
         room = await self.room_facts(client.session)
         return client.session if product in room.showcase else None
 
-    async def _change(self, client: Client, args: Mapping[str, Any], op: str) -> Any:
+    async def _change(self, client: Client, args: Mapping[str, Any], op: CartOp) -> Any:
         buyer = require_user(client.identity)
         product = v.req_ident(args, "product")
-        qty = 0 if op == "remove" else v.req_int(args, "qty", lo=1, hi=MAX_QTY)
-        session = None if op == "remove" else await self._line_session(client, product)
+        qty = 0 if op is CartOp.REMOVE else v.req_int(args, "qty", lo=1, hi=MAX_QTY)
+        session = None if op is CartOp.REMOVE else await self._line_session(client, product)
         cart = await self.carts.update(buyer, op, product, qty, session)
         await self.on_cart(buyer, cart)
         return cart
 
     async def cart_add(self, client: Client, args: Mapping[str, Any]) -> Any:
-        return await self._change(client, args, "add")
+        return await self._change(client, args, CartOp.ADD)
 
     async def cart_set(self, client: Client, args: Mapping[str, Any]) -> Any:
-        return await self._change(client, args, "set")
+        return await self._change(client, args, CartOp.SET)
 
     async def cart_remove(self, client: Client, args: Mapping[str, Any]) -> Any:
-        return await self._change(client, args, "remove")
+        return await self._change(client, args, CartOp.REMOVE)
 
     async def checkout(self, client: Client, args: Mapping[str, Any]) -> Any:
         buyer = require_user(client.identity)

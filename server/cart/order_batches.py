@@ -16,6 +16,7 @@ from collections.abc import Hashable
 from typing import Any
 
 from server.valkey.batching import TickBatch
+from server.valkey.ops import ReserveMode
 from server.valkey.scripts import Scripts
 
 # orders per call: bounds how long one call holds Valkey (~0.1-0.2 ms of Valkey per order
@@ -23,7 +24,7 @@ from server.valkey.scripts import Scripts
 ORDERS_PER_CALL = 32
 
 Placement = tuple[str, bytes, bytes]  # status, order JSON, a deal the reserve closed or b""
-Order = tuple[str, str, dict[str, Any], str]  # order id, fingerprint, plan, reserve mode
+Order = tuple[str, str, dict[str, Any], ReserveMode]  # order id, fingerprint, plan, mode
 
 
 class OrderBatches:
@@ -33,7 +34,7 @@ class OrderBatches:
                                                              per_call=ORDERS_PER_CALL)
 
     def place(self, oid: str, fingerprint: str, plan: dict[str, Any],
-              mode: str) -> asyncio.Future[Placement]:
+              mode: ReserveMode) -> asyncio.Future[Placement]:
         """Queue one order for this tick's call; its (status 'new' | 'committed' | 'saga',
         order JSON, closed deal JSON or b""), or the ApiError it failed with."""
         return self._batch.ask((oid, fingerprint, plan, mode))

@@ -49,6 +49,7 @@ from server.facts import ClosedDeal
 from server.signals import Signal
 from server.valkey.due import DueIndex
 from server.valkey.keys import ORDER_BUCKETS, Keys, order_bucket
+from server.valkey.ops import EffectKind, OrderStep, ReserveMode, Settle
 from server.valkey.scripts import Scripts
 from server.valkey.store import Store, as_dict
 
@@ -66,9 +67,11 @@ class Timing:
     redo_ms: int  # a committed order not settled after this has its effects redone
 
 
-def reserve_mode(op: str) -> str:
-    return {"buy_now": "deal", "checkout": "list", "external": "external",
-            "auction": "fixed", "giveaway": "fixed"}[op]
+def reserve_mode(op: str) -> ReserveMode:
+    """How an order's lines are priced, by the order's source."""
+    return {"buy_now": ReserveMode.DEAL, "checkout": ReserveMode.LIST,
+            "external": ReserveMode.EXTERNAL, "auction": ReserveMode.FIXED,
+            "giveaway": ReserveMode.FIXED}[op]
 
 
 class Saga:
@@ -209,20 +212,21 @@ class Saga:
                 line["commission"] = paid_commission(line["amount"] - share, int(rate))
 
     async def _abort(self, oid: str, attempt: int, plan: dict[str, Any]) -> None:
-        status = await self.scripts.order_step(oid, "abort", attempt)
+        status = await self.scripts.order_step(oid, OrderStep.ABORT, attempt)
         if status == "failed":
             await self._release(oid, attempt, plan)
 
     async def _release(self, oid: str, attempt: int, plan: dict[str, Any]) -> None:
         rid = f"{oid}#{attempt}"
-        releases = [self.scripts.settle_reservation(line["product"], rid, "release")
+        releases = [self.scripts.settle_reservation(line["product"], rid, Settle.RELEASE)
                     for line in plan["lines"]]
         if plan.get("voucher"):  # the use (or a tombstone) goes with the units
-            releases.append(self.scripts.settle_voucher(plan["voucher"]["code"], rid, "release"))
+            releases.append(self.scripts.settle_voucher(plan["voucher"]["code"], rid,
+                                                        Settle.RELEASE))
         if plan.get("cart_v") is not None:  # the cart is free again (or a tombstone)
             releases.append(self.scripts.release_cart(plan["buyer"], rid))
         states = await asyncio.gather(*releases)
-        await self.scripts.order_step(oid, "released", attempt)
+        await self.scripts.order_step(oid, OrderStep.RELEASED, attempt)
         for line, state in zip(plan["lines"], states[:len(plan["lines"])], strict=True):
             if state == "returned":
                 self.released(line["product"])
@@ -234,10 +238,10 @@ class Saga:
         """Step 3 and 4: every effect once (each step is idempotent), then settle."""
         order = orjson.loads(order_json)
         rid = f"{oid}#{attempt}"
-        steps: list[Any] = [self.scripts.settle_reservation(line["product"], rid, "take")
+        steps: list[Any] = [self.scripts.settle_reservation(line["product"], rid, Settle.TAKE)
                             for line in plan["lines"]]
         if plan.get("voucher"):
-            steps.append(self.scripts.settle_voucher(plan["voucher"]["code"], rid, "take"))
+            steps.append(self.scripts.settle_voucher(plan["voucher"]["code"], rid, Settle.TAKE))
         touch = plan.get("touch")
         buyer_step = self.scripts.buyer_effects(
             plan["buyer"], oid, order_json, plan.get("cart"),
@@ -264,13 +268,14 @@ class Saga:
             sold_by_room[room].append(product)
         for sid in sorted(set(by_session) | set(sold_by_room)):
             steps.append(self.scripts.session_effects(
-                sid, f"o:{oid}", "order", by_session.get(sid, []), sold_by_room.get(sid, [])))
+                sid, f"o:{oid}", EffectKind.ORDER,
+                by_session.get(sid, []), sold_by_room.get(sid, [])))
         for creator, entries in sorted(by_creator.items()):
             steps.append(self.scripts.ledger_apply(creator, f"o:{oid}", entries))
         left_version, *_ = await asyncio.gather(buyer_step, *steps)
         if left_version:
             self.cart_left.post(plan["buyer"])
-        await self.scripts.order_step(oid, "settled", attempt)
+        await self.scripts.order_step(oid, OrderStep.SETTLED, attempt)
 
     # refunds -------------------------------------------------------------------------
 
@@ -300,7 +305,8 @@ class Saga:
                     "session": line["session"], "qty": line["qty"],
                     "amount": -line["clawback"], "kind": "clawback"})
         for sid, session_lines in sorted(by_session.items()):
-            steps.append(self.scripts.session_effects(sid, effect, "refund", session_lines, []))
+            steps.append(self.scripts.session_effects(
+                sid, effect, EffectKind.REFUND, session_lines, []))
         for creator, entries in sorted(by_creator.items()):
             steps.append(self.scripts.ledger_apply(creator, effect, entries))
         await asyncio.gather(*steps)
@@ -327,7 +333,7 @@ class Saga:
         attempt = int(row.get("attempt", "0") or 0)
         plan = orjson.loads(row["plan"]) if row.get("plan") else None
         if status == "pending":
-            status = await self.scripts.order_step(oid, "abort", attempt)
+            status = await self.scripts.order_step(oid, OrderStep.ABORT, attempt)
             if status == "committed":  # its driver committed it just now
                 row = as_dict(await self.store.call("HGETALL", self.keys.order(oid)))
         if status == "failed" and plan is not None:
@@ -336,7 +342,7 @@ class Saga:
             sold_out = orjson.loads(row.get("sold_out") or "[]")
             await self.apply_order(oid, attempt, plan, row["json"].encode(), sold_out)
         elif status in ("", "released"):
-            await self.scripts.order_step(oid, "settled", attempt)
+            await self.scripts.order_step(oid, OrderStep.SETTLED, attempt)
 
 
 class _Abandoned(Exception):

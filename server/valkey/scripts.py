@@ -20,10 +20,15 @@ from server.valkey.keys import Keys, order_bucket
 from server.valkey.ops import (
     AuctionOutcome,
     AuctionPhase,
+    CartOp,
+    EffectKind,
     GiveawayPhase,
     Moderation,
+    OrderStep,
     PinAction,
+    ReserveMode,
     SessionAction,
+    Settle,
     VoidOp,
     WaitlistOp,
 )
@@ -36,6 +41,12 @@ def _json(value: Any) -> bytes:
 
 def _opt(value: int | None) -> str | int:
     return "" if value is None else value
+
+
+# order_place.lua's strides: each order's keys and arguments (the script's header and its
+# KEYS_PER_ORDER, ARGS_PER_ORDER say the same; tests/test_script_ops.py checks)
+ORDER_PLACE_KEYS = 18
+ORDER_PLACE_ARGS = 4
 
 
 def new_epoch() -> str:
@@ -177,7 +188,7 @@ class Scripts:
             ([self.keys.presence(sid), self.keys.counters(sid)], [node, count, ttl, likes])
             for sid, node, count, ttl, likes in calls])
 
-    async def session_effects(self, sid: str, effect: str, kind: str,
+    async def session_effects(self, sid: str, effect: str, kind: EffectKind,
                               lines: list[dict[str, Any]], sold_out: list[str]) -> bool:
         k = self.keys
         return bool(await self.store.run_pipelined(
@@ -262,7 +273,8 @@ class Scripts:
         return text(state), bytes(deal)
 
     async def reserve(self, pid: str, reservation: str, buyer: str, qty: int,
-                      seen: int | None, mode: str, room: str, attributed: str) -> Reserved:
+                      seen: int | None, mode: ReserveMode, room: str,
+                      attributed: str) -> Reserved:
         k = self.keys
         line, closed = await self.store.run_pipelined(
             "reserve.lua",
@@ -270,7 +282,7 @@ class Scripts:
             [reservation, buyer, qty, _opt(seen), mode, room, attributed, pid])
         return Reserved(orjson.loads(line), bytes(closed))
 
-    async def settle_reservation(self, pid: str, reservation: str, op: str) -> str:
+    async def settle_reservation(self, pid: str, reservation: str, op: Settle) -> str:
         k = self.keys
         return text(await self.store.run_pipelined(
             "reserve_settle.lua",
@@ -295,7 +307,7 @@ class Scripts:
             "voucher_reserve.lua", [k.voucher(code), k.voucher_uses(code)],
             [reservation, buyer, discount, room, code]))
 
-    async def settle_voucher(self, code: str, reservation: str, op: str) -> str:
+    async def settle_voucher(self, code: str, reservation: str, op: Settle) -> str:
         k = self.keys
         return text(await self.store.run_pipelined(
             "voucher_settle.lua", [k.voucher(code), k.voucher_uses(code), k.voucher_log(code)],
@@ -303,7 +315,7 @@ class Scripts:
 
     # users (slot {u:<user>}) ------------------------------------------------------------
 
-    async def update_cart(self, buyer: str, op: str, product: str, qty: int, session: str,
+    async def update_cart(self, buyer: str, op: CartOp, product: str, qty: int, session: str,
                           max_qty: int, stock: int | None) -> tuple[Any, bool, int]:
         """(the cart as a flat list, whether the line grew, the cart's new version)."""
         k = self.keys
@@ -376,7 +388,7 @@ class Scripts:
             [oid, attempt, _json(head), _json(lines), redo_at, _json(sold_out)])
         return text(status) == "new", bytes(order)
 
-    async def place_orders(self, orders: list[tuple[str, str, dict[str, Any], str]],
+    async def place_orders(self, orders: list[tuple[str, str, dict[str, Any], ReserveMode]],
                            ) -> list[tuple[str, bytes, bytes] | ApiError]:
         """Whole one-line orders (order id, request fingerprint, plan, reserve mode) in one
         script (one Valkey, no cluster: the keys span hash tags), one after the other. Each
@@ -391,12 +403,14 @@ class Scripts:
             room = plan.get("room") or line["session"] or ""
             pid, buyer = line["product"], plan["buyer"]
             creator = line.get("creator") or ""  # no creator: its ledger keys go unused
-            keys += [*k.room(room), k.counters(room), k.order(oid),
-                     k.orders_stream(order_bucket(oid)), k.product(pid), k.deals(pid),
-                     k.rates(pid), k.reservations(pid), k.holds(pid), k.user_orders(buyer),
-                     k.cart(buyer), k.touches(buyer), k.user_channel(buyer),
-                     k.cart_version(buyer), k.ledger(creator), k.balance(creator)]
-            args += [oid, fingerprint, _json(plan), mode]
+            mine = [*k.room(room), k.counters(room), k.order(oid),
+                    k.orders_stream(order_bucket(oid)), k.product(pid), k.deals(pid),
+                    k.rates(pid), k.reservations(pid), k.holds(pid), k.user_orders(buyer),
+                    k.cart(buyer), k.touches(buyer), k.user_channel(buyer),
+                    k.cart_version(buyer), k.ledger(creator), k.balance(creator)]
+            assert len(mine) == ORDER_PLACE_KEYS
+            keys += mine
+            args += [oid, fingerprint, _json(plan), mode]  # ORDER_PLACE_ARGS
         reply = await self.store.run_pipelined("order_place.lua", keys, args)
         out: list[tuple[str, bytes, bytes] | ApiError] = []
         for i in range(0, len(reply), 3):
@@ -416,7 +430,7 @@ class Scripts:
                        translate(ResponseError(text(body))) if text(answer) == "conflict"
                        else None) for answer, body in reply]
 
-    async def order_step(self, oid: str, op: str, attempt: int) -> str:
+    async def order_step(self, oid: str, op: OrderStep, attempt: int) -> str:
         return text(await self.store.run_pipelined(
             "order_step.lua", self._order_keys(oid), [oid, op, attempt]))
 

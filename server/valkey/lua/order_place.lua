@@ -36,8 +36,11 @@ local K_PRODUCT, K_DEALS, K_RATES, K_RES, K_HOLDS
 --!include lib/reserve.lua
 local function opt(v) if v == nil or v == cjson.null then return nil end return v end
 
+-- the strides: server/valkey/scripts.py ORDER_PLACE_KEYS, ORDER_PLACE_ARGS (a test checks)
+local KEYS_PER_ORDER, ARGS_PER_ORDER = 18, 4
+
 local function place(i)
-  local b, a = 18 * (i - 1), 3 + 4 * (i - 1)
+  local b, a = KEYS_PER_ORDER * (i - 1), 3 + ARGS_PER_ORDER * (i - 1)
   K_SESSION, K_HISTORY, K_CHANNEL = KEYS[b + 1], KEYS[b + 2], KEYS[b + 3]
   K_PRODUCT, K_DEALS, K_RATES, K_RES, K_HOLDS =
     KEYS[b + 7], KEYS[b + 8], KEYS[b + 9], KEYS[b + 10], KEYS[b + 11]
@@ -89,7 +92,7 @@ local function place(i)
   return {'new', order, closed and cjson.encode(closed) or ''}
 end
 
-local count = (#ARGV - 3) / 4
+local count = (#ARGV - 3) / ARGS_PER_ORDER
 if count == 1 then  -- alone: nothing to share, no bump deferred, a Lua error is the call's
   local r = place(1)
   if r.err then return {'error', r.err, ''} end
