@@ -13,8 +13,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from server.api import routes as http_api
+from server.api import http
 from server.api.openapi import openapi_document
+from server.api.routes import ROUTES
 from server.errors import ApiError, ErrorCode
 from server.node import Node
 from server.settings import Settings
@@ -35,7 +36,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = _STATUS_CODES.get(exc.status_code, ErrorCode.BAD_REQUEST)
     message = "no such route" if exc.status_code == 404 else str(exc.detail)
-    response = http_api.error_response(ApiError(code, message))
+    response = http.error_response(ApiError(code, message))
     response.status_code = exc.status_code
     for name, value in (exc.headers or {}).items():  # `Allow` on 405
         response.headers[name] = value
@@ -43,11 +44,11 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:
-    return http_api.as_json_response(request, exc)
+    return http.as_json_response(request, exc)
 
 
 async def _openapi(request: Request) -> Response:
-    return http_api.JSON(openapi_document())
+    return http.JSON(openapi_document())
 
 
 def create_app(settings: Settings, store_url: str) -> Starlette:
@@ -79,7 +80,7 @@ def create_app(settings: Settings, store_url: str) -> Starlette:
             await node.stop()
 
     routes: list[BaseRoute] = [
-        *http_api.ROUTES,
+        *ROUTES,
         Route("/openapi.json", _openapi, methods=["GET"]),
     ]
     if settings.demo:

@@ -76,7 +76,7 @@ async def seed(node: Node) -> None:
 
 
 def _missing(path: Path) -> Response:
-    from server.api.routes import error_response
+    from server.api.http import error_response
 
     return error_response(ApiError(
         ErrorCode.NOT_FOUND, f"the web demo is not installed here: {path} is missing"))

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from server import __version__
-from server.api.routes import MAX_LINES
+from server.api.order_routes import MAX_LINES
 from server.cart.products import MAX_PRICE, MAX_STOCK
 from server.cart.vouchers import MAX_AMOUNT, MAX_PRODUCTS, MAX_USES
 from server.errors import CloseCode, ErrorCode
