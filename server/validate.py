@@ -27,6 +27,10 @@ from typing import Any
 
 from server.errors import bad_request
 
+# the highest price, amount or discount in minor units anywhere (1,000,000.00 in a 2-decimal
+# currency): one limit for products, deals, bids, vouchers and external lines
+MAX_PRICE = 100_000_000
+
 ID_CHARS = "A-Za-z0-9_.:@+|-"  # a regex character class body (`-` last: a literal)
 ID_MAX = 64
 ID_RE = re.compile(rf"^[{ID_CHARS}]{{1,{ID_MAX}}}\Z")  # \Z: `$` would allow a trailing newline

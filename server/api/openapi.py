@@ -30,7 +30,6 @@ HLS = "application/vnd.apple.mpegurl"
 ROLES = ["viewer", "creator", "seller", "admin"]
 MAX_EXTERNAL_LINES = 100  # server/cart/orders.py check_external_lines
 MAX_LINE_QTY = 10_000  # external order and refund lines
-MAX_UNIT_PRICE = 100_000_000
 
 # the statuses of the store and of bugs: any route that reads or writes the store
 STORE = (500, 503)
@@ -208,7 +207,7 @@ def _schemas() -> dict[str, Any]:
             "lines": {"type": "array", "minItems": 1, "maxItems": MAX_EXTERNAL_LINES,
                       "items": closed({"product": ident(),
                                        "qty": integer(1, MAX_LINE_QTY),
-                                       "unit_price": integer(0, MAX_UNIT_PRICE)},
+                                       "unit_price": integer(0, MAX_PRICE)},
                                       ("product", "qty", "unit_price"))}},
             ("external_id", "buyer", "lines")),
         "Refund": closed({

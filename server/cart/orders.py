@@ -340,5 +340,5 @@ def check_external_lines(body_lines: Any) -> list[dict[str, int | str]]:
             raise ApiError(ErrorCode.BAD_REQUEST, f"product {pid!r} appears twice", field="lines")
         seen.add(pid)
         out.append({"product": pid, "qty": v.req_int(line, "qty", lo=1, hi=10_000),
-                    "unit_price": v.req_int(line, "unit_price", lo=0, hi=100_000_000)})
+                    "unit_price": v.req_int(line, "unit_price", lo=0, hi=v.MAX_PRICE)})
     return out

@@ -18,7 +18,7 @@ from server.valkey.keys import Keys
 from server.valkey.scripts import Patched, Scripts
 from server.valkey.store import Store, as_dict
 
-MAX_PRICE = 100_000_000  # minor units
+MAX_PRICE = v.MAX_PRICE
 MAX_STOCK = 10_000_000
 
 

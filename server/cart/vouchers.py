@@ -17,7 +17,7 @@ from server.valkey.keys import Keys
 from server.valkey.scripts import Scripts
 from server.valkey.store import Store, as_dict, text
 
-MAX_AMOUNT = 100_000_000  # minor units (the highest product price)
+MAX_AMOUNT = v.MAX_PRICE  # minor units (the highest product price)
 MAX_USES = 1_000_000
 MAX_PRODUCTS = 100
 MAX_LENGTH_MS = 366 * 24 * 3600 * 1000  # a voucher runs at most a year

@@ -42,7 +42,6 @@ from server.valkey.store import Store, as_dict
 
 log = logging.getLogger("livecart.auctions")
 
-MAX_PRICE = 100_000_000  # minor units, as a product's price
 MAX_DURATION_S = 24 * 3600
 
 
@@ -110,10 +109,10 @@ class Auctions:
         if not isinstance(sudden, bool):
             raise bad_request("`sudden_death` must be true or false", field="sudden_death")
         terms = {
-            "start_price": v.req_int(args, "start_price", lo=1, hi=MAX_PRICE),
-            "increment": v.req_int(args, "increment", lo=1, hi=MAX_PRICE),
+            "start_price": v.req_int(args, "start_price", lo=1, hi=v.MAX_PRICE),
+            "increment": v.req_int(args, "increment", lo=1, hi=v.MAX_PRICE),
             "duration_ms": v.req_int(args, "duration_s", lo=1, hi=MAX_DURATION_S) * 1000,
-            "reserve_price": v.integer(args, "reserve_price", lo=0, hi=MAX_PRICE,
+            "reserve_price": v.integer(args, "reserve_price", lo=0, hi=v.MAX_PRICE,
                                        required=False) or 0,
             "sudden_death": 1 if sudden else 0,
         }
@@ -145,7 +144,7 @@ class Auctions:
         buyer = require_user(client.identity)
         sid = joined_session(client)
         aid = v.req_ident(args, "auction")
-        amount = v.req_int(args, "amount", lo=1, hi=MAX_PRICE)
+        amount = v.req_int(args, "amount", lo=1, hi=v.MAX_PRICE)
         key = v.req_ident(args, "idempotency_key")
         answer, previous, new = await self.scripts.bid(
             sid, aid, buyer, client.identity.display_name(), amount, key)
