@@ -25,7 +25,7 @@ def _plan(buyer: str, qty: Any = 1) -> dict[str, Any]:
     return {"buyer": buyer, "currency": "USD", "op": "buy_now", "room": "s1",
             "lines": [{"product": "p1", "qty": qty, "seen": None, "session": "s1",
                        "attribution": "direct", "creator": "cr1"}],
-            "touch": ["p1", "s1|1"], "sold_out_rooms": {"p1": "s1"}}
+            "touch": ["p1", "s1"], "sold_out_rooms": {"p1": "s1"}}
 
 
 # a good order, the same key for a different request, a plan the script cannot read (its

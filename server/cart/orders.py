@@ -210,7 +210,7 @@ class Orders:
                 return replayed.placed
             return await self.saga.place(oid, fp, self._plan(
                 "buy_now", buyer, [_line(product, qty, price, a)], room=room.id, total=None,
-                touch=[product, f"{room.id}|{now}"], sold_out_rooms={product: room.id},
+                touch=[product, room.id], sold_out_rooms={product: room.id},
                 **part))
         finally:
             if self._placing.get(oid) is placing:

@@ -8,9 +8,9 @@ tick. Rooms receive `counters` at most once per tick, and only when a number cha
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
-from server.clock import now_ms
 from server.valkey.keys import Keys
 from server.valkey.scripts import Scripts
 from server.valkey.store import Store
@@ -62,10 +62,8 @@ class RoomCounters:
     async def click(self, sid: str, product: str, buyer: str) -> None:
         """A click is a touch: it can win the attribution of a later purchase. The touch
         (buyer's slot) and the counts (session's slot) need not change together."""
-        now = now_ms()
-        await self.store.batch([
-            ("HSET", self.keys.touches(buyer), product, f"{sid}|{now}"),
+        await asyncio.gather(self.scripts.touch(buyer, product, sid), self.store.batch([
             ("HINCRBY", self.keys.counters(sid), "clicks", 1),
-            ("HINCRBY", self.keys.counters(sid), f"clicks:{product}", 1)])
+            ("HINCRBY", self.keys.counters(sid), f"clicks:{product}", 1)]))
 
 

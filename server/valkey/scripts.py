@@ -324,6 +324,10 @@ class Scripts:
             [op, product, qty, session, max_qty, _opt(stock)])
         return flat, bool(grew), int(version)
 
+    async def touch(self, buyer: str, product: str, session: str) -> None:
+        await self.store.run_pipelined("touch.lua", [self.keys.touches(buyer)],
+                                       [product, session])
+
     async def read_cart(self, buyer: str, *, touches: bool = False) -> tuple[Any, int, Any]:
         """(the cart as a flat list, its version, the touches as a flat list — empty unless
         asked for), read at one instant."""

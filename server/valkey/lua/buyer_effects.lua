@@ -7,7 +7,7 @@
 -- KEYS[6] the cart's version counter   KEYS[7] the cart's claims hash
 -- ARGV[1] effect id `o:<order id>`   ARGV[2] order id   ARGV[3] order JSON
 -- ARGV[4] cart lines bought: JSON {product: line JSON as read}, or '' (not a checkout)
--- ARGV[5] touch product or ''   ARGV[6] touch value `<session>|<ms>`
+-- ARGV[5] touch product or ''   ARGV[6] the touch's session
 -- ARGV[7] the checkout's claim id `<order id>#<attempt>`, or '' (no claim)
 -- Returns: {1 when applied now (0: applied before), the cart's version when this changed
 --          the cart and left lines in it (the node publishes that cart), else 0}

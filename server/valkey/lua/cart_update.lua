@@ -32,5 +32,5 @@ if new > stock then
   return fail('out_of_stock', {message = 'not enough stock', product = product, available = stock})
 end
 redis.call('HSET', KEYS[1], product, cjson.encode({qty = new, session = session, at = NOW}))
-if session ~= '' then redis.call('HSET', KEYS[2], product, session .. '|' .. int(NOW)) end
+touch(KEYS[2], product, session)
 return {redis.call('HGETALL', KEYS[1]), new > old and 1 or 0, redis.call('INCR', KEYS[3])}

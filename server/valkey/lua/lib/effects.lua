@@ -8,9 +8,9 @@
 -- the private `order` (and emptied `cart`) events. k: {orders, cart, touches, channel,
 -- cart_version}. Returns the cart's version when this changed the cart and left lines in
 -- it (the node publishes that cart), else 0.
-local function apply_buyer(k, oid, order, cart_lines, touch_product, touch_value)
+local function apply_buyer(k, oid, order, cart_lines, touch_product, touch_session)
   redis.call('LPUSH', k.orders, oid)
-  if touch_product ~= '' then redis.call('HSET', k.touches, touch_product, touch_value) end
+  if touch_product ~= '' then touch(k.touches, touch_product, touch_session) end
   redis.call('SPUBLISH', k.channel, '{"t":"order","ts":' .. int(NOW) .. ',"d":' .. order .. '}')
   local changed = false
   for product, line in pairs(cart_lines or {}) do

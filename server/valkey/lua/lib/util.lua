@@ -15,6 +15,12 @@ end
 
 local function int(n) return string.format('%d', n) end
 
+-- The one writer of a touch (counters/attribution.py `Touch.parse` reads it): the buyer
+-- acted on `product` in `session` now, as `<session>|<ms>`; no session, no touch.
+local function touch(key, product, session)
+  if session ~= '' then redis.call('HSET', key, product, session .. '|' .. int(NOW)) end
+end
+
 -- floor(a * b / d) for non-negative integers, exact while a, b * d and (a / d) * b stay
 -- below 2^53 (doubles are exact there; a * b alone may not be).
 local function muldiv(a, b, d)
