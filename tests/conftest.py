@@ -1,6 +1,8 @@
 """Fixtures: one embedded Valkey and one local 3-master Valkey Cluster per test session;
 tests isolate by key prefix. Every test that takes `valkey_url` (directly or through
-`make_server` / `server`) runs twice: on the standalone server and on the cluster."""
+`make_server` / `server`) runs twice: on the standalone server and on the cluster — unless
+it (or its module, with `pytestmark`) is marked `@pytest.mark.stores("standalone")`: input,
+wire and schema checks, whose point is not the store, run on the standalone server only."""
 
 from __future__ import annotations
 
@@ -37,9 +39,31 @@ def valkey_cluster() -> Iterator[EmbeddedCluster]:
     cluster.stop()
 
 
-@pytest.fixture(scope="session", params=["standalone", "cluster"])
+STORES = ("standalone", "cluster")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "stores(*kinds): the Valkey deployments a test that takes `valkey_url` "
+        f"runs on, of {STORES} (unmarked: both)")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """One run per store the test's `stores` marker names (the closest one: a test's own
+    marker overrides its module's). A test on the standalone server alone keeps its plain
+    id. A module that defines its own `valkey_url` fixture is left to it."""
+    if "valkey_url" not in metafunc.fixturenames or "valkey_url" in vars(metafunc.module):
+        return
+    marker = metafunc.definition.get_closest_marker("stores")
+    kinds = tuple(marker.args) if marker else STORES
+    assert kinds and set(kinds) <= set(STORES), f"stores{kinds}: each one of {STORES}"
+    if kinds != ("standalone",):
+        metafunc.parametrize("valkey_url", kinds, indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session")
 def valkey_url(request: pytest.FixtureRequest) -> str:
-    if request.param == "cluster":
+    if getattr(request, "param", "standalone") == "cluster":
         return str(request.getfixturevalue("valkey_cluster").url)
     return str(request.getfixturevalue("valkey").url)
 

@@ -16,18 +16,11 @@ from websockets.frames import Close, Frame, Opcode
 from websockets.http11 import Response
 from websockets.uri import parse_uri
 
-from server.valkey.embedded import EmbeddedValkey
 from tests.helpers import ServerThread, WsClient, close_code
 
-pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(scope="module")
-def valkey_url(valkey: EmbeddedValkey) -> str:
-    """Input, wire and schema checks: on the standalone store only (the stateful tests
-    run on the cluster too)."""
-    return valkey.url
-
+# Input, wire and schema checks: on the standalone store only (the stateful tests run on
+# the cluster too).
+pytestmark = [pytest.mark.anyio, pytest.mark.stores("standalone")]
 
 
 def raw_request(port: int, head: bytes, timeout: float = 5.0) -> tuple[bytes, bool]:

@@ -15,15 +15,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from server.edge.codecs import JSON, MSGPACK, DecodeError
-from server.valkey.embedded import EmbeddedValkey
 from tests.helpers import ServerThread, WsClient
 
-
-@pytest.fixture(scope="module")
-def valkey_url(valkey: EmbeddedValkey) -> str:
-    """Input, wire and schema checks: on the standalone store only (the stateful tests
-    run on the cluster too)."""
-    return valkey.url
+# Input, wire and schema checks: on the standalone store only (the stateful tests run on
+# the cluster too).
+pytestmark = pytest.mark.stores("standalone")
 
 
 LEGAL_CLOSE = {1009, 4029}

@@ -14,17 +14,11 @@ import pytest
 import websockets
 
 from server.auth import issue_token
-from server.valkey.embedded import EmbeddedValkey
 from tests.helpers import SECRET, ServerThread, WsClient, close_code
 
-pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(scope="module")
-def valkey_url(valkey: EmbeddedValkey) -> str:
-    """Input, wire and schema checks: on the standalone store only (the stateful tests
-    run on the cluster too)."""
-    return valkey.url
+# Input, wire and schema checks: on the standalone store only (the stateful tests run on
+# the cluster too).
+pytestmark = [pytest.mark.anyio, pytest.mark.stores("standalone")]
 
 
 CODECS = [pytest.param(False, id="json"), pytest.param(True, id="msgpack")]
