@@ -208,3 +208,12 @@ async def close_code(client: WsClient, timeout: float = 5.0) -> int | None:
             await client._read_one(max(0.01, deadline - time.monotonic()))
         except websockets.ConnectionClosed as exc:
             return exc.rcvd.code if exc.rcvd is not None else None
+
+
+async def joined_viewer(server: ServerThread, sub: str, sid: str, **connect: Any) -> WsClient:
+    """A viewer `sub` (display name: `sub` titled) connected to `server` and joined to
+    session `sid`; `connect` goes to `WsClient.connect` (e.g. `use_msgpack=True`)."""
+    c = await WsClient.connect(server.ws_url, token=server.token(sub, name=sub.title()),
+                               **connect)
+    await c.ok("join", session=sid)
+    return c
