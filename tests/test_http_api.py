@@ -298,3 +298,28 @@ def test_unknown_routes_and_methods_are_json(server: ServerThread) -> None:
     r = server.http("DELETE", "/api/products")
     assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
     assert r.headers["allow"] == "POST"
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded",
+                                          "application/jsonx", "multipart/form-data"])
+def test_json_bodies_need_a_json_content_type(server: ServerThread,
+                                              content_type: str | None) -> None:
+    body = orjson.dumps({"title": "T", "price": 100, "stock": 1, "commission_bps": 0})
+    headers = {"Content-Type": content_type} if content_type else {}
+    r = server.http("POST", "/api/products", token=server.token("s1", "seller"), content=body,
+                    headers=headers)
+    assert r.status_code == 415, r.text
+    assert r.json()["error"]["code"] == "unsupported_media_type"
+
+
+def test_json_content_type_may_carry_parameters(server: ServerThread) -> None:
+    body = orjson.dumps({"title": "T", "price": 100, "stock": 1, "commission_bps": 0})
+    r = server.http("POST", "/api/products", token=server.token("s1", "seller"), content=body,
+                    headers={"Content-Type": "Application/JSON; charset=utf-8"})
+    assert r.status_code == 201, r.text
+
+
+def test_method_not_allowed_lists_every_method_of_the_path(server: ServerThread) -> None:
+    r = server.http("DELETE", "/api/products/p1")
+    assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
+    assert {m.strip() for m in r.headers["allow"].split(",")} == {"GET", "HEAD", "PATCH"}
