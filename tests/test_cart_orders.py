@@ -42,6 +42,23 @@ async def test_cart_ops_and_sync_between_connections(server: ServerThread) -> No
         await c.close()
 
 
+async def test_cart_sold_out_and_adds_only_when_quantity_grows(server: ServerThread) -> None:
+    server.product("p1", stock=10)
+    server.product("gone", stock=0)
+    sid = server.session(["p1", "gone"])
+    v = await WsClient.connect(server.ws_url, token=server.token("b"))
+    await v.ok("join", session=sid)
+    assert (await v.err("cart_add", product="gone", qty=1))["code"] == "sold_out"
+    await v.ok("cart_set", product="p1", qty=3)
+    await v.ok("cart_set", product="p1", qty=2)  # lower: not an add
+    await v.ok("cart_set", product="p1", qty=2)  # same: not an add
+    await v.ok("cart_add", product="p1", qty=1)  # grows: an add
+    report = server.http("GET", f"/api/sessions/{sid}/report",
+                         token=server.token("creator1", "creator")).json()
+    assert report["adds"] == 2
+    await v.close()
+
+
 async def test_checkout_is_atomic_and_idempotent(server: ServerThread) -> None:
     server.product("p1", price=1000, stock=5)
     server.product("p2", price=250, stock=1)
@@ -166,6 +183,25 @@ async def test_deal_expiry_returns_stock(server: ServerThread) -> None:
     assert server.http("GET", "/api/products/p1").json()["stock"] == 18
     await v.close()
     await creator.close()
+
+
+async def test_a_due_deal_is_closed_by_another_node_without_viewers(make_server: Any) -> None:
+    first = make_server()
+    first.product("p1", price=1000, stock=20)
+    sid = first.session(["p1"])
+    creator = await WsClient.connect(first.ws_url, token=first.token("creator1", "creator"))
+    await creator.ok("join", session=sid)
+    await creator.ok("pin", product="p1", deal={"price": 500, "stock": 8, "per_buyer_limit": 1,
+                                                "ends_at": int(time.time() * 1000) + 800})
+    await creator.close()
+    first.stop()  # the pinning node is gone before the deal ends
+    second = make_server(key_prefix=first.settings.key_prefix)
+    deadline = time.monotonic() + 10
+    while second.http("GET", "/api/products/p1").json()["stock"] != 20:
+        assert time.monotonic() < deadline, "the deal was never closed"
+        time.sleep(0.1)
+    pinned = second.http("GET", f"/api/sessions/{sid}").json()["pinned"]
+    assert pinned["deal"]["status"] == "closed"
 
 
 async def test_after_a_sell_out_the_node_answers_without_a_script(server: ServerThread) -> None:

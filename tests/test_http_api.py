@@ -279,6 +279,19 @@ def test_openapi_document(server: ServerThread) -> None:
     assert any("{id}" in p for p in doc["paths"])
 
 
+def test_openapi_describes_every_route(server: ServerThread) -> None:
+    from starlette.routing import Route
+
+    doc = server.http("GET", "/openapi.json").json()
+    for route in server.app.routes:
+        if isinstance(route, Route) and route.path.startswith(("/api", "/healthz", "/readyz",
+                                                               "/metrics", "/openapi")):
+            assert route.path in doc["paths"], route.path
+            for method in route.methods or ():
+                if method != "HEAD":
+                    assert method.lower() in doc["paths"][route.path], (route.path, method)
+
+
 def test_metrics_are_prometheus_text(server: ServerThread) -> None:
     server.http("GET", "/healthz")
     r = server.http("GET", "/metrics")
