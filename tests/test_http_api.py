@@ -1,4 +1,5 @@
-"""The HTTP API (PRODUCT.md section 4): products, sessions, tokens, health, errors."""
+"""The HTTP API (docs/protocol.md, "HTTP API"): products, sessions, tokens, health, errors,
+content types and allowed methods."""
 
 from __future__ import annotations
 
