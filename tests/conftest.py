@@ -16,6 +16,7 @@ from hypothesis import settings as hypothesis_settings
 from server.settings import Settings
 from server.valkey.embedded import EmbeddedValkey
 from server.valkey.local_cluster import EmbeddedCluster
+from tests import lua_calls
 from tests.helpers import SECRET, ServerThread, unique_prefix
 
 hypothesis_settings.register_profile("ci", max_examples=30, deadline=None)
@@ -98,3 +99,78 @@ def make_server(valkey_url: str) -> Iterator[Callable[..., ServerThread]]:
 @pytest.fixture
 def server(make_server: Callable[..., ServerThread]) -> ServerThread:
     return make_server()
+
+
+# Every Lua script call's KEYS, recorded and checked (tests/lua_calls.py) -------------------
+
+WHOLE_SUITE = pytest.StashKey[bool]()
+DESELECTED = pytest.StashKey[int]()
+FROM_WORKERS = pytest.StashKey[list[dict[str, Any] | None]]()
+LUA_REPORT = pytest.StashKey[tuple[list[str], str]]()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def lua_calls_recorded() -> Iterator[lua_calls.Recorder]:
+    """Wraps the store's script-running methods for the whole session: every call's KEYS
+    are counted in lua_calls.SESSION, checked at the session's end."""
+    with pytest.MonkeyPatch.context() as patch:
+        lua_calls.install(patch)
+        yield lua_calls.SESSION
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    if items:
+        config = items[0].config
+        config.stash[DESELECTED] = config.stash.get(DESELECTED, 0) + len(items)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    session.config.stash[WHOLE_SUITE] = lua_calls.whole_suite(
+        session.items, session.config.stash.get(DESELECTED, 0))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object | None) -> None:
+    """An xdist worker is done (on the controller): keep what it recorded (None if it died)."""
+    output = getattr(node, "workeroutput", {})
+    node.config.stash.setdefault(FROM_WORKERS, []).append(
+        None if error or "lua_calls" not in output else output)
+
+
+@pytest.hookimpl(trylast=True)  # after the session's fixtures are torn down
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    if hasattr(config, "workerinput"):  # an xdist worker: the controller checks
+        output: dict[str, Any] = config.workeroutput  # type: ignore[attr-defined]
+        output["lua_calls"] = lua_calls.SESSION.dump()
+        output["lua_calls_whole"] = config.stash.get(WHOLE_SUITE, False)
+        return
+    recorded = lua_calls.Recorder()
+    recorded.add(lua_calls.SESSION)
+    workers = config.stash.get(FROM_WORKERS, [])
+    for output in workers:
+        if output is not None:
+            recorded.add(lua_calls.Recorder.load(output["lua_calls"]))
+    whole = exitstatus == pytest.ExitCode.OK and (
+        all(o is not None and o["lua_calls_whole"] for o in workers) if workers
+        else config.stash.get(WHOLE_SUITE, False))
+    problems = lua_calls.check(recorded, whole_run=whole)
+    calls = sum(recorded.counts.values())
+    scripts = len(recorded.called())
+    summary = (f"Lua KEYS: {calls} script calls of {scripts} scripts recorded, each of one "
+               "slot where it must be" + ("; every script called" if whole else ""))
+    config.stash[LUA_REPORT] = (problems, summary)
+    if problems and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    if LUA_REPORT not in config.stash:
+        return
+    problems, summary = config.stash[LUA_REPORT]
+    if problems:
+        terminalreporter.section("Lua scripts' KEYS (tests/lua_calls.py)", red=True)
+        for line in problems:
+            terminalreporter.line(line, red=True)
+    else:
+        terminalreporter.line(summary)
