@@ -13,6 +13,19 @@ from tests.helpers import ServerThread, WsClient, joined_viewer
 pytestmark = pytest.mark.anyio
 
 
+async def deal_pinned(server: ServerThread, *, price: int, stock: int, deal: dict[str, int],
+                      ends_in_ms: int) -> tuple[str, WsClient]:
+    """p1 (list `price`, `stock` units) in a live session whose creator has pinned it with
+    `deal`, ending `ends_in_ms` from now: the session id and the creator's connection."""
+    server.product("p1", price=price, stock=stock)
+    sid = server.session(["p1"])
+    creator = await WsClient.connect(server.ws_url, token=server.token("creator1", "creator"))
+    await creator.ok("join", session=sid)
+    await creator.ok("pin", product="p1",
+                     deal={**deal, "ends_at": int(time.time() * 1000) + ends_in_ms})
+    return sid, creator
+
+
 async def test_cart_ops_and_sync_between_connections(server: ServerThread) -> None:
     server.product("p1", price=1500, stock=10)
     server.product("p2", price=700, stock=3)
@@ -167,13 +180,8 @@ async def test_flash_deal_storm(server: ServerThread) -> None:
 
 
 async def test_deal_expiry_returns_stock(server: ServerThread) -> None:
-    server.product("p1", price=5000, stock=20)
-    sid = server.session(["p1"])
-    creator = await WsClient.connect(server.ws_url, token=server.token("creator1", "creator"))
-    await creator.ok("join", session=sid)
-    ends = int(time.time() * 1000) + 600
-    await creator.ok("pin", product="p1", deal={"price": 4000, "stock": 5, "per_buyer_limit": 2,
-                                                "ends_at": ends})
+    sid, creator = await deal_pinned(server, price=5000, stock=20, ends_in_ms=600,
+                                     deal={"price": 4000, "stock": 5, "per_buyer_limit": 2})
     v = await joined_viewer(server, "fay", sid)
     await v.ok("buy_now", product="p1", qty=2, idempotency_key="a")
     assert (await v.err("buy_now", product="p1", qty=1, idempotency_key="b"))["code"] == \
@@ -187,12 +195,8 @@ async def test_deal_expiry_returns_stock(server: ServerThread) -> None:
 
 async def test_a_due_deal_is_closed_by_another_node_without_viewers(make_server: Any) -> None:
     first = make_server()
-    first.product("p1", price=1000, stock=20)
-    sid = first.session(["p1"])
-    creator = await WsClient.connect(first.ws_url, token=first.token("creator1", "creator"))
-    await creator.ok("join", session=sid)
-    await creator.ok("pin", product="p1", deal={"price": 500, "stock": 8, "per_buyer_limit": 1,
-                                                "ends_at": int(time.time() * 1000) + 800})
+    sid, creator = await deal_pinned(first, price=1000, stock=20, ends_in_ms=800,
+                                     deal={"price": 500, "stock": 8, "per_buyer_limit": 1})
     await creator.close()
     first.stop()  # the pinning node is gone before the deal ends
     second = make_server(key_prefix=first.settings.key_prefix)
@@ -205,12 +209,8 @@ async def test_a_due_deal_is_closed_by_another_node_without_viewers(make_server:
 
 
 async def test_after_a_sell_out_the_node_answers_without_a_script(server: ServerThread) -> None:
-    server.product("p1", price=1000, stock=10)
-    sid = server.session(["p1"])
-    creator = await WsClient.connect(server.ws_url, token=server.token("creator1", "creator"))
-    await creator.ok("join", session=sid)
-    await creator.ok("pin", product="p1", deal={"price": 500, "stock": 2, "per_buyer_limit": 2,
-                                                "ends_at": int(time.time() * 1000) + 60_000})
+    sid, creator = await deal_pinned(server, price=1000, stock=10, ends_in_ms=60_000,
+                                     deal={"price": 500, "stock": 2, "per_buyer_limit": 2})
     winner = await joined_viewer(server, "win", sid)
     first = await winner.ok("buy_now", product="p1", qty=2, idempotency_key="w", price=500)
     await winner.wait_event("sold_out", timeout=5)
@@ -238,12 +238,8 @@ async def test_a_storm_waits_in_its_lane_and_late_buyers_need_no_script(
     """One attempt at a time in the lane: 4 units, 30 buyers at once → 4 orders, 26
     `sold_out`, and once the node heard the sell-out the rest were answered without a saga."""
     server = make_server(buy_now_lane=1)
-    server.product("p1", price=1000, stock=50)
-    sid = server.session(["p1"])
-    creator = await WsClient.connect(server.ws_url, token=server.token("creator1", "creator"))
-    await creator.ok("join", session=sid)
-    await creator.ok("pin", product="p1", deal={"price": 500, "stock": 4, "per_buyer_limit": 1,
-                                                "ends_at": int(time.time() * 1000) + 60_000})
+    sid, creator = await deal_pinned(server, price=1000, stock=50, ends_in_ms=60_000,
+                                     deal={"price": 500, "stock": 4, "per_buyer_limit": 1})
     buyers = [await joined_viewer(server, f"s{i}", sid) for i in range(30)]
     before = server.node.orders.sold_out_answers
     replies = await asyncio.gather(*(
@@ -260,13 +256,8 @@ async def test_a_storm_waits_in_its_lane_and_late_buyers_need_no_script(
 
 
 async def test_a_deal_is_never_dearer_than_the_list_price(server: ServerThread) -> None:
-    server.product("p1", price=1000, stock=10)
-    sid = server.session(["p1"])
-    creator = await WsClient.connect(server.ws_url, token=server.token("creator1", "creator"))
-    await creator.ok("join", session=sid)
-    ends = int(time.time() * 1000) + 60_000
-    await creator.ok("pin", product="p1", deal={"price": 900, "stock": 5, "per_buyer_limit": 5,
-                                                "ends_at": ends})
+    sid, creator = await deal_pinned(server, price=1000, stock=10, ends_in_ms=60_000,
+                                     deal={"price": 900, "stock": 5, "per_buyer_limit": 5})
     v = await joined_viewer(server, "gil", sid)
     seller = server.token("seller1", "seller")
     # a price cut that stays above the deal leaves it open
