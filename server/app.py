@@ -64,14 +64,12 @@ def create_app(settings: Settings, store_url: str) -> Starlette:
         await node.start()
         if settings.demo:
             from server.api import demo
-            from server.video.demo_stream import name_in_demo_sessions
 
             await demo.seed(node)
             running = stream is not None and stream.start()
             if stream is not None and running:
                 app.state.streams.local_root = stream.root
-            await name_in_demo_sessions(node, running, demo.DEMO_LIVE_SESSION,
-                                        demo.DEMO_VIDEO_SESSION, demo.DEMO_CREATOR)
+            await demo.name_the_demo_stream(node, running)
         try:
             yield
         finally:

@@ -15,6 +15,15 @@ import orjson
 
 
 @dataclass(frozen=True, slots=True)
+class ClosedDeal:
+    """A deal closed in its product's slot, to be announced in its session's room."""
+
+    session: str
+    deal: bytes  # the deal's JSON as the product's slot keeps it
+    why: str  # for the log line
+
+
+@dataclass(frozen=True, slots=True)
 class SessionFacts:
     id: str
     creator: str

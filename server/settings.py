@@ -77,6 +77,8 @@ class Settings:
     stream_max_bytes: int = 1024 * 1024  # a larger playlist is refused
     stream_cache_ms: int = 500  # a fetched playlist is reused this long
     demo_stream: bool | None = None  # ffmpeg demo stream; None: with `serve --demo` only
+    # the node schedules full GC between bursts (server/observe/gc_timing.py): `serve` only
+    manage_gc: bool = False
 
     @property
     def signing_secret(self) -> str:

@@ -65,7 +65,7 @@ class ServerThread:
 
     async def on_loop(self, coro: Any) -> Any:
         """Await `coro` on the server's own loop (its store client belongs to that loop)."""
-        loop = self.node._ticker.get_loop()
+        loop = self.node.loop
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
 
     async def store(self, *cmd: Any) -> Any:

@@ -14,7 +14,7 @@ ROOT = Path(__file__).parent.parent
 SERVER = ROOT / "server"
 
 LAYERS: list[set[str]] = [
-    {"errors", "settings", "clock", "events"},  # no imports of server.*
+    {"errors", "settings", "clock", "events", "signals"},  # only each other
     {"facts", "validate"},                       # the domain's shared facts, input rules
     {"auth"},                                    # tokens and identities
     {"observe"},                                 # metrics, logs, GC timing

@@ -15,8 +15,8 @@ import redis.asyncio as aioredis
 from server.cart.lanes import Lanes
 from server.cart.peeks import Peeks
 from server.errors import ApiError, ErrorCode
-from server.node import ANSWERING, STATS_DEFER_TICKS
-from server.observe.gc_timing import CALM, Collector
+from server.observe.gc_timing import CALM, GcScheduler
+from server.rooms.room_tick import ANSWERING, STATS_DEFER_TICKS
 from server.valkey.embedded import EmbeddedValkey
 from server.valkey.keys import Keys
 from server.valkey.scripts import Scripts
@@ -121,7 +121,7 @@ async def test_peeks_share_a_store_failure() -> None:
 def test_the_full_collection_waits_for_a_calm_tick_or_its_deadline() -> None:
     now = [0.0]
     commands = [0]
-    c = Collector(every_s=30, max_s=120, activity=lambda: commands[0], clock=lambda: now[0])
+    c = GcScheduler(every_s=30, max_s=120, activity=lambda: commands[0], clock=lambda: now[0])
     now[0] = 10
     assert not c.tick()  # too soon
     now[0] = 31
@@ -147,7 +147,7 @@ async def test_room_stats_wait_while_a_burst_is_answered(valkey: EmbeddedValkey)
         viewer = await WsClient.connect(server.ws_url, token=server.token("ann"))
         await viewer.ok("join", session=sid)
         async def tick() -> None:
-            await server.on_loop(server.node.tick())
+            await server.on_loop(server.node.ticker.tick())
 
         await tick()
         await viewer.ok("like", count=3)

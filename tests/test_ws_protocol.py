@@ -477,7 +477,7 @@ async def test_a_joiner_around_a_counters_push_gets_the_fresh_values_once(
     now = tuple(room.last_counters)
     by_id = {c.id: c for c in room.clients.values()}
     a, b = list(by_id.values())
-    loop = server.node._ticker.get_loop()
+    loop = server.node.loop
     loop.call_soon_threadsafe(room.catch_up.extend, [(a, (99, 0, 0, 0)), (b, now)])
     stale.events.clear()
     fresh.events.clear()

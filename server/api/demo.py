@@ -24,6 +24,9 @@ from server.errors import ApiError, ErrorCode
 from server.node import Node
 from server.rooms.sessions import NewSession
 from server.settings import Settings
+from server.valkey.ops import SessionAction
+from server.valkey.scripts import StreamPatch
+from server.video.demo_stream import LIVE_URL, VOD_URL
 
 log = logging.getLogger("livecart.demo")
 
@@ -69,7 +72,7 @@ async def seed(node: Node) -> None:
     if created:
         await node.sessions.set_timeline(video.id, DEMO_TIMELINE)
         with contextlib.suppress(ApiError):  # another node started it first
-            await node.sessions.set_status(video.id, DEMO_CREATOR, "start")
+            await node.sessions.set_status(video.id, DEMO_CREATOR, SessionAction.START)
 
 
 def _missing(path: Path) -> Response:
@@ -138,3 +141,16 @@ async def reset(settings: Settings, store_url: str, *, force: bool = False) -> l
         return ids
     finally:
         await node.store.close()
+
+
+async def name_the_demo_stream(node: Node, running: bool) -> None:
+    """The demo sessions name the demo stream while it runs, and no stream otherwise (a
+    stream_url that is not the demo's is left alone)."""
+    for sid, url in ((DEMO_LIVE_SESSION, LIVE_URL), (DEMO_VIDEO_SESSION, VOD_URL)):
+        session = await node.sessions.find(sid)
+        if session is None or not (session.stream_url or "/demo-stream/").startswith(
+                "/demo-stream/"):
+            continue
+        want = url if running else None
+        if session.stream_url != want:
+            await node.sessions.set_stream(sid, DEMO_CREATOR, StreamPatch(True, want, None))

@@ -21,6 +21,7 @@ from server import validate as v
 from server.auth import ROLES, Identity, issue_token, require_role, require_user, verify_token
 from server.cart.products import parse_new as parse_new_product
 from server.cart.products import parse_patch
+from server.clock import now_ms
 from server.errors import (
     ApiError,
     ErrorCode,
@@ -34,6 +35,7 @@ from server.errors import (
 from server.node import Node
 from server.rooms.sessions import parse_new as parse_new_session
 from server.rooms.sessions import parse_stream_patch
+from server.valkey.ops import SessionAction
 from server.video.streams import check_url as check_stream_url
 
 log = logging.getLogger("livecart.http")
@@ -156,14 +158,13 @@ async def patch_product(request: Request) -> Response:
 # vouchers -------------------------------------------------------------------
 
 async def create_voucher(request: Request) -> Response:
-    import time
 
     from server.cart.vouchers import parse_new as parse_new_voucher
 
     node = node_of(request)
     identity = identity_of(request)
     seller = require_role(identity, "seller")
-    new = parse_new_voucher(await body_of(request), int(time.time() * 1000))
+    new = parse_new_voucher(await body_of(request), now_ms())
     if new.session:
         await node.sessions.get(new.session)  # 404 when there is none
     found = await node.products.get_many(list(new.products))
@@ -256,11 +257,11 @@ async def patch_session(request: Request) -> Response:
     node = node_of(request)
     caller = require_user(identity_of(request))
     sid = path_id(request)
-    url, offset = parse_stream_patch(await body_of(request))
-    if isinstance(url, str):
-        check_stream_url(url, node.settings)
+    patch = parse_stream_patch(await body_of(request))
+    if patch.url is not None:
+        check_stream_url(patch.url, node.settings)
     # session_stream.lua answers not_found / forbidden itself
-    return JSON((await node.sessions.set_stream(sid, caller, url, offset)).to_wire())
+    return JSON((await node.sessions.set_stream(sid, caller, patch)).to_wire())
 
 
 async def stream_playlist(request: Request) -> Response:
@@ -290,14 +291,14 @@ async def put_timeline(request: Request) -> Response:
 
 
 async def start_session(request: Request) -> Response:
-    return await _set_status(request, "start")
+    return await _set_status(request, SessionAction.START)
 
 
 async def end_session(request: Request) -> Response:
-    return await _set_status(request, "end")
+    return await _set_status(request, SessionAction.END)
 
 
-async def _set_status(request: Request, action: str) -> Response:
+async def _set_status(request: Request, action: SessionAction) -> Response:
     node = node_of(request)
     caller = require_user(identity_of(request))
     # session_status.lua answers not_found / forbidden / conflict / not_live itself
@@ -399,7 +400,7 @@ async def refund_order(request: Request) -> Response:
                                            identity.role == "admin")
     if new:
         for line in result["lines"]:
-            node.social.stock_changed(str(line["product"]))
+            node.stock.changed(str(line["product"]))
     return JSON(result)
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
+from server import clock
 from server import validate as v
 from server.cart.products import MAX_PRICE, MAX_STOCK
 from server.errors import bad_request
@@ -17,7 +17,7 @@ def parse_deal(raw: Any, now_ms: int | None = None) -> dict[str, int]:
     checked against the product in Lua)."""
     args = v.obj(raw, "deal")
     v.only(args, {"price", "stock", "per_buyer_limit", "ends_at"}, "deal")
-    now = int(time.time() * 1000) if now_ms is None else now_ms
+    now = clock.now_ms() if now_ms is None else now_ms
     deal = {
         "price": v.req_int(args, "price", lo=1, hi=MAX_PRICE),
         "stock": v.req_int(args, "stock", lo=1, hi=MAX_STOCK),

@@ -12,10 +12,10 @@ balances they move are added once per field at the end of the call.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Hashable
 from typing import Any
 
-from server.errors import ApiError
-from server.valkey.batching import settle
+from server.valkey.batching import TickBatch
 from server.valkey.scripts import Scripts
 
 # orders per call: bounds how long one call holds Valkey (~0.1-0.2 ms of Valkey per order
@@ -23,39 +23,20 @@ from server.valkey.scripts import Scripts
 ORDERS_PER_CALL = 32
 
 Placement = tuple[str, bytes, bytes]  # status, order JSON, a deal the reserve closed or b""
-_Pending = tuple[tuple[str, str, dict[str, Any], str], "asyncio.Future[Placement]"]
+Order = tuple[str, str, dict[str, Any], str]  # order id, fingerprint, plan, reserve mode
 
 
 class OrderBatches:
     def __init__(self, scripts: Scripts) -> None:
         self.scripts = scripts
-        self._queued: list[_Pending] = []
-        self._tasks: set[asyncio.Future[Any]] = set()
+        self._batch: TickBatch[Order, Placement] = TickBatch(self._send,
+                                                             per_call=ORDERS_PER_CALL)
 
     def place(self, oid: str, fingerprint: str, plan: dict[str, Any],
               mode: str) -> asyncio.Future[Placement]:
         """Queue one order for this tick's call; its (status 'new' | 'committed' | 'saga',
         order JSON, closed deal JSON or b""), or the ApiError it failed with."""
-        loop = asyncio.get_running_loop()
-        if not self._queued:
-            loop.call_soon(self._flush)
-        fut: asyncio.Future[Placement] = loop.create_future()
-        self._queued.append(((oid, fingerprint, plan, mode), fut))
-        return fut
+        return self._batch.ask((oid, fingerprint, plan, mode))
 
-    def _flush(self) -> None:
-        queued, self._queued = self._queued, []
-        for start in range(0, len(queued), ORDERS_PER_CALL):
-            self._send(queued[start:start + ORDERS_PER_CALL])
-
-    def _send(self, chunk: list[_Pending]) -> None:
-        futures = [fut for _, fut in chunk]
-        call = self.scripts.place_orders([order for order, _ in chunk])
-        task = asyncio.ensure_future(call)
-        self._tasks.add(task)
-        task.add_done_callback(lambda done: self._answer(done, futures))
-
-    def _answer(self, done: asyncio.Future[list[Placement | ApiError]],
-                futures: list[asyncio.Future[Placement]]) -> None:
-        self._tasks.discard(done)
-        settle(done, futures, lambda result: result)
+    async def _send(self, group: Hashable, orders: list[Order]) -> Any:
+        return await self.scripts.place_orders(orders)

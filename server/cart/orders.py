@@ -27,6 +27,7 @@ from server.errors import ApiError, ErrorCode, bad_request, forbidden, not_found
 from server.facts import SessionFacts
 from server.settings import Settings
 from server.valkey.keys import ORDER_ID_RE, Keys
+from server.valkey.ops import VoidOp
 from server.valkey.store import Store, as_dict, text
 
 __all__ = ["Orders", "Placed", "check_external_lines", "fingerprint", "order_id",
@@ -272,7 +273,8 @@ class Orders:
                                       ErrorCode.NOT_FOUND)
             if not stock_gone and exc.code is not ErrorCode.CONFLICT:
                 raise
-            state = await self.saga.scripts.void_order(oid, "void" if stock_gone else "peek")
+            op = VoidOp.VOID if stock_gone else VoidOp.PEEK
+            state = await self.saga.scripts.void_order(oid, op)
             if state == "void":
                 return None
             if state == "committed":

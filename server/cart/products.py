@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import secrets
-import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from server import validate as v
+from server.clock import now_ms
 from server.errors import ApiError, ErrorCode, bad_request, forbidden, not_found
+from server.facts import ClosedDeal
+from server.signals import Signal
 from server.valkey.keys import Keys
 from server.valkey.scripts import Patched, Scripts
 from server.valkey.store import Store, as_dict
@@ -92,15 +94,15 @@ def parse_patch(body: Any) -> ProductPatch:
 
 
 class Products:
-    def __init__(self, store: Store, keys: Keys, scripts: Scripts, currency: str) -> None:
+    def __init__(self, store: Store, keys: Keys, scripts: Scripts, currency: str,
+                 deal_closed: Signal[ClosedDeal]) -> None:
         self.store, self.keys, self.scripts, self.currency = store, keys, scripts, currency
-        # told (session, deal JSON) for each deal a price cut closed
-        self.on_deal_closed: Callable[[str, bytes], Awaitable[None]] | None = None
+        self.deal_closed = deal_closed  # each deal a price cut closed
 
     async def _create(self, seller: str, new: NewProduct) -> bool:
         return await self.scripts.create_product(
             [new.id, seller, new.title, new.price, self.currency, new.stock,
-             new.commission_bps, new.image_url, int(time.time() * 1000)], new.id)
+             new.commission_bps, new.image_url, now_ms()], new.id)
 
     async def create(self, seller: str, new: NewProduct) -> Product:
         if not await self._create(seller, new):
@@ -155,7 +157,7 @@ class Products:
         patched = await self.scripts.patch_product(
             pid, patch.price, patch.stock, patch.commission_bps, batch, hold_ms)
         for deal in patched.closed_deals:  # a deal is never dearer than the list price
-            if self.on_deal_closed is not None:
-                await self.on_deal_closed(orjson.loads(deal)["session"], deal)
+            await self.deal_closed.send(ClosedDeal(
+                orjson.loads(deal)["session"], deal, "the list price dropped to its price"))
         return await self.get(pid), patched
 

@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,19 +38,16 @@ import orjson
 
 from server.cart.discounts import Terms, line_discounts, paid_commission
 from server.cart.order_batches import OrderBatches
+from server.clock import now_ms
 from server.errors import ApiError, ErrorCode
+from server.facts import ClosedDeal
+from server.signals import Signal
+from server.valkey.due import DueIndex
 from server.valkey.keys import ORDER_BUCKETS, Keys, order_bucket
 from server.valkey.scripts import Scripts
-from server.valkey.store import Store, as_dict, text
+from server.valkey.store import Store, as_dict
 
 log = logging.getLogger("livecart.saga")
-
-SWEEP_BATCH = 50
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
 
 @dataclass(frozen=True, slots=True)
 class Placed:
@@ -70,15 +67,22 @@ def reserve_mode(op: str) -> str:
 
 
 class Saga:
-    def __init__(self, store: Store, keys: Keys, scripts: Scripts, timing: Timing) -> None:
+    def __init__(self, store: Store, keys: Keys, scripts: Scripts, timing: Timing, *,
+                 deal_closed: Signal[ClosedDeal], cart_left: Signal[str],
+                 released: Callable[[str], None]) -> None:
         self.store, self.keys, self.scripts, self.timing = store, keys, scripts, timing
         self.placing = OrderBatches(scripts)  # one-script orders, a tick's in one call
-        # told each deal a reservation closed at its ends_at: (session, deal JSON)
-        self.on_deal_closed: Any = lambda sid, deal: None
-        # told a buyer whose checkout removed lines but left others (publish that cart)
-        self.on_cart_left: Any = lambda buyer: None
+        # each deal a reservation closed at its ends_at (announced without waiting)
+        self.deal_closed = deal_closed
+        # a buyer whose checkout removed lines but left others (publish that cart)
+        self.cart_left = cart_left
         # told each product whose units an undone attempt gave back (announce its stock)
-        self.on_released: Any = lambda product: None
+        self.released = released
+        self.due = DueIndex(store, [keys.saga(b) for b in range(ORDER_BUCKETS)], "saga step",
+                            self._drive)
+
+    def _deal_closed(self, plan: dict[str, Any], deal: bytes) -> None:
+        self.deal_closed.post(ClosedDeal(plan.get("room") or "", deal, "its time is up"))
 
     # placing ------------------------------------------------------------------------
 
@@ -90,7 +94,7 @@ class Saga:
             status, order, closed = await self.placing.place(
                 oid, fingerprint, plan, reserve_mode(plan["op"]))
             if closed:
-                self.on_deal_closed(plan.get("room") or "", closed)
+                self._deal_closed(plan, closed)
             if status != "saga":
                 return Placed(orjson.loads(order), status == "new")
         for _ in range(3):
@@ -131,7 +135,7 @@ class Saga:
             for line in plan["lines"]), return_exceptions=True)
         for res in results:
             if not isinstance(res, BaseException) and res.closed_deal:
-                self.on_deal_closed(plan.get("room") or "", res.closed_deal)
+                self._deal_closed(plan, res.closed_deal)
         failure = next((r for r in results if isinstance(r, BaseException)), None)
         if failure is not None:
             await self._abort(oid, attempt, plan)
@@ -206,7 +210,7 @@ class Saga:
         await self.scripts.order_step(oid, "released", attempt)
         for line, state in zip(plan["lines"], states[:len(plan["lines"])], strict=True):
             if state == "returned":
-                self.on_released(line["product"])
+                self.released(line["product"])
 
     # effects of a committed order ---------------------------------------------------
 
@@ -249,7 +253,7 @@ class Saga:
             steps.append(self.scripts.ledger_apply(creator, f"o:{oid}", entries))
         left_version, *_ = await asyncio.gather(buyer_step, *steps)
         if left_version:
-            self.on_cart_left(plan["buyer"])
+            self.cart_left.post(plan["buyer"])
         await self.scripts.order_step(oid, "settled", attempt)
 
     # refunds -------------------------------------------------------------------------
@@ -290,19 +294,7 @@ class Saga:
 
     async def sweep(self) -> int:
         """Drive every saga entry that is due, in every bucket. Returns how many."""
-        now = now_ms()
-        rows = await self.store.batch([
-            ("ZRANGEBYSCORE", self.keys.saga(b), "-inf", now, "LIMIT", 0, SWEEP_BATCH)
-            for b in range(ORDER_BUCKETS)])
-        members = [text(m) for row in rows for m in row]
-        for member in members:
-            try:
-                await self._drive(member)
-            except ApiError as exc:
-                if exc.code is ErrorCode.UNAVAILABLE:
-                    raise
-                log.warning("saga step for %s failed: %s", member, exc.message)
-        return len(members)
+        return await self.due.sweep()
 
     async def _drive(self, member: str) -> None:
         if member.startswith("r:"):

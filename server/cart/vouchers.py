@@ -4,7 +4,6 @@ and the arithmetic is server/cart/discounts.py."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +11,7 @@ import orjson
 
 from server import validate as v
 from server.cart.discounts import Terms
+from server.clock import now_ms
 from server.errors import ApiError, ErrorCode, bad_request, not_found
 from server.valkey.keys import Keys
 from server.valkey.scripts import Scripts
@@ -108,7 +108,7 @@ class Vouchers:
     async def create(self, seller: str, new: NewVoucher) -> dict[str, Any]:
         fields = [seller, new.percent_off, new.amount_off, new.min_spend, new.total_uses,
                   new.per_buyer, new.starts_at, new.ends_at, new.session,
-                  orjson.dumps(list(new.products)), int(time.time() * 1000)]
+                  orjson.dumps(list(new.products)), now_ms()]
         if not await self.scripts.create_voucher(new.code, fields):
             raise ApiError(ErrorCode.CONFLICT, f"voucher {new.code!r} already exists",
                            voucher=new.code)

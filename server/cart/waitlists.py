@@ -18,15 +18,17 @@ from __future__ import annotations
 
 import logging
 import secrets
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 
 from server.cart.products import Product, ProductPatch, Products
+from server.clock import now_ms
 from server.errors import ApiError, ErrorCode
+from server.valkey.due import DueIndex
 from server.valkey.keys import Keys
+from server.valkey.ops import WaitlistOp
 from server.valkey.scripts import Patched, Scripts
 from server.valkey.store import Store, text
 
@@ -34,29 +36,25 @@ log = logging.getLogger("livecart.waitlists")
 
 MAX_WAITING = 100_000  # users on one product's waitlist
 INTENT_SLACK_MS = 1000  # an intent entry is due this long after the holds it announces
-SWEEP_BATCH = 100
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 class Waitlists:
     def __init__(self, store: Store, keys: Keys, scripts: Scripts, products: Products,
-                 hold_ms: int) -> None:
+                 hold_ms: int, *, on_offer: Callable[[str, str, int], Awaitable[None]],
+                 on_stock: Callable[[str], None]) -> None:
         self.store, self.keys, self.scripts = store, keys, scripts
         self.products, self.hold_ms = products, hold_ms
         # told each user a hold was given to: (user, product, hold_until ms)
-        self.on_offer: Callable[[str, str, int], Awaitable[None]] | None = None
+        self.on_offer = on_offer
         # told each product whose stock got units back from an unclaimed hold
-        self.on_stock: Callable[[str], None] = lambda product: None
+        self.on_stock = on_stock
+        self.due = DueIndex(store, [keys.hold_index()], "expiring holds", self._expire)
 
     # joining and leaving ---------------------------------------------------------------
 
     async def join(self, user: str, pid: str) -> dict[str, Any]:
         """Wait for a restock of a product at zero stock (idempotent: a user waiting or
         holding gets their place or hold back)."""
-        reply = await self.scripts.waitlist(pid, "join", user, "", self.hold_ms, MAX_WAITING)
+        reply = await self.scripts.waitlist(pid, WaitlistOp.JOIN, user, "", self.hold_ms,
+                                           MAX_WAITING)
         if text(reply[0]) == "holding":
             return {"product": pid, "holding": True, "hold_until": int(reply[1])}
         return {"product": pid, "holding": False, "place": int(reply[1]),
@@ -65,7 +63,7 @@ class Waitlists:
     async def leave(self, user: str, pid: str) -> dict[str, Any]:
         """Leave the waitlist; a hold given up passes to the next user at once."""
         batch = await self._intent(pid)
-        reply = await self._run(pid, batch, "leave", user)
+        reply = await self._run(pid, batch, WaitlistOp.LEAVE, user)
         _, offered, until, returned = reply
         await self._settle(pid, batch, orjson.loads(offered), int(until))
         if int(returned):
@@ -94,18 +92,13 @@ class Waitlists:
 
     async def sweep(self) -> int:
         """Expire every due batch of holds (any node, every tick). Returns how many."""
-        due = await self.store.call("ZRANGEBYSCORE", self.keys.hold_index(), 0, now_ms(),
-                                    "LIMIT", 0, SWEEP_BATCH)
-        members = [text(m) for m in due]
-        for member in members:
-            pid, due_batch = member.split("/", 1)  # "/" is in no id
-            await self._expire(pid, due_batch, member)
-        return len(members)
+        return await self.due.sweep()
 
-    async def _expire(self, pid: str, due_batch: str, member: str) -> None:
+    async def _expire(self, member: str) -> None:
+        pid, due_batch = member.split("/", 1)  # "/" is in no id
         batch = await self._intent(pid)
         try:
-            reply = await self._run(pid, batch, "expire", "", due_batch)
+            reply = await self._run(pid, batch, WaitlistOp.EXPIRE, "", due_batch)
         except ApiError as exc:
             if exc.code is not ErrorCode.NOT_FOUND:
                 raise
@@ -135,7 +128,7 @@ class Waitlists:
     async def _forget(self, pid: str, batch: str) -> None:
         await self.store.call("ZREM", self.keys.hold_index(), f"{pid}/{batch}")
 
-    async def _run(self, pid: str, batch: str, op: str, user: str,
+    async def _run(self, pid: str, batch: str, op: WaitlistOp, user: str,
                    due_batch: str = "") -> list[Any]:
         try:
             return await self.scripts.waitlist(pid, op, user, batch, self.hold_ms,
@@ -155,5 +148,4 @@ class Waitlists:
         log.info("%d waitlist hold(s) of %s given until %d", len(offered), pid, until,
                  extra={"product": pid})
         for user in offered:
-            if self.on_offer is not None:
-                await self.on_offer(user, pid, until)
+            await self.on_offer(user, pid, until)

@@ -3,9 +3,9 @@ voucher uses and the discount they gave (attributed orders), and waitlist conver
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
+from server.clock import now_ms
 from server.counters.room_counters import live_viewers
 from server.facts import Session
 from server.valkey.keys import Keys
@@ -20,8 +20,7 @@ def ratio(num: int, den: int) -> float:
     return round(num / den, 4) if den else 0.0
 
 
-def build_report(session: Session, counters: dict[str, str], presence: dict[str, str],
-                 uniques: int, now_ms: int,
+def build_report(session: Session, counters: dict[str, str], uniques: int, now_ms: int,
                  waitlists: dict[str, tuple[int, int]] | None = None) -> dict[str, Any]:
     """`waitlists`: per showcase product (restock offers, offers bought) — a waitlist
     belongs to its product, so these count every session's."""
@@ -40,7 +39,7 @@ def build_report(session: Session, counters: dict[str, str], presence: dict[str,
                          "waitlist": {"offers": offers, "conversions": converted}})
     return {
         "session": session.id, "status": session.status, "kind": session.kind,
-        "viewers": {"now": live_viewers(presence, now_ms), "peak": n("peak_viewers"),
+        "viewers": {"now": live_viewers(counters, now_ms), "peak": n("peak_viewers"),
                     "unique": uniques},
         "likes": n("likes"), "pins": n("pins"), "clicks": n("clicks"), "adds": n("adds"),
         "orders": n("orders"), "units": n("units"), "gmv": n("gmv"),
@@ -60,15 +59,15 @@ def build_report(session: Session, counters: dict[str, str], presence: dict[str,
 
 
 async def session_report(store: Store, keys: Keys, session: Session) -> dict[str, Any]:
-    counters, presence, uniques, *waits = await store.batch([
-        ("HGETALL", keys.counters(session.id)), ("HGETALL", keys.presence(session.id)),
+    counters, uniques, *waits = await store.batch([
+        ("HGETALL", keys.counters(session.id)),
         ("PFCOUNT", keys.uniques(session.id)),
         *(("HMGET", keys.product(pid), *WAITLIST_FIELDS) for pid in session.showcase),
     ])
     waitlists = {pid: (int(row[0] or 0), int(row[1] or 0))
                  for pid, row in zip(session.showcase, waits, strict=True)}
-    return build_report(session, as_dict(counters), as_dict(presence), int(uniques),
-                        int(time.time() * 1000), waitlists)
+    return build_report(session, as_dict(counters), int(uniques),
+                        now_ms(), waitlists)
 
 
 def live_stats(counters: dict[str, str], viewers: int) -> dict[str, int]:

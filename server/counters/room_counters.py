@@ -8,9 +8,9 @@ tick. Rooms receive `counters` at most once per tick, and only when a number cha
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
+from server.clock import now_ms
 from server.valkey.keys import Keys
 from server.valkey.scripts import Scripts
 from server.valkey.store import Store
@@ -30,20 +30,18 @@ class TickReport:
                 "units": self.units}
 
 
-def live_viewers(presence: dict[str, str], now_ms: int) -> int:
-    total = 0
-    for value in presence.values():
-        count, _, expires = value.partition(":")
-        if expires.isdigit() and int(expires) > now_ms and count.isdigit():
-            total += int(count)
-    return total
+def live_viewers(counters: dict[str, str], now_ms: int) -> int:
+    """The audience summed by the last counters tick (room_tick.lua, the one reader of
+    the presence reports), or 0 once the first report it summed has expired with no
+    tick since (every node serving the room is gone)."""
+    fresh = int(counters.get("viewers_until", 0)) > now_ms
+    return int(counters.get("viewers", 0)) if fresh else 0
 
 
-def counters_view(counters: dict[str, str], presence: dict[str, str],
-                  now_ms: int) -> dict[str, int]:
-    """The `counters` shape from a session's counters hash and its presence reports."""
+def counters_view(counters: dict[str, str], now_ms: int) -> dict[str, int]:
+    """The `counters` shape from a session's counters hash."""
     return {
-        "viewers": live_viewers(presence, now_ms), "likes": int(counters.get("likes", 0)),
+        "viewers": live_viewers(counters, now_ms), "likes": int(counters.get("likes", 0)),
         "orders": int(counters.get("orders", 0)), "units": int(counters.get("units", 0)),
     }
 
@@ -64,7 +62,7 @@ class RoomCounters:
     async def click(self, sid: str, product: str, buyer: str) -> None:
         """A click is a touch: it can win the attribution of a later purchase. The touch
         (buyer's slot) and the counts (session's slot) need not change together."""
-        now = int(time.time() * 1000)
+        now = now_ms()
         await self.store.batch([
             ("HSET", self.keys.touches(buyer), product, f"{sid}|{now}"),
             ("HINCRBY", self.keys.counters(sid), "clicks", 1),

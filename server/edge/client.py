@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from server.auth import ANONYMOUS, Identity
 from server.edge.codecs import Codec, frame
+from server.errors import CloseCode
 
 _ids = itertools.count(1)
 
@@ -110,7 +111,7 @@ class Client:
             return
         self.sink.write(data)
         if self.sink.buffered() > self.max_buffer:
-            self.evict(4008, "slow consumer: reconnect with since")
+            self.evict(CloseCode.SLOW_CONSUMER, "slow consumer: reconnect with since")
 
     def evict(self, code: int, reason: str) -> None:
         if self.evicted:

@@ -34,6 +34,7 @@ from redis.asyncio.client import PubSub
 from redis.crc import key_slot
 from redis.exceptions import ResponseError
 
+from server.observe.metrics import Reading
 from server.valkey.store import Store, StoreDown, text
 
 log = logging.getLogger("livecart.broker")
@@ -181,6 +182,16 @@ class Broker:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.closing = False
         self.reconnects = 0
+
+
+    def readings(self) -> list[Reading]:
+        return [
+            Reading("counter", "livecart_store_reconnects", "pub/sub reconnections",
+                    lambda: self.reconnects),
+            Reading("counter", "livecart_pubsub_probes_failed",
+                    "subscriber connections rebuilt because a probe did not come back",
+                    lambda: self.probes_failed),
+        ]
 
     @property
     def connected(self) -> bool:

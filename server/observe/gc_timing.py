@@ -31,7 +31,7 @@ CALM = 200  # commands per counters tick below which the loop counts as calm
 NEVER = 1 << 30  # a young-collection count the oldest generation never reaches
 
 
-class Collector:
+class GcScheduler:
     def __init__(self, every_s: float, max_s: float, activity: Callable[[], int],
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.every_s, self.max_s = every_s, max_s
@@ -59,7 +59,7 @@ class Collector:
 
 def install() -> None:
     """Freeze what startup made and stop the oldest generation's automatic runs (the
-    node's Collector runs it). Call once, in a server process, after imports."""
+    node's GcScheduler runs it). Call once, in a server process, after imports."""
     gc.collect()
     gc.freeze()
     young, middle, _ = gc.get_threshold()

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -28,12 +27,14 @@ from server import validate as v
 from server.auth import require_user
 from server.cart.orders import Orders
 from server.cart.products import Products
+from server.clock import now_ms
 from server.edge.client import Client
 from server.edge.commands import Handler
 from server.errors import ApiError, ErrorCode, bad_request, not_found
-from server.rooms.closings import Closings
 from server.rooms.sessions import Sessions
+from server.valkey.due import DueIndex
 from server.valkey.keys import Keys
+from server.valkey.ops import AuctionOutcome, AuctionPhase
 from server.valkey.scripts import Scripts
 from server.valkey.store import Store, as_dict
 
@@ -44,9 +45,6 @@ MAX_DURATION_S = 24 * 3600
 
 PublishPrivate = Callable[[str, Any, str], Awaitable[None]]
 
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def member(sid: str, aid: str) -> str:
@@ -87,14 +85,14 @@ def public(a: dict[str, Any]) -> dict[str, Any]:
 class Auctions:
     def __init__(self, store: Store, keys: Keys, scripts: Scripts, sessions: Sessions,
                  products: Products, orders: Orders, publish_private: PublishPrivate,
-                 extend_s: float) -> None:
+                 extend_s: float, on_order: Callable[[dict[str, Any]], None]) -> None:
         self.store, self.keys, self.scripts = store, keys, scripts
         self.sessions, self.products, self.orders = sessions, products, orders
         self.publish_private = publish_private
         self.extend_ms = int(extend_s * 1000)
-        # told each new prize order (metrics, stock notices)
-        self.on_order: Callable[[dict[str, Any]], None] = lambda order: None
-        self.closings = Closings(store, keys.open_auctions(), "auction", self.close_due)
+        self.on_order = on_order  # told each new prize order (metrics, stock notices)
+        self.closings = DueIndex(store, [keys.open_auctions()], "closing auction",
+                                 self.close_due)
 
     def handlers(self) -> dict[str, Handler]:
         return {"auction": self.open, "bid": self.bid}
@@ -179,7 +177,7 @@ class Auctions:
         """Drive one open-auctions entry: close it if due (idempotent). Its state after."""
         sid, aid = entry.split("/", 1)
         index = self.keys.open_auctions()
-        state, a = await self.scripts.close_auction(sid, aid, "due")
+        state, a = await self.scripts.close_auction(sid, aid, AuctionPhase.DUE)
         if state == "absent":  # its opener failed before the auction existed
             await self.store.call("ZREM", index, entry)
             return state
@@ -210,5 +208,7 @@ class Auctions:
         if placed is not None and placed.new:
             self.on_order(placed.order)
         if placed is None:
-            return await self.scripts.close_auction(sid, aid, "settle", "unsold", "")
-        return await self.scripts.close_auction(sid, aid, "settle", "sold", placed.order["id"])
+            return await self.scripts.close_auction(sid, aid, AuctionPhase.SETTLE,
+                                                    AuctionOutcome.UNSOLD)
+        return await self.scripts.close_auction(sid, aid, AuctionPhase.SETTLE,
+                                                AuctionOutcome.SOLD, placed.order["id"])

@@ -23,9 +23,11 @@ from server.auth import require_user
 from server.edge.client import Client
 from server.edge.commands import Handler
 from server.errors import bad_request
+from server.observe.metrics import Reading
 from server.rooms.ops import caller_and_session
 from server.rooms.sessions import parse_chat
 from server.valkey.keys import Keys
+from server.valkey.ops import Moderation
 from server.valkey.scripts import Scripts
 from server.valkey.store import Store, text
 
@@ -114,12 +116,19 @@ class Chat:
     """The chat ops of the WebSocket protocol, and the HTTP side (moderators, audit)."""
 
     def __init__(self, store: Store, keys: Keys, scripts: Scripts, *, rate_per_s: float,
-                 burst: int, audit_max: int) -> None:
+                 burst: int, audit_max: int,
+                 on_message: Callable[[Client, str, str], None]) -> None:
         self.store, self.keys, self.scripts = store, keys, scripts
         self.rate_per_s, self.burst, self.audit_max = rate_per_s, burst, audit_max
         self.messages = 0  # chat messages this node's commands published (for /metrics)
         # told (client, session, text) of each message this node accepted (giveaway keywords)
-        self.on_message: Callable[[Client, str, str], None] = lambda client, sid, text: None
+        self.on_message = on_message
+
+
+    def readings(self) -> list[Reading]:
+        return [Reading("counter", "livecart_chat_messages",
+                        "chat messages published by this node's commands",
+                        lambda: self.messages)]
 
     def handlers(self) -> dict[str, Handler]:
         return {
@@ -141,7 +150,7 @@ class Chat:
         self.on_message(client, client.session, body)
         return {"id": cseq, "cseq": cseq}
 
-    async def _moderate(self, client: Client, args: Mapping[str, Any], action: str,
+    async def _moderate(self, client: Client, args: Mapping[str, Any], action: Moderation,
                         target: str = "", value: str = "") -> Any:
         caller, sid = caller_and_session(client, args)
         cseq = await self.scripts.moderate(sid, caller, action, target, value, self.audit_max)
@@ -149,40 +158,41 @@ class Chat:
 
     async def delete(self, client: Client, args: Mapping[str, Any]) -> Any:
         message = v.req_int(args, "message", lo=1)  # the message's id (`id` names the command)
-        return {**await self._moderate(client, args, "delete", str(message)), "id": message}
+        done = await self._moderate(client, args, Moderation.DELETE, str(message))
+        return {**done, "id": message}
 
     async def mute(self, client: Client, args: Mapping[str, Any]) -> Any:
         user = v.req_ident(args, "user")
         seconds = v.req_int(args, "seconds", lo=1, hi=MAX_MUTE_S)
-        return {**await self._moderate(client, args, "mute", user, str(seconds)),
+        return {**await self._moderate(client, args, Moderation.MUTE, user, str(seconds)),
                 "user": user, "seconds": seconds}
 
     async def unmute(self, client: Client, args: Mapping[str, Any]) -> Any:
         user = v.req_ident(args, "user")
-        return {**await self._moderate(client, args, "unmute", user), "user": user}
+        return {**await self._moderate(client, args, Moderation.UNMUTE, user), "user": user}
 
     async def ban(self, client: Client, args: Mapping[str, Any]) -> Any:
         user = v.req_ident(args, "user")
-        return {**await self._moderate(client, args, "ban", user), "user": user}
+        return {**await self._moderate(client, args, Moderation.BAN, user), "user": user}
 
     async def unban(self, client: Client, args: Mapping[str, Any]) -> Any:
         user = v.req_ident(args, "user")
-        return {**await self._moderate(client, args, "unban", user), "user": user}
+        return {**await self._moderate(client, args, Moderation.UNBAN, user), "user": user}
 
     async def settings(self, client: Client, args: Mapping[str, Any]) -> Any:
         """`slow_mode_s` (0 = off), `blocked_words`, `links_allowed`: each one given is set
         (one audited action each); the reply is the session's chat settings."""
         v.only(args, {"id", "op", "session", "slow_mode_s", "blocked_words", "links_allowed"},
                "chat_settings")
-        changes: list[tuple[str, str]] = []
+        changes: list[tuple[Moderation, str]] = []
         if args.get("slow_mode_s") is not None:
-            changes.append(("slow_mode", str(v.req_int(args, "slow_mode_s", lo=0,
+            changes.append((Moderation.SLOW_MODE, str(v.req_int(args, "slow_mode_s", lo=0,
                                                        hi=MAX_SLOW_S))))
         if args.get("blocked_words") is not None:
-            changes.append(("blocked_words",
+            changes.append((Moderation.BLOCKED_WORDS,
                             orjson.dumps(blocked_words(args["blocked_words"])).decode()))
         if args.get("links_allowed") is not None:
-            changes.append(("links", "1" if _flag(args, "links_allowed") else "0"))
+            changes.append((Moderation.LINKS, "1" if _flag(args, "links_allowed") else "0"))
         if not changes:
             raise bad_request("name at least one of slow_mode_s, blocked_words, links_allowed")
         caller, sid = caller_and_session(client, args)

@@ -35,7 +35,6 @@ import contextlib
 import hashlib
 import logging
 import secrets
-import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -45,14 +44,17 @@ from server import validate as v
 from server.auth import require_user
 from server.cart.orders import Orders
 from server.cart.products import Products
+from server.clock import now_ms
 from server.edge.client import Client
 from server.edge.commands import Handler
 from server.errors import ApiError, ErrorCode, not_found
 from server.fanout.hub import Hub
 from server.rooms.auctions import PublishPrivate, creator_session, joined_session, member
-from server.rooms.closings import Closings
 from server.rooms.sessions import Sessions
+from server.signals import Signal
+from server.valkey.due import DueIndex
 from server.valkey.keys import Keys
+from server.valkey.ops import GiveawayPhase
 from server.valkey.scripts import Scripts
 from server.valkey.store import Store, as_dict, text
 
@@ -70,9 +72,6 @@ ALGORITHM = (
 def fold(text: str) -> str:
     return text.strip().casefold()
 
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def entrant_id(gid: str, uid: str) -> str:
@@ -96,20 +95,25 @@ def draw(seed: str, entrants: Iterable[str], k: int) -> list[str]:
 class Giveaways:
     def __init__(self, store: Store, keys: Keys, scripts: Scripts, sessions: Sessions,
                  products: Products, orders: Orders, hub: Hub,
-                 publish_private: PublishPrivate, presence_ttl_s: float) -> None:
+                 publish_private: PublishPrivate, presence_ttl_s: float,
+                 on_order: Callable[[dict[str, Any]], None], room_dropped: Signal[str]) -> None:
         self.store, self.keys, self.scripts = store, keys, scripts
         self.sessions, self.products, self.orders, self.hub = sessions, products, orders, hub
         self.publish_private = publish_private
         self.ttl_ms = int(presence_ttl_s * 1000)
-        # told each new prize order (metrics, stock notices)
-        self.on_order: Callable[[dict[str, Any]], None] = lambda order: None
+        self.on_order = on_order  # told each new prize order (metrics, stock notices)
         self.open_in: set[str] = set()  # sessions with an open giveaway (last sweep)
         self.keywords: dict[str, tuple[str, str]] = {}  # sid -> (giveaway, folded keyword)
         self._timers: set[asyncio.Task[None]] = set()
-        self.closings = Closings(store, keys.open_giveaways(), "giveaway", self.close_due)
+        self.closings = DueIndex(store, [keys.open_giveaways()], "closing giveaway",
+                                 self.close_due)
+        room_dropped.connect(self._room_dropped)
 
     def handlers(self) -> dict[str, Handler]:
         return {"giveaway": self.open, "enter": self.enter}
+
+    def _room_dropped(self, sid: str) -> None:
+        self.keywords.pop(sid, None)
 
     # commands ---------------------------------------------------------------------
 
@@ -255,7 +259,7 @@ class Giveaways:
         sid, gid = entry.split("/", 1)
         index = self.keys.open_giveaways()
         state, g = await self.scripts.close_giveaway(
-            sid, gid, "freeze", secrets.token_hex(16), "")
+            sid, gid, GiveawayPhase.FREEZE, secrets.token_hex(16), "")
         if state == "absent":
             await self.store.call("ZREM", index, entry)
             return state
@@ -293,4 +297,4 @@ class Giveaways:
             winners.append({"entrant": entrant_id(gid, uid), "user": uid, "name": name,
                             "order": p.order["id"] if p is not None else None})
         return await self.scripts.close_giveaway(
-            sid, gid, "settle", orjson.dumps(winners), orjson.dumps(names))
+            sid, gid, GiveawayPhase.SETTLE, orjson.dumps(winners), orjson.dumps(names))

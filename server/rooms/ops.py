@@ -25,6 +25,8 @@ from server.rooms.sessions import Sessions, parse_chat, parse_history
 from server.rooms.snapshots import Snapshot, Snapshots
 from server.rooms.sold_out import SoldOut
 from server.rooms.timeline import Entry, active_at, replay_timeline
+from server.signals import Signal
+from server.valkey.ops import SessionAction
 
 log = logging.getLogger("livecart.rooms")
 
@@ -45,8 +47,8 @@ def caller_and_session(client: Client, args: Mapping[str, Any]) -> tuple[str, st
 
 class RoomOps:
     def __init__(self, sessions: Sessions, products: Products, counters: RoomCounters,
-                 hub: Hub, broker: Broker, subscribe_timeout_s: float,
-                 chat_messages: int = 50) -> None:
+                 hub: Hub, broker: Broker, subscribe_timeout_s: float, chat_messages: int,
+                 room_dropped: Signal[str]) -> None:
         self.sessions = sessions
         self.products = products
         self.counters = counters
@@ -58,6 +60,7 @@ class RoomOps:
         self.facts: dict[str, RoomFacts] = {}
         self.sold_out = SoldOut()
         self.snapshots = Snapshots(sessions, products, chat_messages)
+        room_dropped.connect(self._dropped)
 
     def handlers(self) -> dict[str, Handler]:
         return {
@@ -87,6 +90,12 @@ class RoomOps:
         pinned_at = entry.pinned_at or (session.started_at or session.created_at) + entry.at_ms
         return {"ms": ms, "pinned": {"product": product.to_wire(), "pinned_at": pinned_at,
                                      "stream_ts_ms": entry.at_ms, "deal": None}}
+
+    def _dropped(self, sid: str) -> None:
+        """No connection here watches the room any more: stop serving it."""
+        self.broker.unsubscribe(self.sessions.keys.channel(sid))
+        self.hub.drop_room(sid)
+        self.forget(sid)
 
     def forget(self, sid: str) -> None:
         """The room is no longer served on this node: drop what it knew of it."""
@@ -269,8 +278,8 @@ class RoomOps:
 
     async def start(self, client: Client, args: Mapping[str, Any]) -> Any:
         caller, sid = await self._own_session(client, args)
-        return (await self.sessions.set_status(sid, caller, "start")).to_wire()
+        return (await self.sessions.set_status(sid, caller, SessionAction.START)).to_wire()
 
     async def end(self, client: Client, args: Mapping[str, Any]) -> Any:
         caller, sid = await self._own_session(client, args)
-        return (await self.sessions.set_status(sid, caller, "end")).to_wire()
+        return (await self.sessions.set_status(sid, caller, SessionAction.END)).to_wire()

@@ -3,7 +3,6 @@ in the room), `waitlist` / `waitlist_leave` (a signed-in viewer waits for a rest
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,6 +11,7 @@ from server.auth import require_user
 from server.cart.products import Products
 from server.cart.vouchers import Vouchers
 from server.cart.waitlists import Waitlists
+from server.clock import now_ms
 from server.edge.client import Client
 from server.edge.commands import Handler
 from server.errors import ApiError, ErrorCode, bad_request, forbidden
@@ -47,7 +47,7 @@ class PromoOps:
         if card["session"] and card["session"] != sid:
             raise ApiError(ErrorCode.CONFLICT, "the voucher is for another session",
                            voucher=code)
-        if card["ends_at"] <= int(time.time() * 1000):
+        if card["ends_at"] <= now_ms():
             raise ApiError(ErrorCode.CONFLICT, "the voucher has ended", voucher=code)
         if card["remaining"] == 0:
             raise ApiError(ErrorCode.VOUCHER_USED_UP, "the voucher has no uses left",

@@ -14,17 +14,18 @@ once; docs/protocol.md).
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping
 from typing import Any
 
 from server import validate as v
 from server.auth import require_user
+from server.clock import now_ms
 from server.edge.client import Client
 from server.edge.codecs import JSON
 from server.edge.commands import Handler
 from server.errors import bad_request
 from server.facts import Session
+from server.observe.metrics import Reading
 from server.valkey.keys import Keys
 from server.valkey.scripts import Scripts
 from server.valkey.store import Store, text
@@ -39,6 +40,11 @@ class Reminders:
     def __init__(self, store: Store, keys: Keys, scripts: Scripts) -> None:
         self.store, self.keys, self.scripts = store, keys, scripts
         self.sent = 0  # `live` notifications this node sent (for /metrics and tests)
+
+
+    def readings(self) -> list[Reading]:
+        return [Reading("counter", "livecart_live_notifications",
+                        "`live` notices sent to reminded users", lambda: self.sent)]
 
     def handlers(self) -> dict[str, Handler]:
         return {"remind": self.remind}
@@ -60,7 +66,7 @@ class Reminders:
         """Tell every reminded user (private `live` event + a notifications entry)."""
         users = sorted(text(u) for u in
                        await self.store.call("SMEMBERS", self.keys.reminders(session.id)))
-        now = int(time.time() * 1000)
+        now = now_ms()
         data = {"session": session.id, "title": session.title}
         event = JSON.encode({"t": "live", "ts": now, "d": data})
         for start in range(0, len(users), CHUNK):

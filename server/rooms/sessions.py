@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,10 +18,15 @@ import orjson
 
 from server import validate as v
 from server.cart.products import Products
+from server.clock import now_ms
 from server.errors import ApiError, ErrorCode, bad_request, forbidden, not_found
-from server.facts import Session
+from server.facts import ClosedDeal, Session
+from server.observe.metrics import Reading
+from server.signals import Signal
+from server.valkey.due import DueIndex
 from server.valkey.keys import Keys
-from server.valkey.scripts import Scripts
+from server.valkey.ops import SessionAction
+from server.valkey.scripts import Scripts, StreamPatch
 from server.valkey.store import Store, as_dict, text
 from server.video.streams import MAX_OFFSET_MS, MAX_URL
 
@@ -52,17 +56,16 @@ def _offset(args: Mapping[str, Any], default: int | None) -> int | None:
                      default=default, required=False)
 
 
-def parse_stream_patch(body: Any) -> tuple[str | bool | None, int | None]:
-    """`PATCH /api/sessions/{id}`: (stream_url: a URL, None to remove, False absent;
-    offset or None)."""
+def parse_stream_patch(body: Any) -> StreamPatch:
+    """`PATCH /api/sessions/{id}`: `stream_url` (null removes it) and/or the offset."""
     args = v.obj(body)
     v.only(args, {"stream_url", "stream_clock_offset_ms"})
-    url: str | bool | None = _stream_url(args) if "stream_url" in args else False
-    offset = _offset(args, None)  # null: absent
-    if url is False and offset is None:
+    patch = StreamPatch("stream_url" in args, _stream_url(args) if "stream_url" in args
+                        else None, _offset(args, None))  # offset null: absent
+    if not patch.changes_url and patch.offset_ms is None:
         raise bad_request("nothing to change: send `stream_url` and/or "
                           "`stream_clock_offset_ms`")
-    return url, offset
+    return patch
 
 
 def parse_new(body: Any) -> NewSession:
@@ -89,10 +92,6 @@ def parse_new(body: Any) -> NewSession:
                       stream_clock_offset_ms=_offset(args, 0) or 0)
 
 
-async def _nothing(session: Session) -> None:
-    return None
-
-
 def deal_member(sid: str, pid: str, deal_id: str) -> str:
     """A deal's entry in the open-deals index (keys.open_deals)."""
     return f"{sid}/{pid}/{deal_id}"  # "/" is in no id (validate.ID_RE)
@@ -105,20 +104,36 @@ class Sessions:
     announces it; a refused pin closes the deal again, and a crash in between leaves an
     index entry that any node's sweep closes at `ends_at` (docs/architecture.md)."""
 
-    def __init__(self, store: Store, keys: Keys, scripts: Scripts,
-                 products: Products) -> None:
+    def __init__(self, store: Store, keys: Keys, scripts: Scripts, products: Products, *,
+                 deal_closed: Signal[ClosedDeal], on_stock_moved: Callable[[str], None],
+                 on_live: Callable[[Session], Awaitable[None]]) -> None:
         self.store, self.keys, self.scripts, self.products = store, keys, scripts, products
         self.published = 0  # room events this node's commands published (for /metrics)
         # told the product whose available stock a deal moved (opened or closed)
-        self.on_stock_moved: Callable[[str], None] = lambda product: None
+        self.on_stock_moved = on_stock_moved
         # awaited with a session that just went live (reminders: server/rooms/reminders.py)
-        self.on_live: Callable[[Session], Awaitable[None]] = _nothing
+        self.on_live = on_live
+        # deals past their ends_at, closed by any node (the index: keys.open_deals)
+        self.due_deals = DueIndex(store, [keys.open_deals()], "closing deal", self.close_due)
+        deal_closed.connect(self._deal_closed)
+
+
+    def readings(self) -> list[Reading]:
+        return [Reading("counter", "livecart_events_published",
+                        "room events published by this node's commands",
+                        lambda: self.published)]
+
+    async def _deal_closed(self, closed: ClosedDeal) -> None:
+        """A deal closed in its product's slot (a price cut, a purchase at its ends_at):
+        announce it in its room."""
+        self.closed_deal_log(closed.session, closed.deal, closed.why)
+        await self.announce_closed(closed.session, closed.deal)
 
     async def create(self, creator: str, new: NewSession,
                      sid: str | None = None) -> tuple[Session, bool]:
         """Create a session (or find the one with this fixed id); True when it was created."""
         sid = sid or f"sess_{secrets.token_hex(6)}"
-        now = int(time.time() * 1000)
+        now = now_ms()
         created = await self.scripts.create_session(
             sid, creator, new.kind, new.title, new.showcase, now, new.scheduled_at,
             new.stream_url, new.stream_clock_offset_ms)
@@ -186,9 +201,9 @@ class Sessions:
             await self.store.call("ZREM", self.keys.open_deals(),
                                   deal_member(d["session"], d["product"], d["id"]))
 
-    async def set_status(self, sid: str, caller: str, action: str) -> Session:
+    async def set_status(self, sid: str, caller: str, action: SessionAction) -> Session:
         closed = b""
-        if action == "end":
+        if action is SessionAction.END:
             closed = await self._close_current(await self._own(sid, caller), "the show ended")
         status, _ = await self.scripts.set_status(sid, action, caller, closed)
         await self._forget(closed)
@@ -302,10 +317,9 @@ class Sessions:
         if row and row[0] and row[1]:
             await self.close_due(deal_member(sid, text(row[1]), text(row[0])))
 
-    async def set_stream(self, sid: str, caller: str, stream_url: str | bool | None,
-                         offset_ms: int | None) -> Session:
+    async def set_stream(self, sid: str, caller: str, patch: StreamPatch) -> Session:
         """Set or remove the session's stream (its creator only; the URL already checked)."""
-        await self.scripts.set_stream(sid, caller, stream_url, offset_ms)
+        await self.scripts.set_stream(sid, caller, patch)
         return await self.get(sid)
 
     async def set_timeline(self, sid: str, entries: list[Any]) -> None:

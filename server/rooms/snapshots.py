@@ -21,18 +21,19 @@ get the same snapshot without `chat` (`Snapshot.quiet`, also encoded at most onc
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from server.cart.products import Products
+from server.clock import now_ms
 from server.counters.room_counters import counters_view
 from server.edge.codecs import Encoded
 from server.errors import not_found
 from server.facts import Session
 from server.rooms.sessions import Sessions
+from server.valkey.batching import Reads
 from server.valkey.store import as_dict
 from server.valkey.store import text as as_text
 
@@ -135,65 +136,63 @@ class Snapshots:
         k = self.sessions.keys
         store = self.sessions.store
         deal_guess = self._deal_product.get(sid, "")
-        commands: list[tuple[Any, ...]] = [
-            ("HGETALL", k.session(sid)), ("HGETALL", k.presence(sid)),
-            ("HGETALL", k.counters(sid))]
+        reads = Reads()
+        reads.add("session", ("HGETALL", k.session(sid)))
+        reads.add("counters", ("HGETALL", k.counters(sid)))
         if deal_guess:
-            commands.append(("HGET", k.deals(deal_guess), f"s:{sid}"))
-        histories_at = len(commands)
+            reads.add("deal", ("HGET", k.deals(deal_guess), f"s:{sid}"))
         sinces = sorted(batch.sinces)
-        commands += [self.sessions.history_command(sid, s) for s in sinces]
-        chat_at = len(commands)
+        reads.add("histories", *[self.sessions.history_command(sid, s) for s in sinces])
         chat_sinces = sorted(batch.chat_sinces)
         users = sorted(batch.users)
-        commands.append(("XREVRANGE", k.chat(sid), "+", "-", "COUNT", 2 * self.chat_messages))
-        commands += [("XRANGE", k.chat(sid), f"{c + 1}-0", "+") for c in chat_sinces]
+        reads.add("chat", ("XREVRANGE", k.chat(sid), "+", "-", "COUNT", 2 * self.chat_messages))
+        reads.add("chats", *[("XRANGE", k.chat(sid), f"{c + 1}-0", "+") for c in chat_sinces])
         if users:
-            commands.append(("HMGET", k.moderation(sid), *[f"ban:{u}" for u in users]))
-        histories_at_end = len(commands)
+            reads.add("bans", ("HMGET", k.moderation(sid), *[f"ban:{u}" for u in users]))
         guess = self._showcase.get(sid)
         counted = [v for v in batch.viewers if v != self._creator.get(sid)]
         if guess is not None:  # the session existed: count the viewers now
-            commands += self.products.read_commands(guess)
+            reads.add("products", *self.products.read_commands(guess))
             if counted:
-                commands.append(("PFADD", k.uniques(sid), *counted))
+                reads.add("uniques", ("PFADD", k.uniques(sid), *counted))
         self.reads += 1
-        rows = await store.batch(commands)
-        state = as_dict(rows[0])
+        reads.answered(await store.batch(reads.commands))
+        state = as_dict(reads.one("session"))
         if not state:
             raise not_found("session", sid)
         session = Session.from_hash(state)
-        first = histories_at_end
-        histories = dict(zip(sinces, rows[histories_at:chat_at], strict=True))
-        chats = dict(zip(chat_sinces, rows[chat_at + 1:chat_at + 1 + len(chat_sinces)],
-                         strict=True))
-        banned = frozenset(u for u, b in zip(users, rows[first - 1], strict=True) if b) \
+        histories = dict(zip(sinces, reads.many("histories"), strict=True))
+        chats = dict(zip(chat_sinces, reads.many("chats"), strict=True))
+        banned = frozenset(u for u, b in zip(users, reads.one("bans"), strict=True) if b) \
             if users else frozenset()
         cseq, chat_floor = int(state.get("cseq") or 0), int(state.get("chat_floor") or 0)
         extra: dict[str, Any] = {"chats": chats, "banned": banned, "cseq": cseq,
                                  "chat_floor": chat_floor}
-        raw_deal = rows[3] if deal_guess and deal_guess == session.pin_deal_product else None
+        raw_deal = reads.one("deal") if deal_guess and deal_guess == session.pin_deal_product \
+            else None
         deal_known = not session.pin_deal or raw_deal is not None
         if guess == session.showcase and deal_known:
-            product_rows = rows[first:first + len(session.showcase)]
+            product_rows = reads.many("products")
         else:
-            second: list[tuple[str, ...]] = list(self.products.read_commands(session.showcase))
+            again = Reads()
+            again.add("products", *self.products.read_commands(session.showcase))
             if not deal_known:
-                second.append(("HGET", k.deals(session.pin_deal_product), f"s:{sid}"))
+                again.add("deal", ("HGET", k.deals(session.pin_deal_product), f"s:{sid}"))
             counted = [v for v in batch.viewers if v != session.creator]
             if guess is None and counted:  # the creator is not a viewer
-                second.append(("PFADD", k.uniques(sid), *counted))
+                again.add("uniques", ("PFADD", k.uniques(sid), *counted))
             self.reads += 1
-            replies = await store.batch(second)
-            product_rows = replies[:len(session.showcase)]
+            again.answered(await store.batch(again.commands))
+            product_rows = again.many("products")
             if not deal_known:
-                raw_deal = replies[len(session.showcase)]
+                raw_deal = again.one("deal")
         self._showcase[sid] = session.showcase
         self._creator[sid] = session.creator
         if session.pin_deal_product:
             self._deal_product[sid] = session.pin_deal_product
-        counters = counters_view(as_dict(rows[2]), as_dict(rows[1]), int(time.time() * 1000))
-        key = (rows[0], rows[2], raw_deal, *product_rows, *counters.values())
+        counters_row = reads.one("counters")
+        counters = counters_view(as_dict(counters_row), now_ms())
+        key = (reads.one("session"), counters_row, raw_deal, *product_rows, *counters.values())
         last = self._last.get(sid)
         if last is not None and last[0] == key:
             _, session, doc, encoded, quiet = last
@@ -210,7 +209,7 @@ class Snapshots:
         }
         quiet = Encoded(dict(doc))
         doc["cseq"] = cseq
-        doc["chat"] = self._last_messages(rows[chat_at], cseq)
+        doc["chat"] = self._last_messages(reads.one("chat"), cseq)
         encoded = Encoded(doc)
         self._last[sid] = (key, session, doc, encoded, quiet)
         return Snapshot(session, doc, encoded, histories, quiet, **extra)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from server.cart.products import Products
+from server.cart.stock_watch import StockWatch
 from server.rooms.sessions import Sessions
 
 MAX_NAMES = 3
@@ -35,26 +36,16 @@ class Burst:
 
 
 class SocialProof:
-    def __init__(self, sessions: Sessions, products: Products) -> None:
-        self.sessions, self.products = sessions, products
+    def __init__(self, sessions: Sessions, products: Products, stock: StockWatch) -> None:
+        self.sessions, self.products, self.stock = sessions, products, stock
         self.pending: dict[str, dict[str, Burst]] = defaultdict(dict)
-        self.stock_dirty: set[str] = set()
-        self.returned: set[str] = set()
-
-    def stock_changed(self, product: str) -> None:
-        self.stock_dirty.add(product)
-
-    def units_returned(self, product: str) -> None:
-        self.stock_dirty.add(product)
-        self.returned.add(product)
 
     def note(self, room: str, product: str, qty: int, name: str) -> None:
         self.pending[room].setdefault(product, Burst()).add(qty, name)
 
     async def flush(self) -> None:
         pending, self.pending = self.pending, defaultdict(dict)
-        dirty, self.stock_dirty = self.stock_dirty, set()
-        returned, self.returned = self.returned, set()
+        dirty, returned = self.stock.take()
         for room, bursts in pending.items():
             deal = await self.sessions.deal(room)
             for pid, burst in bursts.items():

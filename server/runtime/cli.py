@@ -12,6 +12,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -78,8 +79,7 @@ def serve(settings: Settings) -> int:
     import uvicorn
 
     from server.app import create_app
-    from server.observe.gc_timing import Collector
-    from server.observe.gc_timing import install as install_collector
+    from server.observe.gc_timing import install as install_gc_scheduling
     from server.runtime.workers import reuse_port_socket
     from server.valkey.embedded import EmbeddedError, EmbeddedValkey
 
@@ -136,11 +136,8 @@ def serve(settings: Settings) -> int:
             return supervise(settings, url, "livecart ready on http://{host}:{port} node="
                              + settings.node_id + (" (demo: open / in a browser)"
                                                    if settings.demo else ""))
-        app = create_app(settings, url)
-        node = app.state.node
-        node.collector = Collector(settings.gc_full_every_s, settings.gc_full_max_s,
-                                   lambda: node.dispatcher.received)
-        install_collector()
+        app = create_app(settings.with_overrides(manage_gc=True), url)
+        install_gc_scheduling()
         server = Server(uvicorn_config(app, settings))
         server.run(sockets=[reuse_port_socket(settings.host, settings.port, 4096)]
                    if settings.reuse_port else None)
@@ -152,23 +149,40 @@ def serve(settings: Settings) -> int:
 
 def valkey_cluster(data_dir: Path, masters: int, port: int) -> int:
     """`livecart valkey --cluster N`: N masters on loopback ports port..port+N-1."""
-    from server.valkey.embedded import EmbeddedError
     from server.valkey.local_cluster import EmbeddedCluster
 
     cluster = EmbeddedCluster(masters, data_dir=data_dir, base_port=port)
+    return _serve_until_signal(
+        cluster.start, lambda: (
+            f"valkey cluster ready ({masters} masters on ports {cluster.ports}; data in "
+            f"{cluster.data_dir}): LIVECART_REDIS_URL={cluster.url} LIVECART_REDIS_CLUSTER=1;"
+            " Ctrl-C stops it"),
+        lambda: any(p is not None and p.poll() is None for p in cluster.processes),
+        cluster.stop)
+
+
+def valkey(data_dir: Path, port: int, host: str) -> int:
+    from server.valkey.embedded import EmbeddedValkey
+
+    server = EmbeddedValkey(data_dir, tcp_port=port, tcp_host=host)
+    return _serve_until_signal(
+        server.start, lambda: (
+            f"valkey ready: LIVECART_REDIS_URL=redis://{host}:{port}  (unix socket: "
+            f"{server.url}; data in {server.data_dir}); Ctrl-C stops it"),
+        lambda: server.process is not None and server.process.poll() is None, server.stop)
+
+
+def _serve_until_signal(start: Callable[[], object], ready: Callable[[], str],
+                        alive: Callable[[], bool], stop_server: Callable[[], object]) -> int:
+    """Start, say it is ready, and stop on SIGTERM/SIGINT or when it died by itself."""
+    from server.valkey.embedded import EmbeddedError
+
     try:
-        cluster.start()
+        start()
     except EmbeddedError as exc:
         print(f"livecart: {exc}", file=sys.stderr)
         return 1
-    print(f"valkey cluster ready ({masters} masters on ports {cluster.ports}; data in "
-          f"{cluster.data_dir}): LIVECART_REDIS_URL={cluster.url} LIVECART_REDIS_CLUSTER=1;"
-          " Ctrl-C stops it", flush=True)
-    return _wait_for_signal(lambda: any(p is not None and p.poll() is None
-                                        for p in cluster.processes), cluster.stop)
-
-
-def _wait_for_signal(alive: Any, stop_server: Any) -> int:
+    print(ready(), flush=True)
     stop = False
 
     def _stop(*_: Any) -> None:
@@ -183,21 +197,6 @@ def _wait_for_signal(alive: Any, stop_server: Any) -> int:
     finally:
         stop_server()
     return 0
-
-
-def valkey(data_dir: Path, port: int, host: str) -> int:
-    from server.valkey.embedded import EmbeddedError, EmbeddedValkey
-
-    server = EmbeddedValkey(data_dir, tcp_port=port, tcp_host=host)
-    try:
-        server.start()
-    except EmbeddedError as exc:
-        print(f"livecart: {exc}", file=sys.stderr)
-        return 1
-    print(f"valkey ready: LIVECART_REDIS_URL=redis://{host}:{port}  (unix socket: "
-          f"{server.url}; data in {server.data_dir}); Ctrl-C stops it", flush=True)
-    return _wait_for_signal(lambda: server.process is not None and server.process.poll() is None,
-                            server.stop)
 
 
 def token(settings: Settings, sub: str, role: str, name: str | None, ttl: int,

@@ -17,6 +17,15 @@ from redis.exceptions import ResponseError
 
 from server.errors import ApiError
 from server.valkey.keys import Keys, order_bucket
+from server.valkey.ops import (
+    AuctionOutcome,
+    AuctionPhase,
+    GiveawayPhase,
+    Moderation,
+    SessionAction,
+    VoidOp,
+    WaitlistOp,
+)
 from server.valkey.store import Store, text, translate
 
 
@@ -30,6 +39,16 @@ def _opt(value: int | None) -> str | int:
 
 def new_epoch() -> str:
     return secrets.token_hex(4)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamPatch:
+    """A change of a session's stream: its URL when `changes_url` (None removes it), its
+    clock offset unless `offset_ms` is None."""
+
+    changes_url: bool
+    url: str | None
+    offset_ms: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,15 +99,13 @@ class Scripts:
             [sid, creator, kind, title, _json(showcase), created_at, new_epoch(),
              _opt(scheduled_at), stream_url or "", stream_clock_offset_ms]))
 
-    async def set_stream(self, sid: str, caller: str, stream_url: str | bool | None,
-                         stream_clock_offset_ms: int | None) -> None:
-        """`stream_url`: a URL, None to remove it, False to keep it; offset None keeps it."""
-        url = "-" if stream_url is False else (stream_url or "")
-        await self.store.run("session_stream.lua", [self.keys.session(sid)],
-                             [caller, url, "-" if stream_clock_offset_ms is None
-                              else stream_clock_offset_ms])
+    async def set_stream(self, sid: str, caller: str, patch: StreamPatch) -> None:
+        keep = "-"  # session_stream.lua: leave this field as it is
+        await self.store.run("session_stream.lua", [self.keys.session(sid)], [
+            caller, (patch.url or "") if patch.changes_url else keep,
+            keep if patch.offset_ms is None else patch.offset_ms])
 
-    async def set_status(self, sid: str, action: str, caller: str,
+    async def set_status(self, sid: str, action: SessionAction, caller: str,
                          closed_deal: bytes) -> tuple[str, int]:
         status, seq = await self.store.run(
             "session_status.lua", [*self.keys.room(sid), self.keys.pin_log(sid)],
@@ -99,8 +116,7 @@ class Scripts:
                   product: str, opened_deal: bytes, closed_deal: bytes) -> tuple[Any, int]:
         k = self.keys
         pin, seq = await self.store.run_pipelined(
-            "pin.lua", [*k.room(sid), k.pin_log(sid), k.counters(sid), k.presence(sid),
-                        k.moderators(sid)],
+            "pin.lua", [*k.room(sid), k.pin_log(sid), k.counters(sid), k.moderators(sid)],
             [*self._context(), "pin", caller, _opt(stream_ts_ms), product_json, product,
              opened_deal, closed_deal])
         return orjson.loads(pin), int(seq)
@@ -112,8 +128,8 @@ class Scripts:
         session: nothing was written; close it and pin with `pin`."""
         k = self.keys
         pin, seq = await self.store.run_pipelined(
-            "pin.lua", [*k.room(sid), k.pin_log(sid), k.counters(sid), k.presence(sid),
-                        k.moderators(sid), k.product(product)],
+            "pin.lua", [*k.room(sid), k.pin_log(sid), k.counters(sid), k.moderators(sid),
+                        k.product(product)],
             [*self._context(), "pin", caller, _opt(stream_ts_ms), "", product, "", ""])
         if int(seq) < 0:
             return None
@@ -123,8 +139,7 @@ class Scripts:
                     closed_deal: bytes) -> int:
         k = self.keys
         _, seq = await self.store.run_pipelined(
-            "pin.lua", [*k.room(sid), k.pin_log(sid), k.counters(sid), k.presence(sid),
-                        k.moderators(sid)],
+            "pin.lua", [*k.room(sid), k.pin_log(sid), k.counters(sid), k.moderators(sid)],
             [*self._context(), "unpin", caller, _opt(stream_ts_ms), "", "", "", closed_deal])
         return int(seq)
 
@@ -164,7 +179,7 @@ class Scripts:
              burst])
         return int(cseq), bytes(event)
 
-    async def moderate(self, sid: str, caller: str, action: str, target: str, value: str,
+    async def moderate(self, sid: str, caller: str, action: Moderation, target: str, value: str,
                        audit_max: int) -> int:
         """One moderation action (moderate.lua); the cseq of the event it published or 0."""
         k = self.keys
@@ -201,7 +216,7 @@ class Scripts:
                        [orjson.dumps(d) for d in orjson.loads(closed)],
                        [str(u) for u in orjson.loads(offered)], int(hold_until))
 
-    async def waitlist(self, pid: str, op: str, user: str, batch: str, hold_ms: int,
+    async def waitlist(self, pid: str, op: WaitlistOp, user: str, batch: str, hold_ms: int,
                        max_waiting: int, due_batch: str = "") -> list[Any]:
         """waitlist.lua's reply as it is (its header documents each op's shape)."""
         k = self.keys
@@ -388,15 +403,16 @@ class Scripts:
             [*self._context(), bidder, name, amount, key])
         return orjson.loads(answer), text(previous), bool(new)
 
-    async def close_auction(self, sid: str, aid: str, phase: str, outcome: str = "",
+    async def close_auction(self, sid: str, aid: str, phase: AuctionPhase,
+                            outcome: AuctionOutcome | None = None,
                             order: str = "") -> tuple[str, dict[str, Any]]:
         k = self.keys
         state, auction = await self.store.run(
             "auction_close.lua", [*k.room(sid), k.auction(sid, aid), k.counters(sid)],
-            [*self._context(), phase, outcome, order])
+            [*self._context(), phase, outcome or "", order])
         return text(state), dict(orjson.loads(auction))
 
-    async def void_order(self, oid: str, op: str = "void") -> str:
+    async def void_order(self, oid: str, op: VoidOp = VoidOp.VOID) -> str:
         return text(await self.store.run("order_void.lua", [self.keys.order(oid)], [op]))
 
     async def open_giveaway(self, sid: str, gid: str, caller: str, product: str,
@@ -416,7 +432,7 @@ class Scripts:
             [user, name, joined_until])
         return bool(new), int(entries)
 
-    async def close_giveaway(self, sid: str, gid: str, phase: str, arg: bytes | str,
+    async def close_giveaway(self, sid: str, gid: str, phase: GiveawayPhase, arg: bytes | str,
                              names: bytes | str) -> tuple[str, dict[str, Any]]:
         k = self.keys
         state, giveaway = await self.store.run(

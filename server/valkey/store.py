@@ -43,6 +43,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from server.errors import ApiError, ErrorCode, internal, new_request_id, unavailable
+from server.observe.metrics import Reading
 
 log = logging.getLogger("livecart.store")
 
@@ -129,6 +130,11 @@ class Store:
         self._queued: list[_Queued] = []
         self._flushing: set[asyncio.Task[None]] = set()
         self._in_flight: asyncio.Semaphore | None = None
+
+
+    def readings(self) -> list[Reading]:
+        return [Reading("counter", "livecart_store_errors", "store calls that failed",
+                        lambda: self.errors)]
 
     def _slot(self) -> contextlib.AbstractAsyncContextManager[Any]:
         """A place among the commands in flight (a cluster only; a single server's blocking

@@ -203,17 +203,3 @@ class _HlsFiles:
             await send(message)
 
         await self.files(scope, receive, patched)
-
-
-async def name_in_demo_sessions(node: Any, running: bool, live_sid: str, video_sid: str,
-                                creator: str) -> None:
-    """The demo sessions name the demo stream while it runs, and no stream otherwise (a
-    stream_url that is not the demo's is left alone)."""
-    for sid, url in ((live_sid, LIVE_URL), (video_sid, VOD_URL)):
-        session = await node.sessions.find(sid)
-        if session is None or not (session.stream_url or "/demo-stream/").startswith(
-                "/demo-stream/"):
-            continue
-        want = url if running else None
-        if session.stream_url != want:
-            await node.sessions.set_stream(sid, creator, want, None)

@@ -2,11 +2,11 @@
 -- or unpin; the session's creator or one of its moderators (a moderator: without a
 -- deal), live only. A deal the node closed before this
 -- call (the one being replaced) is announced here, once.
--- KEYS[1..3] room (lib/context.lua)   KEYS[4] pin log   KEYS[5] counters   KEYS[6] presence
--- KEYS[7] moderators set   KEYS[8] the product hash (only with ARGV[7] '')
+-- KEYS[1..3] room (lib/context.lua)   KEYS[4] pin log   KEYS[5] counters
+-- KEYS[6] moderators set   KEYS[7] the product hash (only with ARGV[7] '')
 -- ARGV[1..3] context   ARGV[4] 'pin' | 'unpin'   ARGV[5] caller id
 -- ARGV[6] stream_ts_ms or ''   ARGV[8] product id
--- ARGV[7] product JSON (pin), or '' (unpin; or a pin that reads the product from KEYS[8]
+-- ARGV[7] product JSON (pin), or '' (unpin; or a pin that reads the product from KEYS[7]
 --         itself: one Valkey only, the product's hash tag is not the session's)
 -- ARGV[9] the opened deal's JSON or ''   ARGV[10] the closed deal's JSON or ''
 -- Returns: {pin JSON or '', seq of the pinned/unpinned event (0: unpin with nothing pinned;
@@ -15,7 +15,7 @@
 -- Fails: LC not_found | forbidden | not_live | bad_request
 --!include lib/context.lua
 --!include lib/room.lua
-local K_PIN_LOG, K_COUNTERS, K_PRESENCE = KEYS[4], KEYS[5], KEYS[6]
+local K_PIN_LOG, K_COUNTERS = KEYS[4], KEYS[5]
 local action, caller, product = ARGV[4], ARGV[5], ARGV[8]
 
 local s = redis.call('HMGET', K_SESSION, 'creator', 'status', 'started_at', 'showcase', 'pin',
@@ -23,7 +23,7 @@ local s = redis.call('HMGET', K_SESSION, 'creator', 'status', 'started_at', 'sho
 if not s[1] then return fail('not_found', 'session does not exist') end
 if s[1] ~= caller then
   if ARGV[9] ~= '' then return fail('forbidden', 'only the session creator can run a deal') end
-  if redis.call('SISMEMBER', KEYS[7], caller) == 0 then
+  if redis.call('SISMEMBER', KEYS[6], caller) == 0 then
     return fail('forbidden', 'only the session creator or its moderators can pin')
   end
 end
@@ -31,7 +31,7 @@ if s[2] ~= 'live' then return fail('not_live', 'session is not live') end
 local sts = ARGV[6] ~= '' and tonumber(ARGV[6]) or (NOW - tonumber(s[3]))
 local product_json = ARGV[7]
 if action == 'pin' and product_json == '' then
-  local p = redis.call('HMGET', KEYS[8], 'id', 'seller', 'title', 'price', 'currency', 'stock',
+  local p = redis.call('HMGET', KEYS[7], 'id', 'seller', 'title', 'price', 'currency', 'stock',
     'commission_bps', 'image_url')
   if not p[1] then
     return fail('not_found', {message = "product '" .. product .. "' does not exist",
@@ -72,12 +72,8 @@ local pin = '{"product":' .. product_json .. ',"pinned_at":' .. int(NOW) .. ',"s
   int(sts) .. '}'
 redis.call('RPUSH', K_PIN_LOG, '{"op":"pin","at":' .. int(sts) .. ',"product":' ..
   cjson.encode(product) .. ',"pinned_at":' .. int(NOW) .. deal_log .. '}')
-local viewers = 0
-local flat = redis.call('HVALS', K_PRESENCE)
-for i = 1, #flat do
-  local n, exp = string.match(flat[i], '^(%d+):(%d+)$')
-  if n and tonumber(exp) > NOW then viewers = viewers + tonumber(n) end
-end
+-- the audience the last counters tick counted (room_tick.lua: the one reader of presence)
+local viewers = tonumber(redis.call('HGET', K_COUNTERS, 'viewers') or '0')
 redis.call('HINCRBY', K_COUNTERS, 'pins', 1)
 redis.call('HINCRBY', K_COUNTERS, 'impressions:' .. product, viewers)
 local full = string.sub(pin, 1, -2) .. ',"deal":' .. deal_part .. '}'

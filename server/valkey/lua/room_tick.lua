@@ -3,6 +3,9 @@
 -- ARGV[1] node id   ARGV[2] local viewer count   ARGV[3] presence ttl (ms)
 -- ARGV[4] likes to add since the last tick
 -- Returns: {viewers, likes, orders, units, peak} summed over live nodes
+-- The one reader of the presence hash: the sum goes to the counters hash as `viewers`,
+-- with `viewers_until`, when the first of the reports it sums expires (read by
+-- counters/room_counters.py `live_viewers` and by pin.lua).
 --!include lib/util.lua
 local count = tonumber(ARGV[2])
 if count > 0 then
@@ -10,16 +13,19 @@ if count > 0 then
 else
   redis.call('HDEL', KEYS[1], ARGV[1])
 end
-local viewers = 0
+local viewers, soonest = 0, 0
 local flat = redis.call('HGETALL', KEYS[1])
 for i = 1, #flat, 2 do
   local n, exp = string.match(flat[i + 1], '^(%d+):(%d+)$')
-  if n and tonumber(exp) > NOW then
+  exp = tonumber(exp)
+  if n and exp > NOW then
     viewers = viewers + tonumber(n)
+    if soonest == 0 or exp < soonest then soonest = exp end
   else
     redis.call('HDEL', KEYS[1], flat[i])
   end
 end
+redis.call('HSET', KEYS[2], 'viewers', viewers, 'viewers_until', int(soonest))
 local likes_delta = tonumber(ARGV[4])
 if likes_delta > 0 then redis.call('HINCRBY', KEYS[2], 'likes', likes_delta) end
 local peak = tonumber(redis.call('HGET', KEYS[2], 'peak_viewers') or '0')
