@@ -103,10 +103,12 @@ def server(make_server: Callable[..., ServerThread]) -> ServerThread:
 
 # Every Lua script call's KEYS, recorded and checked (tests/lua_calls.py) -------------------
 
-WHOLE_SUITE = pytest.StashKey[bool]()
+WHOLE_SUITE = pytest.StashKey[bool]()  # every test file collected, nothing deselected
+COLLECTED = pytest.StashKey[int]()
 DESELECTED = pytest.StashKey[int]()
 FROM_WORKERS = pytest.StashKey[list[dict[str, Any] | None]]()
 LUA_REPORT = pytest.StashKey[tuple[list[str], str]]()
+tests_ran = 0  # here, or on every worker when this process is xdist's controller
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -125,8 +127,16 @@ def pytest_deselected(items: list[pytest.Item]) -> None:
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
+    session.config.stash[COLLECTED] = len(session.items)
     session.config.stash[WHOLE_SUITE] = lua_calls.whole_suite(
         session.items, session.config.stash.get(DESELECTED, 0))
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """A test ran: its call, or its skip (xdist's controller gets the workers' reports)."""
+    global tests_ran
+    if report.when == "call" or (report.when == "setup" and report.skipped):
+        tests_ran += 1
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -144,6 +154,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         output: dict[str, Any] = config.workeroutput  # type: ignore[attr-defined]
         output["lua_calls"] = lua_calls.SESSION.dump()
         output["lua_calls_whole"] = config.stash.get(WHOLE_SUITE, False)
+        output["lua_calls_collected"] = config.stash.get(COLLECTED, 0)
         return
     recorded = lua_calls.Recorder()
     recorded.add(lua_calls.SESSION)
@@ -151,14 +162,17 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     for output in workers:
         if output is not None:
             recorded.add(lua_calls.Recorder.load(output["lua_calls"]))
-    whole = exitstatus == pytest.ExitCode.OK and (
-        all(o is not None and o["lua_calls_whole"] for o in workers) if workers
-        else config.stash.get(WHOLE_SUITE, False))
+    if workers:
+        whole = all(o is not None and o["lua_calls_whole"] for o in workers)
+        collected = max(o["lua_calls_collected"] if o else 0 for o in workers)
+    else:
+        whole, collected = config.stash.get(WHOLE_SUITE, False), config.stash.get(COLLECTED, 0)
+    # a whole run: every test file, nothing deselected, every test ran, and all passed
+    whole = whole and exitstatus == pytest.ExitCode.OK and 0 < collected == tests_ran
     problems = lua_calls.check(recorded, whole_run=whole)
-    calls = sum(recorded.counts.values())
-    scripts = len(recorded.called())
-    summary = (f"Lua KEYS: {calls} script calls of {scripts} scripts recorded, each of one "
-               "slot where it must be" + ("; every script called" if whole else ""))
+    summary = (f"Lua KEYS: {sum(recorded.counts.values())} script calls of "
+               f"{len(recorded.called())} scripts recorded, each of one slot where it must be"
+               + ("; every script called" if whole else ""))
     config.stash[LUA_REPORT] = (problems, summary)
     if problems and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
