@@ -63,8 +63,8 @@ PIN_ROOMS = 8
 def pin_call(keys: Keys, n: int) -> list[Any]:
     """EVALSHA arguments (after the sha) of the n-th pin: show n % PIN_ROOMS, its product."""
     sid = f"s{n % PIN_ROOMS}"
-    ks = [*keys.room(sid), keys.pin_log(sid), keys.counters(sid), keys.presence(sid),
-          keys.moderators(sid), keys.product("p1")]
+    ks = [*keys.room(sid), keys.pin_log(sid), keys.counters(sid), keys.moderators(sid),
+          keys.product("p1")]
     return [len(ks), *ks, 1000, 600_000, "epoch", "pin", "creator1", "", "", "p1", "", ""]
 
 
@@ -84,7 +84,8 @@ async def measure(orders: int, rounds: int,
         for room in range(PIN_ROOMS):
             await r.hset(keys.session(f"s{room}"), mapping={
                 "creator": "creator1", "status": "live", "started_at": 1, "showcase": '["p1"]'})
-            await r.hset(keys.presence(f"s{room}"), "node1", f"250:{2**50}")
+            await r.hset(keys.counters(f"s{room}"), mapping={  # as room_tick.lua leaves it
+                "viewers": 250, "viewers_until": 2**50})
         ref_sha = await r.script_load(REFERENCE_LUA)
         order_sha = await r.script_load(load_source("order_place.lua"))
         pin_sha = await r.script_load(load_source("pin.lua"))

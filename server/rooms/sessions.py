@@ -25,7 +25,7 @@ from server.observe.metrics import Reading
 from server.signals import Signal
 from server.valkey.due import DueIndex
 from server.valkey.keys import Keys
-from server.valkey.ops import SessionAction
+from server.valkey.ops import PinAction, SessionAction
 from server.valkey.scripts import Scripts, StreamPatch
 from server.valkey.store import Store, as_dict, text
 from server.video.streams import MAX_OFFSET_MS, MAX_URL
@@ -163,20 +163,6 @@ class Sessions:
             raise forbidden("only the session creator can do this")
         return session
 
-    async def _may_pin(self, sid: str, caller: str, deal: bool,
-                       read: Session | None = None) -> Session:
-        """The session (`read`: read already), when `caller` may pin in it: its creator, or
-        one of its moderators without a deal (a moderator runs no deals); pin.lua checks
-        the same."""
-        session = read or await self.get(sid)
-        if session.creator == caller:
-            return session
-        if deal:
-            raise forbidden("only the session creator can run a deal")
-        if not await self.store.call("SISMEMBER", self.keys.moderators(sid), caller):
-            raise forbidden("only the session creator or its moderators can pin")
-        return session
-
     async def _close_current(self, session: Session, why: str) -> bytes:
         """Close the session's open deal in its product's slot; its JSON, or b""."""
         if not session.pin_deal or not session.pin_deal_product:
@@ -240,14 +226,14 @@ class Sessions:
         found = _session_of(session_row)
         if found is None:
             raise not_found("session", sid)
-        session = await self._may_pin(sid, caller, deal is not None, found)
-        if session.status != "live":
-            raise ApiError(ErrorCode.NOT_LIVE, "session is not live")
-        product = self.products.parse_rows(product_row).get(product_id)
-        if product is None:
+        session, product = found, self.products.parse_rows(product_row).get(product_id)
+        if product is None:  # may the caller pin here at all (as pin.lua checks it)?
+            await self.scripts.may_pin(sid, caller, PinAction.MAY_UNPIN, "")
             raise not_found("product", product_id)
-        if product_id not in session.showcase:
-            raise bad_request("product is not in this session's showcase")
+        if deal is not None or session.pin_deal:
+            # pin.lua decides who may pin before a deal opens or closes in its product's slot
+            await self.scripts.may_pin(sid, caller, PinAction.MAY_DEAL if deal is not None
+                                       else PinAction.MAY_PIN, product_id)
         closed = await self._close_current(session, "a new pin")
         opened = b""
         if deal is not None:
@@ -285,7 +271,10 @@ class Sessions:
         return pin, seq
 
     async def unpin(self, sid: str, caller: str, stream_ts_ms: int | None) -> int:
-        closed = await self._close_current(await self._may_pin(sid, caller, False), "unpin")
+        session = await self.get(sid)
+        if session.pin_deal:  # pin.lua decides before the deal closes in its product's slot
+            await self.scripts.may_pin(sid, caller, PinAction.MAY_UNPIN, "")
+        closed = await self._close_current(session, "unpin")
         seq = await self.scripts.unpin(sid, caller, stream_ts_ms, closed)
         await self._forget(closed)
         self.published += 1 if seq else 0

@@ -17,6 +17,9 @@ class SessionAction(StrEnum):  # session_status.lua ARGV[4]
 class PinAction(StrEnum):  # pin.lua ARGV[4]
     PIN = "pin"
     UNPIN = "unpin"
+    MAY_PIN = "may_pin"  # the checks only
+    MAY_DEAL = "may_deal"
+    MAY_UNPIN = "may_unpin"
 
 
 class Moderation(StrEnum):  # moderate.lua ARGV[3]

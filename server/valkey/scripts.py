@@ -22,6 +22,7 @@ from server.valkey.ops import (
     AuctionPhase,
     GiveawayPhase,
     Moderation,
+    PinAction,
     SessionAction,
     VoidOp,
     WaitlistOp,
@@ -112,12 +113,20 @@ class Scripts:
             [*self._context(), action, caller, closed_deal])
         return text(status), int(seq)
 
+    async def may_pin(self, sid: str, caller: str, action: PinAction, product: str) -> None:
+        """pin.lua's checks alone (MAY_PIN, MAY_DEAL, MAY_UNPIN): raises what the pin
+        would; writes nothing."""
+        k = self.keys
+        await self.store.run_pipelined(
+            "pin.lua", [*k.room(sid), k.pin_log(sid), k.counters(sid), k.moderators(sid)],
+            [*self._context(), action, caller, "", "", product, "", ""])
+
     async def pin(self, sid: str, caller: str, stream_ts_ms: int | None, product_json: bytes,
                   product: str, opened_deal: bytes, closed_deal: bytes) -> tuple[Any, int]:
         k = self.keys
         pin, seq = await self.store.run_pipelined(
             "pin.lua", [*k.room(sid), k.pin_log(sid), k.counters(sid), k.moderators(sid)],
-            [*self._context(), "pin", caller, _opt(stream_ts_ms), product_json, product,
+            [*self._context(), PinAction.PIN, caller, _opt(stream_ts_ms), product_json, product,
              opened_deal, closed_deal])
         return orjson.loads(pin), int(seq)
 
@@ -130,7 +139,7 @@ class Scripts:
         pin, seq = await self.store.run_pipelined(
             "pin.lua", [*k.room(sid), k.pin_log(sid), k.counters(sid), k.moderators(sid),
                         k.product(product)],
-            [*self._context(), "pin", caller, _opt(stream_ts_ms), "", product, "", ""])
+            [*self._context(), PinAction.PIN, caller, _opt(stream_ts_ms), "", product, "", ""])
         if int(seq) < 0:
             return None
         return orjson.loads(pin), int(seq)
@@ -140,7 +149,8 @@ class Scripts:
         k = self.keys
         _, seq = await self.store.run_pipelined(
             "pin.lua", [*k.room(sid), k.pin_log(sid), k.counters(sid), k.moderators(sid)],
-            [*self._context(), "unpin", caller, _opt(stream_ts_ms), "", "", "", closed_deal])
+            [*self._context(), PinAction.UNPIN, caller, _opt(stream_ts_ms), "", "", "",
+             closed_deal])
         return int(seq)
 
     async def emit(self, sid: str, event_type: str, data: Any) -> int:

@@ -4,7 +4,9 @@
 -- call (the one being replaced) is announced here, once.
 -- KEYS[1..3] room (lib/context.lua)   KEYS[4] pin log   KEYS[5] counters
 -- KEYS[6] moderators set   KEYS[7] the product hash (only with ARGV[7] '')
--- ARGV[1..3] context   ARGV[4] 'pin' | 'unpin'   ARGV[5] caller id
+-- ARGV[1..3] context   ARGV[4] 'pin' | 'unpin', or 'may_pin' | 'may_deal' | 'may_unpin':
+--         only the checks, nothing written (asked before a deal opens or closes in its
+--         product's slot, so that this script alone decides who may pin)   ARGV[5] caller id
 -- ARGV[6] stream_ts_ms or ''   ARGV[8] product id
 -- ARGV[7] product JSON (pin), or '' (unpin; or a pin that reads the product from KEYS[7]
 --         itself: one Valkey only, the product's hash tag is not the session's)
@@ -22,7 +24,9 @@ local s = redis.call('HMGET', K_SESSION, 'creator', 'status', 'started_at', 'sho
   'pin_deal', 'epoch', 'seq')
 if not s[1] then return fail('not_found', 'session does not exist') end
 if s[1] ~= caller then
-  if ARGV[9] ~= '' then return fail('forbidden', 'only the session creator can run a deal') end
+  if ARGV[9] ~= '' or action == 'may_deal' then
+    return fail('forbidden', 'only the session creator can run a deal')
+  end
   if redis.call('SISMEMBER', KEYS[6], caller) == 0 then
     return fail('forbidden', 'only the session creator or its moderators can pin')
   end
@@ -43,9 +47,10 @@ if action == 'pin' and product_json == '' then
     cjson.encode(p[5]) .. ',"stock":' .. p[6] .. ',"commission_bps":' .. p[7] ..
     ',"image_url":' .. cjson.encode(p[8] or '') .. '}'
 end
-if action == 'pin' and not in_showcase(s[4], product) then
+if action ~= 'unpin' and action ~= 'may_unpin' and not in_showcase(s[4], product) then
   return fail('bad_request', 'product is not in this session\'s showcase')
 end
+if action == 'may_pin' or action == 'may_deal' or action == 'may_unpin' then return {'', 0} end
 
 local announced = announce_closed_deal(ARGV[10])
 if announced ~= 0 then s[7], s[8] = s[7] or FRESH_EPOCH, announced end  -- that event's seq
