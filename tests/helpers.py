@@ -1,4 +1,5 @@
-"""Test helpers: an in-thread livecart server and a protocol-speaking WebSocket client."""
+"""Test helpers: an in-thread livecart server, a protocol-speaking WebSocket client, and a
+parser of the frames a server sends."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 import itertools
 import threading
 import time
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +16,8 @@ import msgpack
 import orjson
 import uvicorn
 import websockets
+from websockets.frames import Frame
+from websockets.streams import StreamReader
 
 from server.app import create_app
 from server.auth import issue_token
@@ -21,6 +25,7 @@ from server.runtime.cli import uvicorn_config
 from server.settings import Settings
 
 SECRET = "test-secret-0123456789abcdef-0123456789"
+TOO_BIG = 18446744073709551615  # 2^64 - 1: fits msgpack and orjson, not Valkey or Lua
 _prefixes = itertools.count(1)
 
 
@@ -208,3 +213,52 @@ async def close_code(client: WsClient, timeout: float = 5.0) -> int | None:
             await client._read_one(max(0.01, deadline - time.monotonic()))
         except websockets.ConnectionClosed as exc:
             return exc.rcvd.code if exc.rcvd is not None else None
+
+
+async def joined_viewer(server: ServerThread, sub: str, sid: str, **connect: Any) -> WsClient:
+    """A viewer `sub` (display name: `sub` titled) connected to `server` and joined to
+    session `sid`; `connect` goes to `WsClient.connect` (e.g. `use_msgpack=True`)."""
+    c = await WsClient.connect(server.ws_url, token=server.token(sub, name=sub.title()),
+                               **connect)
+    await c.ok("join", session=sid)
+    return c
+
+
+def parse_frames(data: bytes) -> list[Frame]:
+    """Parse server (unmasked) frames with the websockets library's own parser."""
+    reader = StreamReader()
+    reader.feed_data(data)
+    reader.feed_eof()
+    frames = []
+    while reader.buffer:
+        gen: Generator[None, None, Frame] = Frame.parse(reader.read_exact, mask=False,
+                                                        max_size=None)
+        try:
+            next(gen)
+        except StopIteration as stop:
+            frames.append(stop.value)
+        else:  # pragma: no cover
+            raise AssertionError("incomplete frame")
+    return frames
+
+
+class FakeSink:
+    """What a `Client` writes to in place of a socket: keeps the frames written and the closes."""
+
+    def __init__(self, backlog: int = 0) -> None:
+        self.written: list[bytes] = []
+        self.closed: list[tuple[int, str]] = []
+        self.backlog = backlog
+
+    @property
+    def open(self) -> bool:
+        return not self.closed
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def buffered(self) -> int:
+        return self.backlog + sum(map(len, self.written))
+
+    def close_now(self, code: int, reason: str = "") -> None:
+        self.closed.append((code, reason))

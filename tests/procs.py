@@ -18,6 +18,17 @@ READY = re.compile(r"livecart ready on http://127\.0\.0\.1:(\d+)")
 LIVECART = str(Path(sys.executable).parent / "livecart")
 
 
+def stop_process(proc: subprocess.Popen[Any], timeout: float = 15.0) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within `timeout` seconds; reaped either way."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class NodeProcess:
     def __init__(self, redis_url: str, prefix: str, node_id: str, **env: Any) -> None:
         self.env = {
@@ -82,12 +93,7 @@ class NodeProcess:
         return self.proc.wait(timeout)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc, 10)
         if self._reader is not None:
             self._reader.join(5)  # the rest of its logs

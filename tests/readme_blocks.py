@@ -1,4 +1,4 @@
-"""Running README.md's blocks as written (tests/test_readme.py, tests/test_readme_more.py).
+"""Running README.md's blocks as written (tests/test_readme*.py).
 
 Each ```sh block of the README is run by bash exactly as it stands in the README (this
 file never copies a command); the test knows only which blocks exist (their first lines,

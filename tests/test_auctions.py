@@ -24,15 +24,9 @@ from server.node import Node
 from server.rooms.sessions import NewSession
 from server.valkey.store import as_dict, text
 from tests.conftest import make_settings
-from tests.helpers import ServerThread, WsClient
+from tests.helpers import ServerThread, WsClient, joined_viewer
 
 pytestmark = pytest.mark.anyio
-
-
-async def _viewer(server: ServerThread, sub: str, sid: str) -> WsClient:
-    c = await WsClient.connect(server.ws_url, token=server.token(sub, "viewer", name=sub.title()))
-    await c.ok("join", session=sid)
-    return c
 
 
 async def _creator(server: ServerThread, sid: str, sub: str = "creator1") -> WsClient:
@@ -55,7 +49,7 @@ async def test_bids_outbid_idempotency_and_a_sold_close(fast: ServerThread) -> N
     server.product("mug", price=2000, stock=5, commission_bps=1000)
     sid = server.session(["mug"])
     creator = await _creator(server, sid)
-    ann, bob = await _viewer(server, "ann", sid), await _viewer(server, "bob", sid)
+    ann, bob = await joined_viewer(server, "ann", sid), await joined_viewer(server, "bob", sid)
     assert (await creator.err("auction", product="mug", start_price=500, increment=0,
                               duration_s=2))["field"] == "increment"
     assert (await ann.err("auction", product="mug", start_price=500, increment=50,
@@ -123,7 +117,7 @@ async def test_a_last_second_bid_extends_and_sudden_death_does_not(fast: ServerT
     server.product("vase", stock=3)
     sid = server.session(["lamp", "vase"])
     creator = await _creator(server, sid)
-    ann = await _viewer(server, "ann", sid)
+    ann = await joined_viewer(server, "ann", sid)
     a = (await creator.ok("auction", product="lamp", start_price=100, increment=10,
                           duration_s=2))["auction"]
     early = await ann.ok("bid", auction=a["id"], amount=100, idempotency_key="e")
@@ -153,7 +147,7 @@ async def test_reserve_not_met_and_stock_gone_close_without_an_order(fast: Serve
     server.product("last", stock=1)
     sid = server.session(["ring", "last"])
     creator = await _creator(server, sid)
-    ann = await _viewer(server, "ann", sid)
+    ann = await joined_viewer(server, "ann", sid)
     a = (await creator.ok("auction", product="ring", start_price=100, increment=10,
                           duration_s=1, reserve_price=1000))["auction"]
     bid = await ann.ok("bid", auction=a["id"], amount=200, idempotency_key="r")
@@ -169,7 +163,7 @@ async def test_reserve_not_met_and_stock_gone_close_without_an_order(fast: Serve
     b = (await creator.ok("auction", product="last", start_price=100, increment=10,
                           duration_s=1))["auction"]
     await ann.ok("bid", auction=b["id"], amount=100, idempotency_key="u")
-    bob = await _viewer(server, "bob", sid)
+    bob = await joined_viewer(server, "bob", sid)
     await bob.ok("buy_now", product="last", qty=1, idempotency_key="k")
     closed = await ann.wait_event(lambda e: _closed(e) and e["d"]["id"] == b["id"], timeout=8)
     assert closed["d"]["outcome"] == "unsold" and closed["d"]["order"] is None
@@ -367,7 +361,7 @@ async def test_malformed_format_commands_get_precise_errors(
     server.product("fz", stock=3)
     sid = server.session(["fz"])
     creator = await _creator(server, sid)
-    viewer = await _viewer(server, "fuzzy", sid)
+    viewer = await joined_viewer(server, "fuzzy", sid)
     rng = random.Random(1616)
     junk: list[Any] = [None, True, -1, 0, 1, 2.5, 2**60, "", " ", "x" * 70, "fz", "a/b",
                        [], {}, {"a": 1}, [1], "auc_x", "gw_x", 1e300]

@@ -8,23 +8,29 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import ServerThread, WsClient
+from tests.helpers import ServerThread, WsClient, joined_viewer
 
 pytestmark = pytest.mark.anyio
 
 
-async def _viewer(server: ServerThread, sub: str, sid: str, **kw: object) -> WsClient:
-    c = await WsClient.connect(server.ws_url, token=server.token(sub, "viewer", name=sub.title()),
-                               **kw)  # type: ignore[arg-type]
-    await c.ok("join", session=sid)
-    return c
+async def deal_pinned(server: ServerThread, *, price: int, stock: int, deal: dict[str, int],
+                      ends_in_ms: int) -> tuple[str, WsClient]:
+    """p1 (list `price`, `stock` units) in a live session whose creator has pinned it with
+    `deal`, ending `ends_in_ms` from now: the session id and the creator's connection."""
+    server.product("p1", price=price, stock=stock)
+    sid = server.session(["p1"])
+    creator = await WsClient.connect(server.ws_url, token=server.token("creator1", "creator"))
+    await creator.ok("join", session=sid)
+    await creator.ok("pin", product="p1",
+                     deal={**deal, "ends_at": int(time.time() * 1000) + ends_in_ms})
+    return sid, creator
 
 
 async def test_cart_ops_and_sync_between_connections(server: ServerThread) -> None:
     server.product("p1", price=1500, stock=10)
     server.product("p2", price=700, stock=3)
     sid = server.session(["p1", "p2"])
-    a = await _viewer(server, "ann", sid)
+    a = await joined_viewer(server, "ann", sid)
     b = await WsClient.connect(server.ws_url, token=server.token("ann"), use_msgpack=True)
     cart = await a.ok("cart_add", product="p1", qty=2)
     assert cart == {"lines": [{"product": "p1", "qty": 2, "unit_price": 1500, "session": sid,
@@ -49,15 +55,32 @@ async def test_cart_ops_and_sync_between_connections(server: ServerThread) -> No
         await c.close()
 
 
+async def test_cart_sold_out_and_adds_only_when_quantity_grows(server: ServerThread) -> None:
+    server.product("p1", stock=10)
+    server.product("gone", stock=0)
+    sid = server.session(["p1", "gone"])
+    v = await WsClient.connect(server.ws_url, token=server.token("b"))
+    await v.ok("join", session=sid)
+    assert (await v.err("cart_add", product="gone", qty=1))["code"] == "sold_out"
+    await v.ok("cart_set", product="p1", qty=3)
+    await v.ok("cart_set", product="p1", qty=2)  # lower: not an add
+    await v.ok("cart_set", product="p1", qty=2)  # same: not an add
+    await v.ok("cart_add", product="p1", qty=1)  # grows: an add
+    report = server.http("GET", f"/api/sessions/{sid}/report",
+                         token=server.token("creator1", "creator")).json()
+    assert report["adds"] == 2
+    await v.close()
+
+
 async def test_checkout_is_atomic_and_idempotent(server: ServerThread) -> None:
     server.product("p1", price=1000, stock=5)
     server.product("p2", price=250, stock=1)
     sid = server.session(["p1", "p2"])
-    a = await _viewer(server, "bob", sid)
+    a = await joined_viewer(server, "bob", sid)
     await a.ok("cart_set", product="p1", qty=2)
     await a.ok("cart_set", product="p2", qty=1)
     # someone else takes the last p2 first: the whole checkout fails, nothing is bought
-    other = await _viewer(server, "cy", sid)
+    other = await joined_viewer(server, "cy", sid)
     await other.ok("buy_now", product="p2", qty=1, idempotency_key="k-other")
     err = await a.err("checkout", idempotency_key="k1")
     assert err["code"] == "out_of_stock" and err["product"] == "p2"
@@ -81,7 +104,7 @@ async def test_checkout_is_atomic_and_idempotent(server: ServerThread) -> None:
 async def test_buy_now_concurrent_duplicates_make_one_order(server: ServerThread) -> None:
     server.product("p1", price=900, stock=50)
     sid = server.session(["p1"])
-    conns = [await _viewer(server, "dee", sid) for _ in range(10)]
+    conns = [await joined_viewer(server, "dee", sid) for _ in range(10)]
     results = await asyncio.gather(*(
         c.ok("buy_now", product="p1", qty=2, idempotency_key="same") for c in conns))
     assert len({r["id"] for r in results}) == 1
@@ -95,7 +118,7 @@ async def test_buy_now_concurrent_duplicates_make_one_order(server: ServerThread
 async def test_buy_now_price_check_and_not_live(server: ServerThread) -> None:
     server.product("p1", price=900, stock=5)
     sid = server.session(["p1"], start=False)
-    a = await _viewer(server, "eve", sid)
+    a = await joined_viewer(server, "eve", sid)
     assert (await a.err("buy_now", product="p1", qty=1, idempotency_key="x"))["code"] == "not_live"
     server.http("POST", f"/api/sessions/{sid}/start", token=server.token("creator1", "creator"))
     err = await a.err("buy_now", product="p1", qty=1, idempotency_key="y", price=800)
@@ -127,7 +150,8 @@ async def test_flash_deal_storm(server: ServerThread) -> None:
                                                          "per_buyer_limit": 1, "ends_at": ends})
     assert pinned["pinned"]["deal"]["stock_left"] == 50
     assert server.http("GET", "/api/products/p1").json()["stock"] == 30
-    buyers = [await _viewer(server, f"b{i}", sid, use_msgpack=bool(i % 2)) for i in range(120)]
+    buyers = [await joined_viewer(server, f"b{i}", sid, use_msgpack=bool(i % 2))
+              for i in range(120)]
     snap = await buyers[0].ok("join", session=sid)
     assert snap["pinned"]["deal"]["status"] == "open"
     replies = await asyncio.gather(*(
@@ -156,14 +180,9 @@ async def test_flash_deal_storm(server: ServerThread) -> None:
 
 
 async def test_deal_expiry_returns_stock(server: ServerThread) -> None:
-    server.product("p1", price=5000, stock=20)
-    sid = server.session(["p1"])
-    creator = await WsClient.connect(server.ws_url, token=server.token("creator1", "creator"))
-    await creator.ok("join", session=sid)
-    ends = int(time.time() * 1000) + 600
-    await creator.ok("pin", product="p1", deal={"price": 4000, "stock": 5, "per_buyer_limit": 2,
-                                                "ends_at": ends})
-    v = await _viewer(server, "fay", sid)
+    sid, creator = await deal_pinned(server, price=5000, stock=20, ends_in_ms=600,
+                                     deal={"price": 4000, "stock": 5, "per_buyer_limit": 2})
+    v = await joined_viewer(server, "fay", sid)
     await v.ok("buy_now", product="p1", qty=2, idempotency_key="a")
     assert (await v.err("buy_now", product="p1", qty=1, idempotency_key="b"))["code"] == \
         "limit_exceeded"
@@ -174,17 +193,28 @@ async def test_deal_expiry_returns_stock(server: ServerThread) -> None:
     await creator.close()
 
 
+async def test_a_due_deal_is_closed_by_another_node_without_viewers(make_server: Any) -> None:
+    first = make_server()
+    sid, creator = await deal_pinned(first, price=1000, stock=20, ends_in_ms=800,
+                                     deal={"price": 500, "stock": 8, "per_buyer_limit": 1})
+    await creator.close()
+    first.stop()  # the pinning node is gone before the deal ends
+    second = make_server(key_prefix=first.settings.key_prefix)
+    deadline = time.monotonic() + 10
+    while second.http("GET", "/api/products/p1").json()["stock"] != 20:
+        assert time.monotonic() < deadline, "the deal was never closed"
+        time.sleep(0.1)
+    pinned = second.http("GET", f"/api/sessions/{sid}").json()["pinned"]
+    assert pinned["deal"]["status"] == "closed"
+
+
 async def test_after_a_sell_out_the_node_answers_without_a_script(server: ServerThread) -> None:
-    server.product("p1", price=1000, stock=10)
-    sid = server.session(["p1"])
-    creator = await WsClient.connect(server.ws_url, token=server.token("creator1", "creator"))
-    await creator.ok("join", session=sid)
-    await creator.ok("pin", product="p1", deal={"price": 500, "stock": 2, "per_buyer_limit": 2,
-                                                "ends_at": int(time.time() * 1000) + 60_000})
-    winner = await _viewer(server, "win", sid)
+    sid, creator = await deal_pinned(server, price=1000, stock=10, ends_in_ms=60_000,
+                                     deal={"price": 500, "stock": 2, "per_buyer_limit": 2})
+    winner = await joined_viewer(server, "win", sid)
     first = await winner.ok("buy_now", product="p1", qty=2, idempotency_key="w", price=500)
     await winner.wait_event("sold_out", timeout=5)
-    late = [await _viewer(server, f"late{i}", sid) for i in range(5)]
+    late = [await joined_viewer(server, f"late{i}", sid) for i in range(5)]
     orders = server.node.orders
     before = orders.sold_out_answers
     for i, v in enumerate(late):
@@ -208,13 +238,9 @@ async def test_a_storm_waits_in_its_lane_and_late_buyers_need_no_script(
     """One attempt at a time in the lane: 4 units, 30 buyers at once → 4 orders, 26
     `sold_out`, and once the node heard the sell-out the rest were answered without a saga."""
     server = make_server(buy_now_lane=1)
-    server.product("p1", price=1000, stock=50)
-    sid = server.session(["p1"])
-    creator = await WsClient.connect(server.ws_url, token=server.token("creator1", "creator"))
-    await creator.ok("join", session=sid)
-    await creator.ok("pin", product="p1", deal={"price": 500, "stock": 4, "per_buyer_limit": 1,
-                                                "ends_at": int(time.time() * 1000) + 60_000})
-    buyers = [await _viewer(server, f"s{i}", sid) for i in range(30)]
+    sid, creator = await deal_pinned(server, price=1000, stock=50, ends_in_ms=60_000,
+                                     deal={"price": 500, "stock": 4, "per_buyer_limit": 1})
+    buyers = [await joined_viewer(server, f"s{i}", sid) for i in range(30)]
     before = server.node.orders.sold_out_answers
     replies = await asyncio.gather(*(
         b.request("buy_now", product="p1", qty=1, idempotency_key="k", price=500)
@@ -230,14 +256,9 @@ async def test_a_storm_waits_in_its_lane_and_late_buyers_need_no_script(
 
 
 async def test_a_deal_is_never_dearer_than_the_list_price(server: ServerThread) -> None:
-    server.product("p1", price=1000, stock=10)
-    sid = server.session(["p1"])
-    creator = await WsClient.connect(server.ws_url, token=server.token("creator1", "creator"))
-    await creator.ok("join", session=sid)
-    ends = int(time.time() * 1000) + 60_000
-    await creator.ok("pin", product="p1", deal={"price": 900, "stock": 5, "per_buyer_limit": 5,
-                                                "ends_at": ends})
-    v = await _viewer(server, "gil", sid)
+    sid, creator = await deal_pinned(server, price=1000, stock=10, ends_in_ms=60_000,
+                                     deal={"price": 900, "stock": 5, "per_buyer_limit": 5})
+    v = await joined_viewer(server, "gil", sid)
     seller = server.token("seller1", "seller")
     # a price cut that stays above the deal leaves it open
     assert server.http("PATCH", "/api/products/p1", token=seller,
@@ -263,7 +284,7 @@ async def test_social_proof_is_aggregated_and_never_leaks_ids(server: ServerThre
     sid = server.session(["p1"])
     watcher = await WsClient.connect(server.ws_url)
     await watcher.ok("join", session=sid)
-    buyers = [await _viewer(server, f"user-{i}", sid) for i in range(30)]
+    buyers = [await joined_viewer(server, f"user-{i}", sid) for i in range(30)]
     await asyncio.gather(*(b.ok("buy_now", product="p1", qty=1, idempotency_key="k")
                            for b in buyers))
     await watcher.drain(1.5)

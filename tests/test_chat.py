@@ -17,8 +17,7 @@ from server.edge.client import Client
 from server.edge.codecs import JSON
 from server.fanout.hub import Hub
 from tests.chat_support import TwoNodes, chats, joined, show, two_nodes
-from tests.helpers import ServerThread, WsClient
-from tests.test_units import FakeSink
+from tests.helpers import FakeSink, ServerThread, WsClient
 
 pytestmark = pytest.mark.anyio
 __all__ = ["two_nodes"]  # the fixture, imported for the tests below

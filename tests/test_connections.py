@@ -1,6 +1,7 @@
-"""Connection-level behaviour of /ws (issue 13): oversized handshakes, slow consumers that
-must see their 4008, handshake and idle timeouts, the per-IP cap, the Authorization
-header, keepalive. Raw sockets where the point is what a misbehaving client sees."""
+"""Connection-level behaviour of /ws (docs/protocol.md, "Connecting" and "Close codes"):
+oversized handshakes, slow consumers that must see their 4008, handshake and idle
+timeouts, the per-IP cap, the Authorization header, keepalive. Raw sockets where the point
+is what a misbehaving client sees."""
 
 from __future__ import annotations
 
@@ -16,18 +17,11 @@ from websockets.frames import Close, Frame, Opcode
 from websockets.http11 import Response
 from websockets.uri import parse_uri
 
-from server.valkey.embedded import EmbeddedValkey
 from tests.helpers import ServerThread, WsClient, close_code
 
-pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(scope="module")
-def valkey_url(valkey: EmbeddedValkey) -> str:
-    """Input, wire and schema checks: on the standalone store only (the stateful tests
-    run on the cluster too)."""
-    return valkey.url
-
+# Input, wire and schema checks: on the standalone store only (the stateful tests run on
+# the cluster too).
+pytestmark = [pytest.mark.anyio, pytest.mark.stores("standalone")]
 
 
 def raw_request(port: int, head: bytes, timeout: float = 5.0) -> tuple[bytes, bool]:
@@ -55,7 +49,7 @@ def upgrade_head(port: int, path: str = "/ws", extra: str = "") -> bytes:
             f"Sec-WebSocket-Version: 13\r\n{extra}\r\n").encode()
 
 
-# oversized handshakes (issue 13, item 7) ----------------------------------------------------
+# oversized handshakes: 414 or 431, then closed ----------------------------------------------
 
 
 async def test_a_request_line_over_the_limit_is_answered_414_and_closed(
@@ -207,7 +201,7 @@ async def test_two_different_tokens_close_4001(server: ServerThread) -> None:
     assert await close_code(c) == 4001
 
 
-# a slow consumer sees its 4008 (issue 13, item 9) ------------------------------------------------
+# a slow consumer sees its 4008, sent behind what the socket already holds -------------------
 
 
 class SlowReader:

@@ -15,18 +15,12 @@ import httpx2 as httpx
 import pytest
 
 from server.settings import SettingsError, from_env
-from server.valkey.embedded import EmbeddedValkey
 from tests.conftest import unique_prefix
 from tests.procs import NodeProcess
 
-pytestmark = pytest.mark.e2e
+# The demo's processes: on the standalone store only (nothing here is per shard).
+pytestmark = [pytest.mark.e2e, pytest.mark.stores("standalone")]
 T = TypeVar("T")
-
-
-@pytest.fixture(scope="module")
-def valkey_url(valkey: EmbeddedValkey) -> str:
-    """The demo's processes: on the standalone store only (nothing here is per shard)."""
-    return valkey.url
 
 
 def _state(pid: int) -> tuple[str, str, int] | None:

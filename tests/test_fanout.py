@@ -121,3 +121,25 @@ async def test_product_patch_reaches_rooms_showing_it(server: ServerThread) -> N
     ev = await v.wait_event("product")
     assert ev["d"] == {"id": "p1", "price": 777, "stock": 100}
     await v.close()
+
+
+async def test_stock_changes_reach_every_session_showing_the_product(
+        server: ServerThread) -> None:
+    server.product("p1", stock=10)
+    a = server.session(["p1"])
+    b = server.session(["p1"], creator="creator2")
+    watcher = await WsClient.connect(server.ws_url)
+    await watcher.ok("join", session=b)
+    buyer = await WsClient.connect(server.ws_url, token=server.token("b"))
+    await buyer.ok("join", session=a)
+    order = await buyer.ok("buy_now", product="p1", qty=4, idempotency_key="k")
+    ev = await watcher.wait_event(lambda e: e["t"] == "product" and e["d"]["stock"] == 6)
+    assert ev["d"]["id"] == "p1"
+    server.http("POST", f"/api/orders/{order['id']}/refund", token=server.token("seller1",
+                "seller"), json={"refund_id": "r"})
+    await watcher.wait_event(lambda e: e["t"] == "product" and e["d"]["stock"] == 10)
+    server.http("PATCH", "/api/products/p1", token=server.token("seller1", "seller"),
+                json={"stock": 0})
+    await watcher.wait_event(lambda e: e["t"] == "sold_out" and e["d"]["product"] == "p1")
+    await watcher.close()
+    await buyer.close()

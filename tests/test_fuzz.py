@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import msgpack
@@ -15,15 +17,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from server.edge.codecs import JSON, MSGPACK, DecodeError
-from server.valkey.embedded import EmbeddedValkey
+from tests.conftest import make_settings
 from tests.helpers import ServerThread, WsClient
 
-
-@pytest.fixture(scope="module")
-def valkey_url(valkey: EmbeddedValkey) -> str:
-    """Input, wire and schema checks: on the standalone store only (the stateful tests
-    run on the cluster too)."""
-    return valkey.url
+# Input, wire and schema checks: on the standalone store only (the stateful tests run on
+# the cluster too).
+pytestmark = pytest.mark.stores("standalone")
 
 
 LEGAL_CLOSE = {1009, 4029}
@@ -140,24 +139,49 @@ async def exercise(server: ServerThread, sid: str, plan: list[tuple[str, Any]],
         await c.close()
 
 
-@settings(suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                 HealthCheck.too_slow], deadline=None)
+@dataclass
+class Fuzzed:
+    """The module's one server, the live session the fuzzing talks to, and how many
+    examples have hit it."""
+
+    server: ServerThread
+    sid: str
+    examples: int = 0
+
+
+@pytest.fixture(scope="module")
+def fuzzed(valkey_url: str) -> Iterator[Fuzzed]:
+    """One server for the whole module: every example hits it, and then
+    test_server_still_serves_after_fuzzing checks that same server."""
+    server = ServerThread(make_settings(), valkey_url).start()
+    try:
+        server.product("p1")
+        yield Fuzzed(server, server.session(["p1"]))
+    finally:
+        server.stop()
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(plan=st.lists(frames, min_size=1, max_size=25), use_msgpack=st.booleans(),
        with_token=st.booleans(), data=st.data())
-def test_every_frame_gets_one_reply_or_a_legal_close(server: ServerThread, plan: list[Any],
+def test_every_frame_gets_one_reply_or_a_legal_close(fuzzed: Fuzzed, plan: list[Any],
                                                      use_msgpack: bool, with_token: bool,
                                                      data: Any) -> None:
-    if not hasattr(server, "_fuzz_sid"):
-        server.product("p1")
-        server._fuzz_sid = server.session(["p1"])  # type: ignore[attr-defined]
-    sid = server._fuzz_sid  # type: ignore[attr-defined]
-    asyncio.run(exercise(server, sid, plan, use_msgpack, with_token, data))
+    fuzzed.examples += 1
+    asyncio.run(exercise(fuzzed.server, fuzzed.sid, plan, use_msgpack, with_token, data))
 
 
-def test_server_still_serves_after_fuzzing(server: ServerThread) -> None:
+def test_server_still_serves_after_fuzzing(fuzzed: Fuzzed) -> None:
+    """The server every fuzzing example hit (the module's) still serves: junk still gets its
+    null-id reply, a new session can be joined in both codecs, and it is ready."""
+    if not fuzzed.examples:  # selected on its own: fuzz the server first
+        test_every_frame_gets_one_reply_or_a_legal_close(fuzzed)
+    assert fuzzed.examples > 0
+    server = fuzzed.server
+
     async def run() -> None:
-        server.product("p1")
-        sid = server.session(["p1"])
+        server.product("p2")
+        sid = server.session(["p2"])
         for use_msgpack in (False, True):
             c = await WsClient.connect(server.ws_url, use_msgpack=use_msgpack)
             for junk in (b"\xff" * 50, "}{", "[]", "null"):

@@ -19,7 +19,7 @@ from server.rooms.giveaways import draw, entrant_id
 from server.rooms.sessions import NewSession
 from server.valkey.store import as_dict, text
 from tests.conftest import make_settings
-from tests.helpers import ServerThread, WsClient
+from tests.helpers import ServerThread, WsClient, joined_viewer
 
 pytestmark = pytest.mark.anyio
 
@@ -38,19 +38,13 @@ def _closed(e: dict[str, Any]) -> bool:
     return e["t"] == "giveaway" and e["d"]["status"] == "closed"
 
 
-async def _viewer(server: ServerThread, sub: str, sid: str) -> WsClient:
-    c = await WsClient.connect(server.ws_url, token=server.token(sub, "viewer", name=sub.title()))
-    await c.ok("join", session=sid)
-    return c
-
-
 async def test_a_giveaway_draw_anyone_can_rerun(server: ServerThread) -> None:
     server.product("tote", price=1500, stock=5, commission_bps=1000)
     sid = server.session(["tote"])
     creator = await WsClient.connect(server.ws_url, token=server.token("creator1", "creator"))
     await creator.ok("join", session=sid)
     names = ["ann", "bob", "cy", "dan", "eve"]
-    viewers = {n: await _viewer(server, n, sid) for n in names}
+    viewers = {n: await joined_viewer(server, n, sid) for n in names}
     ends_at = int(time.time() * 1000) + 2000
     assert (await creator.err("giveaway", product="tote", winners=6,
                               ends_at=ends_at))["code"] == "out_of_stock"
@@ -167,7 +161,7 @@ async def test_chatting_the_keyword_enters_and_moderators_never_win(
     await creator.ok("join", session=sid)
     server.http("PUT", f"/api/sessions/{sid}/moderators", token=server.token(
         "creator1", "creator"), json=["mo"]).raise_for_status()
-    ann, bob, mo = [await _viewer(server, n, sid) for n in ("ann", "bob", "mo")]
+    ann, bob, mo = [await joined_viewer(server, n, sid) for n in ("ann", "bob", "mo")]
     opened = (await creator.ok("giveaway", product="mug", winners=3,
                                ends_at=int(time.time() * 1000) + 2500,
                                keyword="Mug Please"))["giveaway"]

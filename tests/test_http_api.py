@@ -1,4 +1,5 @@
-"""The HTTP API (PRODUCT.md section 4): products, sessions, tokens, health, errors."""
+"""The HTTP API (docs/protocol.md, "HTTP API"): products, sessions, tokens, health, errors,
+content types and allowed methods."""
 
 from __future__ import annotations
 
@@ -279,6 +280,19 @@ def test_openapi_document(server: ServerThread) -> None:
     assert any("{id}" in p for p in doc["paths"])
 
 
+def test_openapi_describes_every_route(server: ServerThread) -> None:
+    from starlette.routing import Route
+
+    doc = server.http("GET", "/openapi.json").json()
+    for route in server.app.routes:
+        if isinstance(route, Route) and route.path.startswith(("/api", "/healthz", "/readyz",
+                                                               "/metrics", "/openapi")):
+            assert route.path in doc["paths"], route.path
+            for method in route.methods or ():
+                if method != "HEAD":
+                    assert method.lower() in doc["paths"][route.path], (route.path, method)
+
+
 def test_metrics_are_prometheus_text(server: ServerThread) -> None:
     server.http("GET", "/healthz")
     r = server.http("GET", "/metrics")
@@ -298,3 +312,28 @@ def test_unknown_routes_and_methods_are_json(server: ServerThread) -> None:
     r = server.http("DELETE", "/api/products")
     assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
     assert r.headers["allow"] == "POST"
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded",
+                                          "application/jsonx", "multipart/form-data"])
+def test_json_bodies_need_a_json_content_type(server: ServerThread,
+                                              content_type: str | None) -> None:
+    body = orjson.dumps({"title": "T", "price": 100, "stock": 1, "commission_bps": 0})
+    headers = {"Content-Type": content_type} if content_type else {}
+    r = server.http("POST", "/api/products", token=server.token("s1", "seller"), content=body,
+                    headers=headers)
+    assert r.status_code == 415, r.text
+    assert r.json()["error"]["code"] == "unsupported_media_type"
+
+
+def test_json_content_type_may_carry_parameters(server: ServerThread) -> None:
+    body = orjson.dumps({"title": "T", "price": 100, "stock": 1, "commission_bps": 0})
+    r = server.http("POST", "/api/products", token=server.token("s1", "seller"), content=body,
+                    headers={"Content-Type": "Application/JSON; charset=utf-8"})
+    assert r.status_code == 201, r.text
+
+
+def test_method_not_allowed_lists_every_method_of_the_path(server: ServerThread) -> None:
+    r = server.http("DELETE", "/api/products/p1")
+    assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
+    assert {m.strip() for m in r.headers["allow"].split(",")} == {"GET", "HEAD", "PATCH"}

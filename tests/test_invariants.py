@@ -2,7 +2,12 @@
 
 Runs the store layer (the same Lua scripts the server runs) against the real embedded
 Valkey, with hypothesis choosing the programme of operations; after every programme it
-checks every invariant of PRODUCT.md section 2.
+checks that every order is recorded once with exact line amounts and the commission on
+what was paid; each session's gmv, commission, units and orders equal the sums over its
+lines; each creator's ledger balance equals the sum of its entries and its commission less
+clawbacks; stock, holds and reservations are conserved; voucher uses and discounts are
+counted exactly; no refund exceeds its line (docs/contract.md, "Commission, refunds and
+the ledger" and "Session numbers and invariants").
 """
 
 from __future__ import annotations

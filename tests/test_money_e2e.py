@@ -1,10 +1,12 @@
-"""Attribution, commission, refunds, report and ledger end to end (WebSocket + HTTP)."""
+"""Attribution, commission, refunds, report and ledger end to end (WebSocket + HTTP):
+exact at the largest amounts, and refunds only by a seller with lines in the order."""
 
 from __future__ import annotations
 
 import pytest
 
 from tests.helpers import ServerThread, WsClient
+from tests.oracle import clawed_back, commission
 
 pytestmark = pytest.mark.anyio
 
@@ -128,3 +130,39 @@ async def test_report_and_ledger_match_hand_computed_numbers(server: ServerThrea
     assert not any(e["t"] == "stats" for e in v1.events)  # creator only
     for c in (v1, v2, v3, v4, creator):
         await c.close()
+
+
+async def test_commission_and_clawback_exact_at_extreme_values(server: ServerThread) -> None:
+    seller = server.token("s1", "seller")
+    server.product("big", seller="s1", price=99_999_999, stock=1, commission_bps=9999)
+    sid = server.session(["big"])
+    v = await WsClient.connect(server.ws_url, token=server.token("whale"))
+    await v.ok("join", session=sid)
+    await v.ok("click", product="big")
+    r = server.http("POST", "/api/orders", token=seller, json={
+        "external_id": "huge", "buyer": "whale",
+        "lines": [{"product": "big", "qty": 9999, "unit_price": 99_999_999}]})
+    line = r.json()["lines"][0]
+    amount = 9999 * 99_999_999
+    assert line["amount"] == amount
+    assert line["commission"] == commission(amount, 9999) == 999_800_000_001
+    refund = server.http("POST", f"/api/orders/{r.json()['id']}/refund", token=seller,
+                         json={"refund_id": "r1", "lines": [{"product": "big", "qty": 3333}]})
+    assert refund.json()["clawback"] == clawed_back(line["commission"], 3333, 9999)
+    rest = server.http("POST", f"/api/orders/{r.json()['id']}/refund", token=seller,
+                       json={"refund_id": "r2"})
+    assert refund.json()["clawback"] + rest.json()["clawback"] == line["commission"]
+    await v.close()
+
+
+async def test_refund_of_an_order_with_none_of_your_lines_is_forbidden(
+        server: ServerThread) -> None:
+    server.product("p1", seller="s1")
+    sid = server.session(["p1"])
+    v = await WsClient.connect(server.ws_url, token=server.token("b"))
+    await v.ok("join", session=sid)
+    order = await v.ok("buy_now", product="p1", qty=1, idempotency_key="k")
+    r = server.http("POST", f"/api/orders/{order['id']}/refund",
+                    token=server.token("s2", "seller"), json={"refund_id": "x"})
+    assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
+    await v.close()

@@ -19,15 +19,11 @@ import httpx2 as httpx
 import pytest
 
 from server.api.routes import ROUTES
-from server.valkey.embedded import EmbeddedValkey
 from tests.helpers import ServerThread
 
-
-@pytest.fixture(scope="module")
-def valkey_url(valkey: EmbeddedValkey) -> str:
-    """Input, wire and schema checks: on the standalone store only (the stateful tests
-    run on the cluster too)."""
-    return valkey.url
+# Input, wire and schema checks: on the standalone store only (the stateful tests run on
+# the cluster too).
+pytestmark = pytest.mark.stores("standalone")
 
 
 HOOKS = Path(__file__).with_name("schemathesis_hooks.py")

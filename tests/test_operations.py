@@ -97,6 +97,36 @@ async def test_logs_are_json_with_one_info_line_per_business_event(valkey_url: s
     assert info("deal opened")[0]["deal"].startswith("deal_")
 
 
+@pytest.mark.e2e
+async def test_json_logs_carry_node_and_session_and_never_tokens(valkey_url: str) -> None:
+    node = NodeProcess(valkey_url, unique_prefix(), "log-node", LIVECART_LOG_LEVEL="info",
+                       LIVECART_LOG_FORMAT="json").start()
+    try:
+        seller = issue_token(SECRET, "s1", "seller", 60)
+        creator = issue_token(SECRET, "c1", "creator", 60)
+        httpx.post(node.base + "/api/products", headers={"Authorization": f"Bearer {seller}"},
+                   json={"id": "p1", "title": "t", "price": 100, "stock": 1,
+                         "commission_bps": 0})
+        r = httpx.post(node.base + "/api/sessions", headers={"Authorization": f"Bearer {creator}"},
+                       json={"kind": "live", "title": "t", "showcase": ["p1"]})
+        sid = r.json()["id"]
+        httpx.post(node.base + f"/api/sessions/{sid}/start",
+                   headers={"Authorization": f"Bearer {creator}"})
+        c = await WsClient.connect(node.ws_url, token=creator)
+        await c.ok("join", session=sid)
+        await c.ok("pin", product="p1")
+        await c.close()
+    finally:
+        node.stop()
+    lines = [ln for ln in node.output if ln.startswith("{")]
+    docs = [orjson.loads(ln) for ln in lines]
+    assert docs and all(d["node"] == "log-node" for d in docs)
+    assert any(d.get("session") == sid and "pinned" in d["msg"] for d in docs)
+    assert creator not in "".join(node.output)
+    # no log line per connection (a join spike would write one per viewer)
+    assert not any("accepted" in d["msg"] or "connection open" in d["msg"] for d in docs)
+
+
 async def test_metrics_count_orders_units_gmv_sold_out_and_the_process(
         server: ServerThread) -> None:
     await _deal_then_buy(server.base, server.ws_url)
@@ -108,6 +138,24 @@ async def test_metrics_count_orders_units_gmv_sold_out_and_the_process(
     for family in ("process_resident_memory_bytes", "process_cpu_seconds_total",
                    "process_open_fds"):
         assert family in text, family
+
+
+async def test_metric_families(server: ServerThread) -> None:
+    server.product("p1")
+    sid = server.session(["p1"])
+    c = await WsClient.connect(server.ws_url, token=server.token("creator1", "creator"))
+    await c.ok("join", session=sid)
+    await c.ok("pin", product="p1")
+    await c.wait_event("pinned")
+    text = server.http("GET", "/metrics").text
+    for family in ("livecart_connections", "livecart_rooms", "livecart_joined_viewers",
+                   "livecart_events_published_total", "livecart_events_received_total",
+                   "livecart_events_delivered_total", "livecart_slow_consumer_evictions_total",
+                   "livecart_store_errors_total", "livecart_store_reconnects_total",
+                   "livecart_command_seconds_bucket", "livecart_fanout_seconds_bucket"):
+        assert family in text, family
+    assert 'livecart_command_seconds_count{op="pin",outcome="ok"} 1.0' in text
+    await c.close()
 
 
 async def test_the_creators_console_is_not_a_viewer(server: ServerThread) -> None:

@@ -1,4 +1,5 @@
-"""Private events (cart, order) survive what a bad network does to pub/sub (issue 13, 1-3).
+"""Private events (cart, order) survive what a bad network does to pub/sub: a lost
+subscription, a store that is down, two devices racing (docs/protocol.md, "Events").
 
 Real server processes on their own Valkey: the nodes' subscriber connections are killed
 from the Valkey side (`CLIENT KILL TYPE pubsub`), devices connect while the store is down,

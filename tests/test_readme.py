@@ -3,8 +3,9 @@
 Each ```sh block of the README is run by bash exactly as it stands in the README (no test
 copies a command); the tests know only which blocks exist (their first lines, so a new or
 changed block fails here until it is run too), which ones start servers, and what to check
-while they run. This file has the blocks that serve on :8000 (run one after another);
-tests/test_readme_more.py the others, so the two can run side by side."""
+while they run. This file has the blocks that serve on :8000 (run one after another); the
+others are in tests/test_readme_install.py, test_readme_scaling.py and
+test_readme_code_checks.py, so that they can run side by side with these."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from server.cart.discounts import Terms, distribute, line_discounts, order_discount
 from server.errors import ApiError
 from server.node import Node
-from tests.helpers import ServerThread, WsClient
+from tests.helpers import ServerThread, WsClient, joined_viewer
 
 pytestmark = pytest.mark.anyio
 
@@ -32,12 +32,6 @@ def _voucher(server: ServerThread, code: str, *, seller: str = "s1", status: int
     r = server.http("POST", "/api/vouchers", token=server.token(seller, "seller"), json=body)
     assert r.status_code == status, r.text
     return dict(r.json())
-
-
-async def _viewer(server: ServerThread, sub: str, sid: str) -> WsClient:
-    c = await WsClient.connect(server.ws_url, token=server.token(sub, name=sub.title()))
-    await c.ok("join", session=sid)
-    return c
 
 
 def test_voucher_creation_is_validated_precisely(server: ServerThread) -> None:
@@ -100,7 +94,7 @@ async def test_checkout_discount_commission_refund_and_report(server: ServerThre
     _voucher(server, "SAVE15", percent_off=15, min_spend=1000, total_uses=3)
     creator = await WsClient.connect(server.ws_url, token=server.token("cr", "creator"))
     await creator.ok("join", session=sid)
-    buyer = await _viewer(server, "ann", sid)
+    buyer = await joined_viewer(server, "ann", sid)
     shown = await creator.ok("voucher", code="SAVE15")
     assert shown["voucher"]["code"] == "SAVE15" and shown["voucher"]["remaining"] == 3
     ev = await buyer.wait_event("voucher")
@@ -131,7 +125,7 @@ async def test_checkout_discount_commission_refund_and_report(server: ServerThre
     assert err["code"] == "limit_exceeded" and err["voucher"] == "SAVE15"
     assert server.http("GET", "/api/products/pA").json()["stock"] == 97
     # under the minimum spend, and covering nothing: refused with the reason
-    bob = await _viewer(server, "bob", sid)
+    bob = await joined_viewer(server, "bob", sid)
     await bob.ok("cart_set", product="pB", qty=1)
     err = await bob.err("checkout", idempotency_key="b1", voucher="SAVE15")
     assert (err["code"], err["reason"], err["subtotal"]) == ("voucher_not_applicable",
@@ -208,17 +202,17 @@ async def test_retries_and_aborts_use_a_voucher_once(server: ServerThread) -> No
     server.product("q2", seller="s1", price=200, stock=1)
     sid = server.session(["q1", "q2"])
     _voucher(server, "ONE", amount_off=300, total_uses=1)
-    a = await _viewer(server, "amy", sid)
+    a = await joined_viewer(server, "amy", sid)
     await a.ok("cart_set", product="q1", qty=1)
     await a.ok("cart_set", product="q2", qty=1)
-    other = await _viewer(server, "oz", sid)
+    other = await joined_viewer(server, "oz", sid)
     await other.ok("buy_now", product="q2", qty=1, idempotency_key="o")
     err = await a.err("checkout", idempotency_key="k", voucher="ONE")
     assert err["code"] == "out_of_stock"  # the attempt aborted: its use came back
     card = server.http("GET", "/api/vouchers/ONE").json()
     assert (card["used"], card["held"], card["remaining"]) == (0, 0, 1)
     await a.ok("cart_remove", product="q2")
-    twins = [await _viewer(server, "amy", sid) for _ in range(5)]
+    twins = [await joined_viewer(server, "amy", sid) for _ in range(5)]
     orders = await asyncio.gather(*(t.ok("checkout", idempotency_key="k", voucher="ONE")
                                     for t in [a, *twins]))
     assert len({o["id"] for o in orders}) == 1 and orders[0]["total"] == 500

@@ -10,15 +10,9 @@ from typing import Any
 import pytest
 
 from server.valkey.store import Store, as_dict
-from tests.helpers import ServerThread, WsClient
+from tests.helpers import ServerThread, WsClient, joined_viewer
 
 pytestmark = pytest.mark.anyio
-
-
-async def _viewer(server: ServerThread, sub: str, sid: str) -> WsClient:
-    c = await WsClient.connect(server.ws_url, token=server.token(sub, name=sub.title()))
-    await c.ok("join", session=sid)
-    return c
 
 
 def _restock(server: ServerThread, pid: str, stock: int) -> dict[str, Any]:
@@ -54,10 +48,10 @@ async def test_restock_of_3_with_10_waiting_gives_3_offers(server: ServerThread,
     url = valkey_url
     server.product("w1", price=1200, stock=1)
     sid = server.session(["w1"])
-    first = await _viewer(server, "first", sid)
+    first = await joined_viewer(server, "first", sid)
     assert (await first.err("waitlist", product="w1"))["code"] == "conflict"  # in stock
     await first.ok("buy_now", product="w1", qty=1, idempotency_key="a")
-    waiting = [await _viewer(server, f"wait{i}", sid) for i in range(10)]
+    waiting = [await joined_viewer(server, f"wait{i}", sid) for i in range(10)]
     for i, c in enumerate(waiting):
         got = await c.ok("waitlist", product="w1")
         assert got == {"product": "w1", "holding": False, "place": i + 1, "waiting": i + 1}
@@ -106,7 +100,7 @@ async def test_an_expired_hold_moves_to_the_next_user(make_server: Any, valkey_u
                 counters_interval_s=0.1)
     server.product("w2", price=700, stock=0)
     sid = server.session(["w2"])
-    users = [await _viewer(server, f"u{i}", sid) for i in range(3)]
+    users = [await joined_viewer(server, f"u{i}", sid) for i in range(3)]
     for c in users:
         await c.ok("waitlist", product="w2")
     _restock(server, "w2", 1)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -17,6 +16,8 @@ from pathlib import Path
 
 import httpx2 as httpx
 import pytest
+
+from tests.procs import stop_process
 
 pytestmark = pytest.mark.e2e
 
@@ -85,12 +86,7 @@ def served(installed: Path, tmp_path: Path) -> Iterator[str]:
         assert base, "".join(lines)
         yield base
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 def test_the_wheel_adds_no_generic_top_level_package(installed: Path) -> None:
@@ -154,12 +150,7 @@ def test_a_missing_demo_file_is_a_404_naming_it_not_unavailable(installed: Path,
             assert err["code"] == "not_found" and missing in err["message"]
             assert "web demo is not installed" in err["message"]
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 def test_uv_tool_install_gives_a_livecart_command(tmp_path: Path) -> None:

@@ -1,8 +1,12 @@
-"""Error replies and close codes of the WebSocket protocol; the connection lives on after errors."""
+"""Error replies and close codes of the WebSocket protocol: every malformed input gets its
+precise code (never `internal` or `unavailable`) and counts toward abuse when it is the
+client's fault; likes are merged at any rate; the connection lives on after errors
+(docs/protocol.md, "Commands and replies", "Limits", "Error codes", "Close codes")."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -14,17 +18,11 @@ import pytest
 import websockets
 
 from server.auth import issue_token
-from server.valkey.embedded import EmbeddedValkey
-from tests.helpers import SECRET, ServerThread, WsClient, close_code
+from tests.helpers import SECRET, TOO_BIG, ServerThread, WsClient, close_code
 
-pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(scope="module")
-def valkey_url(valkey: EmbeddedValkey) -> str:
-    """Input, wire and schema checks: on the standalone store only (the stateful tests
-    run on the cluster too)."""
-    return valkey.url
+# Input, wire and schema checks: on the standalone store only (the stateful tests run on
+# the cluster too); the tests marked `stores("standalone", "cluster")` run on both.
+pytestmark = [pytest.mark.anyio, pytest.mark.stores("standalone")]
 
 
 CODECS = [pytest.param(False, id="json"), pytest.param(True, id="msgpack")]
@@ -33,6 +31,14 @@ CODECS = [pytest.param(False, id="json"), pytest.param(True, id="msgpack")]
 async def alive(c: WsClient) -> None:
     """The connection still answers."""
     assert (await c.ok("ping"))["pong"] > 0
+
+
+def tracebacks(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+
+
+async def send_msgpack(c: WsClient, doc: Any) -> None:
+    await c.send_raw(msgpack.packb(doc, use_bin_type=True))
 
 
 async def null_reply(c: WsClient, data: str | bytes) -> dict[str, Any]:
@@ -140,6 +146,89 @@ async def test_unknown_session_is_not_found(server: ServerThread) -> None:
     assert (await c.err("pin", session="sess_nope", product="p"))["code"] == "not_found"
     await alive(c)
     await c.close()
+
+
+@pytest.mark.stores("standalone", "cluster")
+async def test_non_string_map_key_is_bad_request_before_rights(
+        server: ServerThread, caplog: pytest.LogCaptureFixture) -> None:
+    server.product("p1")
+    sid = server.session(["p1"])
+    viewer = await WsClient.connect(server.ws_url, token=server.token("v1"), use_msgpack=True)
+    await viewer.ok("join", session=sid)
+    # a viewer may not pin at all: the malformed shape is still what is answered
+    for i, doc in enumerate([
+        {"op": "pin", "product": "p1", "deal": {1: 2, "price": 5}},
+        {"op": "pin", "product": "p1", "deal": {"price": 5, 2.5: 1}},
+        {"op": "cart_add", "product": "p1", "qty": 1, 7: "x"},
+        {"op": "join", "session": sid, "since": {b"raw": 1}},
+        {"op": "ping", "x": [{"ok": {True: 1}}]},
+    ], start=1):
+        await send_msgpack(viewer, {"id": i, **doc})
+        reply = await viewer.reply(i)
+        assert reply["ok"] is False, reply
+        assert reply["error"]["code"] == "bad_request", reply
+        assert "map keys must be strings" in reply["error"]["message"]
+    assert (await viewer.ok("ping"))["pong"] > 0  # the connection lives on
+    assert not tracebacks(caplog)
+    await viewer.close()
+
+
+@pytest.mark.stores("standalone", "cluster")
+async def test_unreadable_id_with_a_bad_key_gets_a_null_id(server: ServerThread) -> None:
+    c = await WsClient.connect(server.ws_url, use_msgpack=True)
+    await c.send_raw(msgpack.packb({"id": "x", 1: 2}))
+    reply = await c.reply(None)
+    assert reply["error"]["code"] == "bad_request"
+    await c.close()
+
+
+# integers out of what Valkey and Lua take ---------------------------------------------------
+
+
+@pytest.mark.stores("standalone", "cluster")
+@pytest.mark.parametrize("use_msgpack", CODECS)
+async def test_join_since_out_of_range_is_bad_request(server: ServerThread,
+                                                      use_msgpack: bool) -> None:
+    server.product("p1")
+    sid = server.session(["p1"])
+    c = await WsClient.connect(server.ws_url, use_msgpack=use_msgpack)
+    snap = await c.ok("join", session=sid)
+    for since in (TOO_BIG, 2**63, 2**53):
+        err = await c.err("join", session=sid, since=since, epoch=snap["epoch"])
+        assert err["code"] == "bad_request" and err["field"] == "since", err
+    # the largest integer in range is fine: nothing to replay from there
+    top = await c.ok("join", session=sid, since=2**53 - 1, epoch=snap["epoch"])
+    assert top["recovered"] is False and top["seq"] == snap["seq"]
+    await c.close()
+
+
+@pytest.mark.stores("standalone", "cluster")
+@pytest.mark.parametrize("use_msgpack", CODECS)
+async def test_every_integer_argument_is_range_checked(server: ServerThread,
+                                                       use_msgpack: bool) -> None:
+    server.product("p1")
+    sid = server.session(["p1"], kind="video")
+    creator = await WsClient.connect(server.ws_url, token=server.token("creator1", "creator"),
+                                     use_msgpack=use_msgpack)
+    await creator.ok("join", session=sid)
+    future = int(time.time() * 1000) + 60_000
+    deal = {"price": 1, "stock": 1, "per_buyer_limit": 1, "ends_at": future}
+    cases: list[tuple[str, dict[str, Any], str]] = [
+        ("like", {"count": TOO_BIG}, "count"),
+        ("position", {"ms": TOO_BIG}, "ms"),
+        ("pin", {"product": "p1", "stream_ts_ms": TOO_BIG}, "stream_ts_ms"),
+        ("pin", {"product": "p1", "deal": deal | {"price": TOO_BIG}}, "price"),
+        ("pin", {"product": "p1", "deal": deal | {"ends_at": TOO_BIG}}, "ends_at"),
+        ("unpin", {"stream_ts_ms": -TOO_BIG // 2}, "stream_ts_ms"),
+        ("cart_add", {"product": "p1", "qty": TOO_BIG}, "qty"),
+        ("checkout", {"idempotency_key": "k1", "total": TOO_BIG}, "total"),
+        ("buy_now", {"product": "p1", "qty": 1, "idempotency_key": "k2", "price": TOO_BIG},
+         "price"),
+    ]
+    for op, args, field in cases:
+        err = await creator.err(op, **args)
+        assert (err["code"], err.get("field")) == ("bad_request", field), (op, err)
+    await creator.close()
 
 
 # tokens at connect ----------------------------------------------------------------------------
@@ -251,6 +340,60 @@ async def test_errors_outside_the_window_do_not_close(
         await asyncio.sleep(0.35)
     await alive(c)
     await c.close()
+
+
+@pytest.mark.stores("standalone", "cluster")
+async def test_non_string_map_keys_count_toward_abuse(
+        make_server: Callable[..., ServerThread]) -> None:
+    server = make_server(abuse_errors=4)
+    server.product("p1")
+    sid = server.session(["p1"])
+    c = await WsClient.connect(server.ws_url, token=server.token("v1"), use_msgpack=True)
+    await c.ok("join", session=sid)
+    for i in range(1, 5):
+        await send_msgpack(c, {"id": i, "op": "pin", "product": "p1", "deal": {1: 2}})
+    assert await close_code(c) == 4029
+    assert [c.replies[i]["error"]["code"] for i in range(1, 5)] == ["bad_request"] * 4
+
+
+@pytest.mark.stores("standalone", "cluster")
+async def test_a_burst_of_60_likes_is_merged_never_4029(server: ServerThread) -> None:
+    server.product("p1")
+    sid = server.session(["p1"])
+    c = await WsClient.connect(server.ws_url)
+    await c.ok("join", session=sid)
+    for i in range(100, 160):  # sent back to back: well over the 20/s, 40-burst budget
+        await c.send_raw(c.encode({"id": i, "op": "like"}))
+    replies = [await c.reply(i) for i in range(100, 160)]
+    assert all(r["ok"] for r in replies), [r for r in replies if not r["ok"]][:2]
+    ev = await c.wait_event(lambda e: e["t"] == "counters" and e["d"]["likes"] == 60)
+    assert ev["d"]["likes"] == 60
+    # nothing of the budget was used, nothing counted as abuse
+    for _ in range(39):
+        await c.ok("ping")
+    await c.close()
+
+
+@pytest.mark.stores("standalone", "cluster")
+async def test_likes_at_a_sustained_flood_never_close(
+        make_server: Callable[..., ServerThread]) -> None:
+    server = make_server(rate_per_s=0.5, rate_burst=2, abuse_errors=5)
+    server.product("p1")
+    sid = server.session(["p1"])
+    c = await WsClient.connect(server.ws_url)
+    await c.ok("join", session=sid)
+    for i in range(100, 400):
+        await c.send_raw(c.encode({"id": i, "op": "like", "count": 2}))
+    replies = [await c.reply(i) for i in range(100, 400)]
+    assert all(r["ok"] for r in replies)
+    ev = await c.wait_event(lambda e: e["t"] == "counters" and e["d"]["likes"] == 600)
+    assert ev["d"]["likes"] == 600
+    assert (await c.ok("ping"))["pong"] > 0
+    # a like that is wrong is still an error and still counts
+    for _ in range(4):
+        assert (await c.err("like", count=0))["code"] == "bad_request"
+    await c.send_raw(c.encode({"id": 1, "op": "like", "count": "x"}))
+    assert await close_code(c) == 4029
 
 
 # handshake --------------------------------------------------------------------------------

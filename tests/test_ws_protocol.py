@@ -1,4 +1,5 @@
-"""Every live-room op over the real server, in both codecs (PRODUCT.md section 3)."""
+"""Every live-room op over the real server, in both codecs (docs/protocol.md, "Ops",
+"Shapes" and "Events")."""
 
 from __future__ import annotations
 

@@ -15,7 +15,6 @@ import json
 import os
 import re
 import secrets
-import signal
 import subprocess
 import sys
 import threading
@@ -29,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.procs import stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -134,12 +135,7 @@ def live_server() -> Iterator[LiveServer]:
         raise RuntimeError("livecart did not start:\n" + "\n".join(output))
     server = LiveServer(found[0], proc, output)
     yield server
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
+    stop_process(proc)
 
 
 # --- the browser -----------------------------------------------------------------------
