@@ -18,8 +18,8 @@ from server.events import EventType
 from server.fanout import lane as lane_module
 from server.fanout.hub import Hub
 from server.fanout.lane import REJOIN, SKIP, GapPolicy, HistoryFetch, Lane, LaneKind
+from tests.helpers import FakeSink
 from tests.test_chat import _payloads
-from tests.test_units import FakeSink
 
 pytestmark = pytest.mark.anyio
 
