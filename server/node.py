@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
 from typing import Any
 
-from server import validate as v
-from server.auth import Identity, verify_token
+from server.auth import Identity
 from server.cart.carts import Carts
 from server.cart.ops import CartOps
 from server.cart.orders import Orders
@@ -19,16 +17,17 @@ from server.cart.refunds import Refunds
 from server.cart.saga import Saga, Timing
 from server.cart.stock_watch import StockWatch
 from server.cart.waitlists import Waitlists
-from server.clock import Ticker, now_ms
+from server.clock import Ticker
 from server.counters.ledger import Ledger
 from server.counters.room_counters import RoomCounters
 from server.edge.client import Client, Sink
 from server.edge.codecs import Codec
 from server.edge.commands import Dispatcher, Handler
-from server.errors import ApiError, CloseCode, ErrorCode
+from server.errors import ApiError
 from server.events import EventType
 from server.facts import ClosedDeal
 from server.fanout.broker import Broker
+from server.fanout.connections import Connections
 from server.fanout.hub import Hub
 from server.fanout.users import UserChannels
 from server.observe.gc_timing import GcScheduler
@@ -105,13 +104,13 @@ class Node:
                          on_message=giveaways.said)
         self.cart_ops = CartOps(carts, orders, rooms.room_facts, rooms.known_sold_out,
                                 rooms.deal_units, users.publish, notices.placed)
-        handlers: dict[str, Handler] = {"ping": self.ping, "auth": self.auth}
-        for service in (rooms, self.cart_ops, self.auctions, giveaways, self.chat,
+        self.connections = Connections(s, hub, users, giveaways.left)
+        handlers: dict[str, Handler] = {}
+        for service in (self.connections, rooms, self.cart_ops, self.auctions, giveaways, self.chat,
                         self.reminders,
                         PromoOps(sessions, products, self.vouchers, self.waitlists)):
             handlers.update(service.handlers())
         self.dispatcher = Dispatcher(handlers, observe=self.metrics.observe_command)
-        self.clients: dict[int, Client] = {}
         self.metrics.attach(self._readings())
         self.room_tick = RoomTick(store, keys, hub, self.counters, users, rooms.facts.get,
                                   self.answering, room_dropped)
@@ -146,44 +145,20 @@ class Node:
         await self.broker.close()
         await self.store.close()
 
-    # connections (the Gate's side: server/edge/gate.py) ---------------------------------
+    # the Gate's side (server/edge/gate.py) ------------------------------------------
 
     def connect(self, sink: Sink, codec: Codec, identity: Identity) -> Client:
-        s = self.settings
-        client = Client(sink, codec, identity, rate=s.rate_per_s, burst=s.rate_burst,
-                        abuse_errors=s.abuse_errors, abuse_window_s=s.abuse_window_s,
-                        max_buffer=s.send_buffer_bytes, on_evict=self.hub.evicted)
-        self.clients[client.id] = client
-        self.users.attach(client)
-        return client
+        return self.connections.connect(sink, codec, identity)
 
     def disconnect(self, client: Client) -> None:
-        self.giveaways.left(client, self.users.of(client.user))
-        self.hub.remove(client)
-        self.clients.pop(client.id, None)
-        self.users.detach(client)
+        self.connections.disconnect(client)
 
     async def handle(self, client: Client, data: str | bytes) -> None:
         await self.dispatcher.handle(client, data)
 
     def drain(self) -> None:
-        """Close every connection with 1001 behind what is already queued for it."""
         self.draining = True
-        for client in list(self.clients.values()):
-            client.evict(CloseCode.GOING_AWAY, "server draining")
-
-    async def ping(self, client: Client, args: Mapping[str, Any]) -> Any:
-        return {"pong": now_ms()}
-
-    async def auth(self, client: Client, args: Mapping[str, Any]) -> Any:
-        identity = verify_token(self.secret, v.req_str(args, "token", max_len=4096))
-        if client.identity.sub is not None and identity.sub != client.identity.sub:
-            raise ApiError(ErrorCode.FORBIDDEN, "a refreshed token must be for the same user")
-        signing_in = client.identity.sub is None
-        client.identity = identity
-        if signing_in:
-            self.users.attach(client)
-        return {"sub": identity.sub, "role": identity.role, "exp": identity.exp}
+        self.connections.drain()
 
     # pub/sub: room channels to the hub, user channels to the users' connections ---------
 
@@ -210,6 +185,6 @@ class Node:
 
     def _readings(self) -> list[Reading]:
         return [Reading("gauge", "livecart_connections", "open WebSocket connections",
-                        lambda: len(self.clients)),
+                        lambda: len(self.connections.clients)),
                 *self.hub.readings(), *self.store.readings(), *self.broker.readings(),
                 *self.sessions.readings(), *self.chat.readings(), *self.reminders.readings()]

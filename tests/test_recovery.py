@@ -177,7 +177,7 @@ def shrink_server_send_buffer(server: ServerThread, peer: tuple[str, int]) -> No
 
     On loopback Linux autotunes it to megabytes, so a viewer that stops reading would take
     thousands of events before the node's own per-connection limit is even reached."""
-    for client in list(server.node.clients.values()):
+    for client in list(server.node.connections.clients.values()):
         transport = client.sink.transport
         if transport.get_extra_info("peername") == peer:
             transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF,
