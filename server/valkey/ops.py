@@ -8,81 +8,40 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-
-class SessionAction(StrEnum):  # session_status.lua ARGV[4]
-    START = "start"
-    END = "end"
-
-
-class PinAction(StrEnum):  # pin.lua ARGV[4]
-    PIN = "pin"
-    UNPIN = "unpin"
-    MAY_PIN = "may_pin"  # the checks only
-    MAY_DEAL = "may_deal"
-    MAY_UNPIN = "may_unpin"
-
-
-class Moderation(StrEnum):  # moderate.lua ARGV[3]
-    DELETE = "delete"
-    MUTE = "mute"
-    UNMUTE = "unmute"
-    BAN = "ban"
-    UNBAN = "unban"
-    SLOW_MODE = "slow_mode"
-    BLOCKED_WORDS = "blocked_words"
-    LINKS = "links"
-
-
-class AuctionPhase(StrEnum):  # auction_close.lua ARGV[4]
-    DUE = "due"
-    SETTLE = "settle"
-
-
-class AuctionOutcome(StrEnum):  # auction_close.lua ARGV[5]
-    SOLD = "sold"
-    UNSOLD = "unsold"
-
-
-class GiveawayPhase(StrEnum):  # giveaway_close.lua ARGV[4]
-    FREEZE = "freeze"
-    SETTLE = "settle"
-
-
-class WaitlistOp(StrEnum):  # waitlist.lua ARGV[1]
-    JOIN = "join"
-    LEAVE = "leave"
-    EXPIRE = "expire"
-
-
-class CartOp(StrEnum):  # cart_update.lua ARGV[1]
-    ADD = "add"
-    SET = "set"
-    REMOVE = "remove"
-
-
-class ReserveMode(StrEnum):  # reserve.lua / order_place.lua: how a line is priced
-    DEAL = "deal"
-    LIST = "list"
-    EXTERNAL = "external"
-    FIXED = "fixed"
-
-
-class Settle(StrEnum):  # reserve_settle.lua, voucher_settle.lua ARGV[2]
-    TAKE = "take"
-    RELEASE = "release"
-
-
-class OrderStep(StrEnum):  # order_step.lua ARGV[2]
-    ABORT = "abort"
-    RELEASED = "released"
-    SETTLED = "settled"
-
-
-class EffectKind(StrEnum):  # session_effects.lua ARGV[5]
-    ORDER = "order"
-    REFUND = "refund"
-
-
-class VoidOp(StrEnum):  # order_void.lua ARGV[1]
-    VOID = "void"
-    PEEK = "peek"
+# session_status.lua ARGV[4]
+SessionAction = StrEnum("SessionAction", [("START", "start"), ("END", "end")])
+# pin.lua ARGV[4]
+PinAction = StrEnum("PinAction", [
+    ("PIN", "pin"), ("UNPIN", "unpin"), ("MAY_PIN", "may_pin"), ("MAY_DEAL", "may_deal"),
+    ("MAY_UNPIN", "may_unpin"),
+])
+# moderate.lua ARGV[3]
+Moderation = StrEnum("Moderation", [
+    ("DELETE", "delete"), ("MUTE", "mute"), ("UNMUTE", "unmute"), ("BAN", "ban"),
+    ("UNBAN", "unban"), ("SLOW_MODE", "slow_mode"), ("BLOCKED_WORDS", "blocked_words"),
+    ("LINKS", "links"),
+])
+# auction_close.lua ARGV[4]
+AuctionPhase = StrEnum("AuctionPhase", [("DUE", "due"), ("SETTLE", "settle")])
+# auction_close.lua ARGV[5]
+AuctionOutcome = StrEnum("AuctionOutcome", [("SOLD", "sold"), ("UNSOLD", "unsold")])
+# giveaway_close.lua ARGV[4]
+GiveawayPhase = StrEnum("GiveawayPhase", [("FREEZE", "freeze"), ("SETTLE", "settle")])
+# waitlist.lua ARGV[1]
+WaitlistOp = StrEnum("WaitlistOp", [("JOIN", "join"), ("LEAVE", "leave"), ("EXPIRE", "expire")])
+# cart_update.lua ARGV[1]
+CartOp = StrEnum("CartOp", [("ADD", "add"), ("SET", "set"), ("REMOVE", "remove")])
+# reserve.lua / order_place.lua: how a line is priced
+ReserveMode = StrEnum("ReserveMode", [
+    ("DEAL", "deal"), ("LIST", "list"), ("EXTERNAL", "external"), ("FIXED", "fixed"),
+])
+# reserve_settle.lua, voucher_settle.lua ARGV[2]
+Settle = StrEnum("Settle", [("TAKE", "take"), ("RELEASE", "release")])
+# order_step.lua ARGV[2]
+OrderStep = StrEnum("OrderStep", [
+    ("ABORT", "abort"), ("RELEASED", "released"), ("SETTLED", "settled"),
+])
+# session_effects.lua ARGV[5]
+EffectKind = StrEnum("EffectKind", [("ORDER", "order"), ("REFUND", "refund")])
+# order_void.lua ARGV[1]
+VoidOp = StrEnum("VoidOp", [("VOID", "void"), ("PEEK", "peek")])

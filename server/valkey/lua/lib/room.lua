@@ -70,3 +70,40 @@ local function in_showcase(showcase_json, pid)
   end
   return false
 end
+
+-- Before the session's creator opens a `kind` ('auction' | 'giveaway', `a_kind` its name
+-- with an article) on `product`: the session exists, `caller` is its creator, it is live,
+-- `check()` (or nil) passes, the product is in its showcase, and no `kind` is open.
+-- Returns {the session's creator}, or {nil, the failure to return}.
+local function may_open(kind, a_kind, caller, product, check)
+  local s = redis.call('HMGET', K_SESSION, 'creator', 'status', 'showcase', kind)
+  if not s[1] then return {nil, fail('not_found', 'session does not exist')} end
+  if s[1] ~= caller then
+    return {nil, fail('forbidden', 'only the session creator can start ' .. a_kind)}
+  end
+  if s[2] ~= 'live' then return {nil, fail('not_live', 'session is not live')} end
+  local failed = check and check()
+  if failed then return {nil, failed} end
+  if not in_showcase(s[3], product) then
+    return {nil, fail('conflict', {message = 'the product is not in this session\'s showcase',
+      product = product})}
+  end
+  if s[4] and s[4] ~= '' then
+    return {nil, fail('conflict', {message = a_kind .. ' is already open in this session',
+      [kind] = s[4]})}
+  end
+  return {s[1]}
+end
+
+-- An opened `kind` stored and announced: its hash (`key`, fields `h`), the session's
+-- pointer to it, the session counter `<kind>s`, and the `kind` room event `event(h)`.
+-- Returns {the event data JSON, seq}.
+local function store_opened(kind, key, counters, h, event)
+  local flat = {}
+  for k, v in pairs(h) do table.insert(flat, k); table.insert(flat, v) end
+  redis.call('HSET', key, unpack(flat))
+  redis.call('HSET', K_SESSION, kind, h.id)
+  redis.call('HINCRBY', counters, kind .. 's', 1)
+  local d = event(h)
+  return {d, emit(kind, d)}
+end
