@@ -8,49 +8,37 @@ is `saga.py`'s.
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from redis.exceptions import ResponseError
 
-from server.errors import ApiError
-from server.valkey.keys import Keys, order_bucket
+from server.valkey.money_scripts import (
+    ORDER_PLACE_ARGS,
+    ORDER_PLACE_KEYS,
+    Begun,
+    MoneyScripts,
+    Patched,
+    Peeked,
+    Reserved,
+    as_json,
+    new_epoch,
+    or_empty,
+)
 from server.valkey.ops import (
     AuctionOutcome,
     AuctionPhase,
-    CartOp,
     EffectKind,
     GiveawayPhase,
     Moderation,
-    OrderStep,
     PinAction,
-    ReserveMode,
     SessionAction,
-    Settle,
     VoidOp,
-    WaitlistOp,
 )
-from server.valkey.store import Store, text, translate
+from server.valkey.store import text
 
-
-def _json(value: Any) -> bytes:
-    return orjson.dumps(value)
-
-
-def _opt(value: int | None) -> str | int:
-    return "" if value is None else value
-
-
-# order_place.lua's strides: each order's keys and arguments (the script's header and its
-# KEYS_PER_ORDER, ARGS_PER_ORDER say the same; tests/test_script_ops.py checks)
-ORDER_PLACE_KEYS = 18
-ORDER_PLACE_ARGS = 4
-
-
-def new_epoch() -> str:
-    return secrets.token_hex(4)
+__all__ = ["ORDER_PLACE_ARGS", "ORDER_PLACE_KEYS", "Begun", "Patched", "Peeked", "Reserved",
+           "Scripts", "StreamPatch", "new_epoch"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,51 +51,9 @@ class StreamPatch:
     offset_ms: int | None
 
 
-@dataclass(frozen=True, slots=True)
-class Begun:
-    """What order_begin.lua found: 'new' | 'pending' | 'failed' | 'committed'."""
-
-    status: str
-    attempt: int
-    body: bytes  # the plan (JSON), or the order JSON when committed
-
-
-@dataclass(frozen=True, slots=True)
-class Peeked:
-    """The idempotency rule's answer to a request for an order (order_peek.lua)."""
-
-    answer: str  # 'new' | 'join' | 'release' | 'replay' | 'conflict' (lib/idempotency.lua)
-    order: bytes  # the order JSON for 'replay', else b""
-    error: ApiError | None  # the rule's error for 'conflict'
-
-
-@dataclass(frozen=True, slots=True)
-class Reserved:
-    line: dict[str, Any]  # {product, qty, unit_price, amount, commission, seller, deal, sold_out}
-    closed_deal: bytes  # a deal reserve.lua closed at its ends_at (JSON), or b""
-
-
-@dataclass(frozen=True, slots=True)
-class Patched:
-    """What product_patch.lua did."""
-
-    changed: bool  # price or stock changed
-    price: int
-    stock: int
-    closed_deals: list[bytes]  # deals a price cut closed (JSON each)
-    offered: list[str]  # users a restock gave a waitlist hold, first in line first
-    hold_until: int  # when those holds end (ms)
-
-
-class Scripts:
-    def __init__(self, store: Store, keys: Keys, history_max_events: int,
-                 history_max_age_ms: int, chat_history_max: int = 500) -> None:
-        self.store, self.keys = store, keys
-        self.history = (history_max_events, history_max_age_ms)
-        self.chat_max = chat_history_max
-
-    def _context(self) -> list[Any]:
-        return [*self.history, new_epoch()]
+class Scripts(MoneyScripts):
+    """Every script: the session's slot here (sessions, pins, chat, auctions, giveaways),
+    the money path's in MoneyScripts."""
 
     # sessions (slot {s:<session>}) ------------------------------------------------
 
@@ -117,8 +63,8 @@ class Scripts:
                              stream_clock_offset_ms: int = 0) -> bool:
         return bool(await self.store.run(
             "session_create.lua", [self.keys.session(sid)],
-            [sid, creator, kind, title, _json(showcase), created_at, new_epoch(),
-             _opt(scheduled_at), stream_url or "", stream_clock_offset_ms]))
+            [sid, creator, kind, title, as_json(showcase), created_at, new_epoch(),
+             or_empty(scheduled_at), stream_url or "", stream_clock_offset_ms]))
 
     async def set_stream(self, sid: str, caller: str, patch: StreamPatch) -> None:
         keep = "-"  # session_stream.lua: leave this field as it is
@@ -146,7 +92,7 @@ class Scripts:
         k = self.keys
         pin, seq = await self.store.run_pipelined(
             "pin.lua", [*k.room(sid), k.pin_log(sid), k.counters(sid), k.moderators(sid)],
-            [*self._context(), PinAction.PIN, caller, _opt(stream_ts_ms), product_json, product,
+            [*self._context(), PinAction.PIN, caller, or_empty(stream_ts_ms), product_json, product,
              opened_deal, closed_deal])
         return orjson.loads(pin), int(seq)
 
@@ -159,7 +105,7 @@ class Scripts:
         pin, seq = await self.store.run_pipelined(
             "pin.lua", [*k.room(sid), k.pin_log(sid), k.counters(sid), k.moderators(sid),
                         k.product(product)],
-            [*self._context(), PinAction.PIN, caller, _opt(stream_ts_ms), "", product, "", ""])
+            [*self._context(), PinAction.PIN, caller, or_empty(stream_ts_ms), "", product, "", ""])
         if int(seq) < 0:
             return None
         return orjson.loads(pin), int(seq)
@@ -169,14 +115,14 @@ class Scripts:
         k = self.keys
         _, seq = await self.store.run_pipelined(
             "pin.lua", [*k.room(sid), k.pin_log(sid), k.counters(sid), k.moderators(sid)],
-            [*self._context(), PinAction.UNPIN, caller, _opt(stream_ts_ms), "", "", "",
+            [*self._context(), PinAction.UNPIN, caller, or_empty(stream_ts_ms), "", "", "",
              closed_deal])
         return int(seq)
 
     async def emit(self, sid: str, event_type: str, data: Any) -> int:
         return int(await self.store.run_pipelined(
             "room_event.lua", self.keys.room(sid),
-            [*self._context(), event_type, _json(data)]))
+            [*self._context(), event_type, as_json(data)]))
 
     async def announce_closed_deal(self, sid: str, deal: bytes) -> int:
         return int(await self.store.run_pipelined(
@@ -194,7 +140,7 @@ class Scripts:
         return bool(await self.store.run_pipelined(
             "session_effects.lua",
             [*k.room(sid), k.counters(sid), k.session_applied(sid)],
-            [*self._context(), effect, kind, _json(lines), _json(sold_out)]))
+            [*self._context(), effect, kind, as_json(lines), as_json(sold_out)]))
 
     # chat and moderation (slot {s:<session>}) ----------------------------------------
 
@@ -229,224 +175,6 @@ class Scripts:
         k = self.keys
         return bool(await self.store.run(
             "remind.lua", [k.session(sid), k.reminders(sid)], [user, "1" if on else "0"]))
-
-    # products (slot {p:<product>}) --------------------------------------------------
-
-    async def create_product(self, fields: list[Any], pid: str) -> bool:
-        return bool(await self.store.run("product_create.lua", [self.keys.product(pid)], fields))
-
-    async def patch_product(self, pid: str, price: int | None, stock: int | None,
-                            commission_bps: int | None, batch: str = "",
-                            hold_ms: int = 0) -> Patched:
-        k = self.keys
-        changed, now_price, now_stock, closed, offered, hold_until = await self.store.run(
-            "product_patch.lua", [k.product(pid), k.deals(pid), k.waitlist(pid), k.holds(pid)],
-            [_opt(price), _opt(stock), _opt(commission_bps), batch, hold_ms])
-        return Patched(bool(changed), int(now_price), int(now_stock),
-                       [orjson.dumps(d) for d in orjson.loads(closed)],
-                       [str(u) for u in orjson.loads(offered)], int(hold_until))
-
-    async def waitlist(self, pid: str, op: WaitlistOp, user: str, batch: str, hold_ms: int,
-                       max_waiting: int, due_batch: str = "") -> list[Any]:
-        """waitlist.lua's reply as it is (its header documents each op's shape)."""
-        k = self.keys
-        reply: list[Any] = await self.store.run(
-            "waitlist.lua", [k.product(pid), k.waitlist(pid), k.holds(pid)],
-            [op, user, batch, hold_ms, max_waiting, due_batch])
-        return reply
-
-    async def open_deal(self, pid: str, sid: str, deal_id: str,
-                        deal: dict[str, int]) -> tuple[bytes, bytes]:
-        opened, closed = await self.store.run(
-            "deal_open.lua", [self.keys.product(pid), self.keys.deals(pid)],
-            [sid, deal_id, deal["price"], deal["stock"], deal["per_buyer_limit"],
-             deal["ends_at"]])
-        return bytes(opened), bytes(closed)
-
-    async def close_deal(self, pid: str, sid: str, deal_id: str = "",
-                         only_due: bool = False) -> tuple[str, bytes]:
-        """('closed', deal JSON) closed now | ('was_closed', deal JSON) | ('open', b'') not
-        due yet | ('unknown', b'')."""
-        state, deal = await self.store.run(
-            "deal_close.lua", [self.keys.product(pid), self.keys.deals(pid)],
-            [sid, deal_id, "1" if only_due else "0"])
-        return text(state), bytes(deal)
-
-    async def reserve(self, pid: str, reservation: str, buyer: str, qty: int,
-                      seen: int | None, mode: ReserveMode, room: str,
-                      attributed: str) -> Reserved:
-        k = self.keys
-        line, closed = await self.store.run_pipelined(
-            "reserve.lua",
-            [k.product(pid), k.deals(pid), k.rates(pid), k.reservations(pid), k.holds(pid)],
-            [reservation, buyer, qty, _opt(seen), mode, room, attributed, pid])
-        return Reserved(orjson.loads(line), bytes(closed))
-
-    async def settle_reservation(self, pid: str, reservation: str, op: Settle) -> str:
-        k = self.keys
-        return text(await self.store.run_pipelined(
-            "reserve_settle.lua",
-            [k.product(pid), k.deals(pid), k.reservations(pid), k.holds(pid)],
-            [reservation, op]))
-
-    async def refund_stock(self, pid: str, effect: str, qty: int) -> bool:
-        return bool(await self.store.run_pipelined(
-            "refund_stock.lua", [self.keys.product(pid), self.keys.product_applied(pid)],
-            [effect, qty]))
-
-    # vouchers (slot {v:<code>}) --------------------------------------------------------
-
-    async def create_voucher(self, code: str, fields: list[Any]) -> bool:
-        return bool(await self.store.run("voucher_create.lua", [self.keys.voucher(code)],
-                                         [code, *fields]))
-
-    async def reserve_voucher(self, code: str, reservation: str, buyer: str, discount: int,
-                              room: str) -> str:
-        k = self.keys
-        return text(await self.store.run_pipelined(
-            "voucher_reserve.lua", [k.voucher(code), k.voucher_uses(code)],
-            [reservation, buyer, discount, room, code]))
-
-    async def settle_voucher(self, code: str, reservation: str, op: Settle) -> str:
-        k = self.keys
-        return text(await self.store.run_pipelined(
-            "voucher_settle.lua", [k.voucher(code), k.voucher_uses(code), k.voucher_log(code)],
-            [reservation, op]))
-
-    # users (slot {u:<user>}) ------------------------------------------------------------
-
-    async def update_cart(self, buyer: str, op: CartOp, product: str, qty: int, session: str,
-                          max_qty: int, stock: int | None) -> tuple[Any, bool, int]:
-        """(the cart as a flat list, whether the line grew, the cart's new version)."""
-        k = self.keys
-        flat, grew, version = await self.store.run(
-            "cart_update.lua", [k.cart(buyer), k.touches(buyer), k.cart_version(buyer)],
-            [op, product, qty, session, max_qty, _opt(stock)])
-        return flat, bool(grew), int(version)
-
-    async def touch(self, buyer: str, product: str, session: str) -> None:
-        await self.store.run_pipelined("touch.lua", [self.keys.touches(buyer)],
-                                       [product, session])
-
-    async def read_cart(self, buyer: str, *, touches: bool = False) -> tuple[Any, int, Any]:
-        """(the cart as a flat list, its version, the touches as a flat list — empty unless
-        asked for), read at one instant."""
-        k = self.keys
-        flat, version, touched = await self.store.run_pipelined(
-            "cart_read.lua",
-            [k.cart(buyer), k.cart_version(buyer), *([k.touches(buyer)] if touches else [])],
-            [])
-        return flat, int(version), touched
-
-    async def claim_cart(self, buyer: str, claim: str, version: int) -> str:
-        """A checkout attempt's claim on the cart at the version it read: 'held' (or
-        'taken' for a duplicate of an attempt whose order committed); `conflict` when the
-        cart changed since or another checkout holds it."""
-        k = self.keys
-        return text(await self.store.run_pipelined(
-            "cart_claim.lua", [k.cart_version(buyer), k.cart_claims(buyer)], [claim, version]))
-
-    async def release_cart(self, buyer: str, claim: str) -> str:
-        """A failed attempt's claim given back: 'released' ('taken' if its order committed)."""
-        return text(await self.store.run_pipelined(
-            "cart_release.lua", [self.keys.cart_claims(buyer)], [claim]))
-
-    async def buyer_effects(self, buyer: str, oid: str, order_json: bytes,
-                            cart_lines: dict[str, str] | None,
-                            touch: tuple[str, str] | None, claim: str = "") -> int:
-        """The cart's version when this left a changed, non-empty cart (else 0). `claim`:
-        the checkout's claim on the cart (cart_claim.lua), taken here; '' for none."""
-        k = self.keys
-        _, version = await self.store.run_pipelined(
-            "buyer_effects.lua",
-            [k.user_applied(buyer), k.user_orders(buyer), k.cart(buyer), k.touches(buyer),
-             k.user_channel(buyer), k.cart_version(buyer), k.cart_claims(buyer)],
-            [f"o:{oid}", oid, order_json, "" if cart_lines is None else _json(cart_lines),
-             touch[0] if touch else "", touch[1] if touch else "", claim])
-        return int(version)
-
-    async def ledger_apply(self, creator: str, effect: str,
-                           entries: list[dict[str, Any]]) -> bool:
-        k = self.keys
-        return bool(await self.store.run_pipelined(
-            "ledger_apply.lua", [k.user_applied(creator), k.ledger(creator), k.balance(creator)],
-            [effect, _json(entries)]))
-
-    # orders (slot {o:<bucket>}) ---------------------------------------------------------
-
-    def _order_keys(self, oid: str) -> list[str]:
-        return [self.keys.order(oid), self.keys.saga(order_bucket(oid))]
-
-    async def begin_order(self, oid: str, fingerprint: str, plan: bytes,
-                          takeover_at: int) -> Begun:
-        status, attempt, body = await self.store.run_pipelined(
-            "order_begin.lua", self._order_keys(oid), [oid, fingerprint, plan, takeover_at])
-        return Begun(text(status), int(attempt), bytes(body))
-
-    async def commit_order(self, oid: str, attempt: int, head: dict[str, Any],
-                           lines: list[dict[str, Any]], redo_at: int,
-                           sold_out: list[list[str]]) -> tuple[bool, bytes]:
-        status, order = await self.store.run_pipelined(
-            "order_commit.lua",
-            [*self._order_keys(oid), self.keys.orders_stream(order_bucket(oid))],
-            [oid, attempt, _json(head), _json(lines), redo_at, _json(sold_out)])
-        return text(status) == "new", bytes(order)
-
-    async def place_orders(self, orders: list[tuple[str, str, dict[str, Any], ReserveMode]],
-                           ) -> list[tuple[str, bytes, bytes] | ApiError]:
-        """Whole one-line orders (order id, request fingerprint, plan, reserve mode) in one
-        script (one Valkey, no cluster: the keys span hash tags), one after the other. Each
-        order's (status 'new' | 'committed' | 'saga', order JSON, a deal the reserve closed
-        at its ends_at or b""), or the ApiError it failed with (a call of one order fails
-        as a whole on a Lua error)."""
-        k = self.keys
-        keys: list[str] = []
-        args: list[Any] = self._context()
-        for oid, fingerprint, plan, mode in orders:
-            line = plan["lines"][0]
-            room = plan.get("room") or line["session"] or ""
-            pid, buyer = line["product"], plan["buyer"]
-            creator = line.get("creator") or ""  # no creator: its ledger keys go unused
-            mine = [*k.room(room), k.counters(room), k.order(oid),
-                    k.orders_stream(order_bucket(oid)), k.product(pid), k.deals(pid),
-                    k.rates(pid), k.reservations(pid), k.holds(pid), k.user_orders(buyer),
-                    k.cart(buyer), k.touches(buyer), k.user_channel(buyer),
-                    k.cart_version(buyer), k.ledger(creator), k.balance(creator)]
-            assert len(mine) == ORDER_PLACE_KEYS
-            keys += mine
-            args += [oid, fingerprint, _json(plan), mode]  # ORDER_PLACE_ARGS
-        reply = await self.store.run_pipelined("order_place.lua", keys, args)
-        out: list[tuple[str, bytes, bytes] | ApiError] = []
-        for i in range(0, len(reply), 3):
-            status = text(reply[i])
-            if status == "error":
-                out.append(translate(ResponseError(text(reply[i + 1]))))
-            else:
-                out.append((status, bytes(reply[i + 1]), bytes(reply[i + 2])))
-        return out
-
-    async def peek_orders(self, oids: list[str], fingerprints: list[str]) -> list[Peeked]:
-        """What the idempotency rule answers each (order id, request fingerprint), in one
-        call (on a cluster: one bucket)."""
-        reply = await self.store.run_pipelined(
-            "order_peek.lua", [self.keys.order(oid) for oid in oids], fingerprints)
-        return [Peeked(text(answer), bytes(body) if text(answer) == "replay" else b"",
-                       translate(ResponseError(text(body))) if text(answer) == "conflict"
-                       else None) for answer, body in reply]
-
-    async def order_step(self, oid: str, op: OrderStep, attempt: int) -> str:
-        return text(await self.store.run_pipelined(
-            "order_step.lua", self._order_keys(oid), [oid, op, attempt]))
-
-    async def refund(self, oid: str, refund_id: str, lines: bytes, caller: str, admin: bool,
-                     redo_at: int) -> tuple[bool, bytes, bytes]:
-        bucket = order_bucket(oid)
-        status, result, effects = await self.store.run(
-            "refund.lua",
-            [self.keys.order(oid), self.keys.refunds(oid), self.keys.saga(bucket),
-             self.keys.orders_stream(bucket)],
-            [refund_id, lines, caller, "1" if admin else "0", redo_at])
-        return text(status) == "new", bytes(result), bytes(effects)
 
     # auctions and giveaways (slot {s:<session>}; order_void in the order's bucket) -----
 
