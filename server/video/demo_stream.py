@@ -30,6 +30,7 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any
 
+from starlette.responses import Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import Message, Receive, Scope, Send
@@ -190,6 +191,9 @@ class _HlsFiles:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         suffix = os.path.splitext(str(scope.get("path", "")))[1]
+        if suffix == ".m3u8" and scope["type"] == "http":
+            await self._playlist(scope, receive, send)
+            return
 
         async def patched(message: Message) -> None:
             if message["type"] == "http.response.start" and suffix in _TYPES:
@@ -203,3 +207,20 @@ class _HlsFiles:
             await send(message)
 
         await self.files(scope, receive, patched)
+
+    async def _playlist(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A playlist is read whole, once: ffmpeg replaces it (rename) every segment, and a
+        file response that took its length from one version and its bytes from the next
+        sent more than its Content-Length (the connection then broke mid-response)."""
+        full, found = self.files.lookup_path(self.files.get_path(scope))
+        body = None
+        if found is not None:
+            with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+                body = await asyncio.to_thread(Path(full).read_bytes)
+        if body is None:
+            response = Response("Not Found", status_code=404)
+        else:
+            response = Response(body, headers={
+                "content-type": _TYPES[".m3u8"].decode(), "cache-control": "no-cache",
+                "access-control-allow-origin": "*"})
+        await response(scope, receive, send)
