@@ -49,6 +49,7 @@ class RoomTick:
         self.users, self.facts, self.room_dropped = users, facts, room_dropped
         self.gate = StatsGate(answering)
         self.last_stats: dict[str, dict[str, int]] = {}
+        self._held: dict[str, int] = {}  # room -> ticks in a row its push waited for joiners
 
     def _creator_here(self, sid: str) -> list[Client]:
         """The session creator's connections here watching this room (joined, not joining).
@@ -63,6 +64,7 @@ class RoomTick:
         if not rooms:
             return
         likes = {room.sid: room.likes for room in rooms}
+        counted = {room.sid: len(room.clients) for room in rooms}
         for room in rooms:
             room.likes = 0
         try:  # a creator watching the console is not an audience
@@ -79,8 +81,11 @@ class RoomTick:
         for room, report in zip(rooms, reports, strict=True):
             if room.size == 0:
                 self.last_stats.pop(room.sid, None)
+                self._held.pop(room.sid, None)
                 await self.room_dropped.send(room.sid)
                 continue
+            if self._newer_viewers(room.sid, len(room.clients) > counted[room.sid]):
+                continue  # the next tick counts them, and pushes
             values = (report.viewers, report.likes, report.orders, report.units)
             pushed = values != room.last_counters and not defer
             joiners, room.catch_up = room.catch_up, []
@@ -93,6 +98,17 @@ class RoomTick:
             for client, seen in joiners:  # joined around the last push (rooms/ops.join)
                 if not pushed and seen != values and client.id in room.clients:
                     client.send_obj(event)
+
+    def _newer_viewers(self, sid: str, went_live: bool) -> bool:
+        """Did viewers go live in the room while this tick's report was out? Their join
+        snapshots are newer than values that do not count them, so those values are not
+        pushed (the next tick's are) — at most STATS_DEFER_TICKS ticks in a row, so a
+        room that keeps growing still gets its counters."""
+        held = self._held.pop(sid, 0)
+        if went_live and held < STATS_DEFER_TICKS:
+            self._held[sid] = held + 1
+            return True
+        return False
 
     async def final(self) -> None:
         """At shutdown: the likes not reported yet, with no viewers left here."""
