@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -22,6 +21,7 @@ from server.cart.lanes import Lanes
 from server.cart.peeks import Peeks
 from server.cart.saga import Placed, Saga
 from server.cart.vouchers import Vouchers, terms_of
+from server.clock import now_ms
 from server.counters.attribution import Attribution, Touch, attribute
 from server.errors import ApiError, ErrorCode, bad_request, forbidden, not_found
 from server.facts import SessionFacts
@@ -84,7 +84,7 @@ class Orders:
 
     async def _attribute(self, buyer: str, raw_touches: dict[str, Any], *,
                          joined: str | None) -> dict[str, Attribution]:
-        now = int(time.time() * 1000)
+        now = now_ms()
         touches = {pid: Touch.parse(text(value)) if value is not None else None
                    for pid, value in raw_touches.items()}
         facts = await self._facts(t.session for t in touches.values() if t is not None)
@@ -199,7 +199,7 @@ class Orders:
     async def _place_buy_now(self, buyer: str, room: SessionFacts, product: str, qty: int,
                              price: int | None, voucher: str | None, oid: str,
                              fp: str) -> Placed:
-        now = int(time.time() * 1000)
+        now = now_ms()
         a = attribute(buyer, Touch(room.id, now), room, now_ms=now,
                       window_ms=self.settings.attribution_window_s * 1000, joined=room.id)
         placing = self._placing.setdefault(oid, asyncio.Event())

@@ -39,13 +39,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
+from server.clock import now_ms
 from server.edge.client import Client
 from server.edge.codecs import MSGPACK, OP_BINARY, OP_TEXT, frame
 from server.errors import CloseCode
@@ -313,6 +313,6 @@ class Lane:
     def _notice(self, after: int, resume: int) -> HeldEvent:
         notice = self.kind.policy.notice
         assert notice is not None
-        doc = {"t": str(notice), self.kind.field: resume, "ts": int(time.time() * 1000),
+        doc = {"t": str(notice), self.kind.field: resume, "ts": now_ms(),
                "d": {"after": after}}
         return resume, orjson.dumps(doc), doc
